@@ -1,0 +1,5 @@
+"""Mailgate: a self-hosted, multi-tenant outbound email gateway."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Mailgate compose package."""

@@ -1,0 +1,1 @@
+"""The model and its rules. Standard library only; no IO."""

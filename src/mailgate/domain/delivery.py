@@ -1,0 +1,94 @@
+"""Delivery values shared by engines, the worker and the delivery log.
+
+Engines return these; they never raise for a delivery outcome (ARCHITECTURE.md, house style 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    DEFERRED = "deferred"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED})
+
+
+class RecipientStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+class OutcomeKind(StrEnum):
+    """What one attempt means for a recipient or a whole message."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"  # temporary: retry later
+    FAILED = "failed"  # permanent for this recipient
+    AUTH_FAILED = "auth_failed"  # the server's credentials are wrong: hold, do not burn retries
+    UNKNOWN = "unknown"  # the data may have been accepted: retry, flag possible duplicate
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The SMTP envelope: reverse path and forward paths (already routed)."""
+
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """The outcome of one attempt for one envelope recipient."""
+
+    email: str
+    kind: OutcomeKind
+    code: int | None = None
+    reply: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """The outcome of one delivery attempt of one message.
+
+    ``kind`` is the outcome of the message as a whole for this attempt; ``recipients`` holds
+    one entry per envelope recipient. ``retry_after`` (seconds) is set when the remote side
+    said when to come back. ``connection_error`` marks failures of the connection itself
+    (refused, TLS, timeout) that make a fallback server worth trying.
+    """
+
+    kind: OutcomeKind
+    recipients: tuple[RecipientResult, ...] = ()
+    code: int | None = None
+    reply: str = ""
+    retry_after: float | None = None
+    tls_version: str | None = None
+    transcript: str = ""
+    remote_id: str | None = None
+    connection_error: bool = False
+    duration_ms: float = 0.0
+    details: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def whole(
+        cls,
+        envelope: Envelope,
+        kind: OutcomeKind,
+        *,
+        code: int | None = None,
+        reply: str = "",
+        **extra: object,
+    ) -> DeliveryResult:
+        """A result where every recipient shares the message's outcome."""
+        recipients = tuple(RecipientResult(r, kind, code, reply) for r in envelope.rcpt_to)
+        return cls(kind=kind, recipients=recipients, code=code, reply=reply, **extra)  # type: ignore[arg-type]

@@ -1,0 +1,43 @@
+"""Mail servers (email configurations): engines, security modes and their rules."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Engine(StrEnum):
+    SMTP = "smtp"
+    SENDGRID = "sendgrid"
+    MSGRAPH = "msgraph"
+    CAPTURE = "capture"
+
+
+class Security(StrEnum):
+    STARTTLS = "starttls"
+    TLS = "tls"
+    NONE = "none"
+
+
+class AuthKind(StrEnum):
+    NONE = "none"
+    PASSWORD = "password"  # noqa: S105 - the name of an auth mode, not a secret
+    XOAUTH2 = "xoauth2"
+
+
+class ServerStatus(StrEnum):
+    OK = "ok"
+    AUTH_FAILED = "auth_failed"
+    UNREACHABLE = "unreachable"
+    UNKNOWN = "unknown"
+
+
+class TlsVersion(StrEnum):
+    V1_2 = "1.2"
+    V1_3 = "1.3"
+
+
+DEFAULT_PORTS: dict[Security, int] = {Security.STARTTLS: 587, Security.TLS: 465, Security.NONE: 25}
+
+#: Fields whose change on an existing server requires its secret to be given again, so that
+#: a stored password is never sent to a host it was not entered for.
+SECRET_BOUND_FIELDS: frozenset[str] = frozenset({"host", "port", "username", "security"})

@@ -1,0 +1,1 @@
+"""Mailgate engines package."""

@@ -1,0 +1,93 @@
+"""Instance settings, read once at the edges (CLI, web app factory) and passed down as values.
+
+Every setting comes from a ``MAILGATE_*`` environment variable or from ``mailgate.toml`` in
+the working directory (or the file named by ``MAILGATE_CONFIG``); the environment wins.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """The instance settings of one Mailgate deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILGATE_",
+        extra="ignore",
+        frozen=True,
+        toml_file=os.environ.get("MAILGATE_CONFIG", "mailgate.toml"),
+    )
+
+    data_dir: Path = Field(Path("var"), description="SQLite database, key file and spool.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file in the data dir."
+    )
+    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated secret-box keys, newest first; default: the key file.",
+    )
+    admin_token: SecretStr | None = Field(None, description="Instance-admin bearer token.")
+    host: str = Field("127.0.0.1", description="HTTP listen address.")
+    port: int = Field(8025, ge=0, le=65535, description="HTTP listen port.")
+    smtp_port: int = Field(2525, ge=0, le=65535, description="SMTP submission port; 0 disables.")
+    allow_port_25: bool = Field(False, description="Allow mail servers on port 25.")
+    allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs and host:port entries the network policy lets through.",
+    )
+    workers: int = Field(1, ge=0, description="Delivery worker tasks in `serve` (0 = API only).")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    log_level: str = Field("INFO", description="Root log level.")
+    max_recipients: int = Field(100, ge=1, description="Recipients allowed on one message.")
+    max_message_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="Body plus attachments allowed on one message."
+    )
+    give_up_hours: float = Field(72.0, gt=0, description="Age after which delivery gives up.")
+    retention_days: float = Field(30.0, gt=0, description="Delivered mail kept this long.")
+    lease_seconds: float = Field(120.0, gt=0, description="How long a claimed message is held.")
+
+    @field_validator("secret_keys", "allowed_networks", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database URL, or the SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'mailgate.db').as_posix()}"
+
+    @property
+    def key_file(self) -> Path:
+        """Where the generated secret-box key lives when no keys come from the environment."""
+        return self.data_dir / "secret.key"

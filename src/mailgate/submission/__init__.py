@@ -1,0 +1,1 @@
+"""Mailgate submission package."""

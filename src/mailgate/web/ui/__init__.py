@@ -1,0 +1,1 @@
+"""Mailgate web/ui package."""

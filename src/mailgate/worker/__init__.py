@@ -1,0 +1,1 @@
+"""Mailgate worker package."""
