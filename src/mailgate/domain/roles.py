@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -44,3 +45,31 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 def has_permission(role: Role, permission: Permission) -> bool:
     """Whether ``role`` grants ``permission``."""
     return permission in ROLE_PERMISSIONS[role]
+
+
+class PrincipalKind(StrEnum):
+    INSTANCE_ADMIN = "instance_admin"
+    TOKEN = "token"  # noqa: S105 - a kind of principal, not a secret
+    USER = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the instance admin, a tenant API token or a signed-in user."""
+
+    kind: PrincipalKind
+    actor: str
+    tenant_id: str | None = None
+    role: Role | None = None
+    app_id: str | None = None
+    token_id: str | None = None
+
+    @property
+    def is_instance_admin(self) -> bool:
+        return self.kind is PrincipalKind.INSTANCE_ADMIN
+
+    def can(self, permission: Permission) -> bool:
+        """Whether this principal holds ``permission`` inside its own tenant."""
+        if self.is_instance_admin:
+            return True
+        return self.role is not None and has_permission(self.role, permission)

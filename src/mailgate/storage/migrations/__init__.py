@@ -1,0 +1,1 @@
+"""Alembic migrations of the Mailgate schema (run on SQLite and PostgreSQL)."""

@@ -1,0 +1,203 @@
+"""Table definitions (SQLAlchemy Core) for configuration: tenants, members, servers, accounts.
+
+Secret columns (``*_secrets``) hold secret-box ciphertext bound to their row; nothing else
+stores a secret. Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 26
+
+
+def _id() -> Column[str]:
+    return Column("id", String(ID), primary_key=True)
+
+
+def _tenant() -> Column[str]:
+    return Column(
+        "tenant_id", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+
+
+def _stamps() -> list[Column[object]]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    ]
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    _id(),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    *_stamps(),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("email", String(320), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    *_stamps(),
+    UniqueConstraint("tenant_id", "email"),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("name", String(100), nullable=False),
+    Column("test_list", JSON, nullable=False, default=list),
+    Column("test_list_active", Boolean, nullable=False, default=False),
+    *_stamps(),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    # NULL tenant: an instance-admin token.
+    Column("tenant_id", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("app_id", String(ID), ForeignKey("apps.id", ondelete="CASCADE"), nullable=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+)
+
+mail_servers = Table(
+    "mail_servers",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("name", String(200), nullable=False),
+    Column("engine", String(20), nullable=False),
+    Column("provider", String(64), nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("port", Integer, nullable=False),
+    Column("security", String(10), nullable=False),
+    Column("min_tls_version", String(4), nullable=False),
+    Column("verify_certificate", Boolean, nullable=False),
+    Column("ca_certificates", Text, nullable=True),
+    Column("auth", String(10), nullable=False),
+    Column("username", String(320), nullable=True),
+    Column("allow_insecure_auth", Boolean, nullable=False),
+    Column("oauth", JSON, nullable=True),
+    Column("api_base_url", String(500), nullable=True),
+    Column("sender_upn", String(320), nullable=True),
+    Column("timeout_seconds", Float, nullable=False),
+    Column("max_connections", Integer, nullable=False),
+    Column("rate_limit_per_minute", Integer, nullable=True),
+    Column("is_default", Boolean, nullable=False),
+    Column(
+        "fallback_server_id",
+        String(ID),
+        ForeignKey("mail_servers.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("options", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("status_detail", Text, nullable=True),
+    Column("secrets", LargeBinary, nullable=True),
+    Column("version", Integer, nullable=False),
+    *_stamps(),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+stages = Table(
+    "stages",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("name", String(64), nullable=False),
+    # At most one mail server per stage, by construction.
+    Column(
+        "mail_server_id",
+        String(ID),
+        ForeignKey("mail_servers.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+email_accounts = Table(
+    "email_accounts",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("address", String(320), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("reply_to", String(320), nullable=True),
+    Column(
+        "mail_server_id",
+        String(ID),
+        ForeignKey("mail_servers.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("is_default", Boolean, nullable=False),
+    Column("imap", JSON, nullable=True),
+    Column("smime", JSON, nullable=True),
+    Column("secrets", LargeBinary, nullable=True),
+    Column("last_sync_at", DateTime(timezone=True), nullable=True),
+    Column("last_sync_error", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    *_stamps(),
+    UniqueConstraint("tenant_id", "address"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    _id(),
+    Column("tenant_id", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(64), nullable=False),
+    Column("object_id", String(ID), nullable=True),
+    Column("object_name", String(320), nullable=True),
+    Column("changes", JSON, nullable=False),
+    Index("ix_audit_tenant_at", "tenant_id", "at"),
+)
+
+#: Every column that holds secret-box ciphertext, for key rotation.
+SECRET_COLUMNS: tuple[tuple[Table, str], ...] = (
+    (mail_servers, "secrets"),
+    (email_accounts, "secrets"),
+)
