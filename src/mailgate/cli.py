@@ -2,16 +2,202 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
+
 import typer
+from rich.console import Console
+from rich.progress import Progress
 
-app = typer.Typer(help="Mailgate: a self-hosted, multi-tenant outbound email gateway.")
+from mailgate import logs
+from mailgate.errors import ConfigurationError
+from mailgate.services import auth, boot, demo
+from mailgate.services.context import Context
+from mailgate.settings import Settings
+from mailgate.storage import migrate, rotation
+from mailgate.storage.db import Database
+from mailgate.storage.secretbox import (
+    SecretBox,
+    generate_key,
+    load_keys,
+    write_key_file,
+)
+
+app = typer.Typer(
+    help="Mailgate: a self-hosted, multi-tenant outbound email gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Instance administration.", no_args_is_help=True)
+keys_app = typer.Typer(help="Secret-box keys (encryption at rest).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)
+T = TypeVar("T")
 
 
-@app.callback()
-def _root() -> None:
-    """Mailgate command line."""
+def _run(coro: Awaitable[T]) -> T:
+    """Run a coroutine; configuration errors end the process with their message, not a trace."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+    except Exception as exc:
+        console.print(f"[bold red]error:[/] invalid settings: {exc}")
+        raise typer.Exit(2) from None
+    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    return settings
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the schema this Mailgate needs."""
+    settings = _settings()
+
+    async def go() -> str | None:
+        db = Database(settings.effective_database_url)
+        try:
+            await migrate.upgrade(db)
+            return await migrate.current_revision(db)
+        finally:
+            await db.dispose()
+
+    revision = _run(go())
+    console.print(f"database at schema {revision}")
+
+
+@admin_app.command("create-token")
+def admin_create_token(
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "admin",
+) -> None:
+    """Create an instance-admin API token and print it (shown only once)."""
+    settings = _settings()
+
+    async def go() -> str:
+        ctx = await boot.open_context(settings, auto_upgrade=True, create_key=True)
+        try:
+            return await auth.create_admin_token(ctx, name)
+        finally:
+            await ctx.db.dispose()
+
+    typer.echo(_run(go()))
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new random key (for MAILGATE_SECRET_KEYS)."""
+    typer.echo(generate_key())
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new key and re-encrypt every stored secret with it.
+
+    With a key file, the new key is written first in the file, every secret is re-encrypted,
+    and then the old keys are removed. With MAILGATE_SECRET_KEYS, put the new key first
+    yourself (`mailgate keys generate`), run this, then drop the old keys.
+    """
+    settings = _settings()
+    from_env = bool(settings.secret_keys)
+
+    async def go() -> int:
+        db = Database(settings.effective_database_url)
+        try:
+            if from_env:
+                keys = [k.get_secret_value() for k in settings.secret_keys]
+            else:
+                old = load_keys(env_keys=(), key_file=settings.key_file, create=False)
+                keys = [generate_key(), *old]
+                write_key_file(settings.key_file, keys)
+            box = SecretBox(keys)
+            total = await rotation.count_secrets(db)
+            with Progress(console=console, transient=False) as progress:
+                task = progress.add_task("re-encrypting secrets", total=total or 1)
+                done = await rotation.reseal_all(
+                    db, box, progress=lambda n: progress.advance(task, n)
+                )
+                if not total:
+                    progress.advance(task, 1)
+            if not from_env:
+                write_key_file(settings.key_file, keys[:1])
+            return done
+        finally:
+            await db.dispose()
+
+    done = _run(go())
+    console.print(f"re-encrypted {done} secret value(s) with the new key")
+    if from_env:
+        console.print("now remove the old keys from MAILGATE_SECRET_KEYS")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (MAILGATE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (MAILGATE_PORT).")] = None,
+    with_demo: Annotated[
+        bool, typer.Option("--demo", help="Create the demo tenant on the capture server.")
+    ] = False,
+) -> None:
+    """Run the API (and the delivery workers) in one process."""
+    import uvicorn
+
+    from mailgate.web.app import create_app
+
+    settings = _settings()
+    listen_host = host or settings.host
+    listen_port = port if port is not None else settings.port
+
+    async def go() -> None:
+        ctx: Context = await boot.open_context(settings, auto_upgrade=True, create_key=True)
+        try:
+            if with_demo:
+                found = await demo.ensure_demo(ctx)
+                _print_demo(found, listen_host, listen_port)
+            config = uvicorn.Config(
+                create_app(ctx),
+                host=listen_host,
+                port=listen_port,
+                log_config=None,
+                access_log=False,
+            )
+            await uvicorn.Server(config).serve()
+        finally:
+            await ctx.db.dispose()
+
+    _run(go())
+
+
+def _print_demo(found: demo.Demo, host: str, port: int) -> None:
+    base = f"http://{host}:{port}"
+    body = json.dumps(
+        {"to": ["someone@example.test"], "subject": "Hello from Mailgate", "text": "It works."}
+    )
+    console.print(f"\n[bold]Mailgate[/] on {base}  (API docs: {base}/docs)")
+    console.print(f"demo tenant [bold]{found.tenant}[/], owner token:\n  {found.token}")
+    console.print("send a message:")
+    console.print(
+        f"  curl -s -X POST {base}/api/v1/tenants/{found.tenant}/messages "
+        f"-H 'Authorization: Bearer {found.token}' -H 'Content-Type: application/json' "
+        f"-d '{body}'\n",
+        soft_wrap=True,
+    )
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive use
+        sys.exit(130)

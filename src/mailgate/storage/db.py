@@ -110,5 +110,14 @@ class Database:
         """The URL with any password hidden, for messages and logs."""
         return make_url(self.url).render_as_string(hide_password=True)
 
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return False
+        return True
+
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -1,0 +1,176 @@
+"""Email accounts (sender identities): address immutable, one default, server required."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from mailgate.domain.model import EmailAccount
+from mailgate.errors import ValidationFailed
+from mailgate.services.context import Caller, Context
+from mailgate.storage import audit
+from mailgate.storage.accounts import AccountRepo
+from mailgate.storage.servers import ServerRepo
+
+
+def check_address(value: str, field: str) -> str:
+    """A syntactically valid address in normalised form, or a 422 naming ``field``."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationFailed.field(field, "must not contain control characters")
+    try:
+        result = validate_email(
+            value,
+            check_deliverability=False,
+            allow_smtputf8=True,
+            test_environment=True,
+            globally_deliverable=False,
+        )
+    except EmailNotValidError as exc:
+        raise ValidationFailed.field(field, f"is not a valid e-mail address: {exc}") from None
+    return str(result.normalized)
+
+
+def _imap(values: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Plain IMAP settings and the password (write-only) from the API object."""
+    if values is None:
+        return None, None
+    imap = dict(values)
+    password = imap.pop("password", None)
+    imap.pop("password_set", None)
+    if not imap.get("host"):
+        raise ValidationFailed.field("imap.host", "is required when imap is given")
+    if imap.get("security", "tls") not in ("tls", "starttls"):
+        raise ValidationFailed.field("imap.security", "must be tls or starttls")
+    return imap, password or None
+
+
+async def _check_server(repo: ServerRepo, server_id: str | None, *, required: bool) -> None:
+    if server_id is None:
+        if required:
+            raise ValidationFailed.field("mail_server_id", "is required")
+        return
+    if await repo.find(server_id) is None:
+        raise ValidationFailed.field("mail_server_id", f"no mail server {server_id!r}")
+
+
+async def list_accounts(ctx: Context, caller: Caller) -> list[EmailAccount]:
+    async with ctx.db.read() as tx:
+        return await AccountRepo(tx, ctx.box, caller.tenant_id).list()
+
+
+async def get_account(ctx: Context, caller: Caller, account_id: str) -> EmailAccount:
+    async with ctx.db.read() as tx:
+        return await AccountRepo(tx, ctx.box, caller.tenant_id).get(account_id)
+
+
+async def create_account(ctx: Context, caller: Caller, fields: Mapping[str, Any]) -> EmailAccount:
+    address = check_address(str(fields.get("address") or ""), "address")
+    display_name = str(fields.get("display_name") or "").strip()
+    if not display_name:
+        raise ValidationFailed.field("display_name", "is required")
+    reply_to = fields.get("reply_to")
+    if reply_to:
+        reply_to = check_address(reply_to, "reply_to")
+    imap, imap_password = _imap(fields.get("imap"))
+    values: dict[str, Any] = {
+        "address": address,
+        "display_name": display_name,
+        "reply_to": reply_to,
+        "mail_server_id": fields.get("mail_server_id"),
+        "is_default": bool(fields.get("is_default")),
+        "imap": imap,
+        "smime": fields.get("smime"),
+    }
+    secrets = {"imap_password": imap_password} if imap_password else {}
+    async with ctx.db.transaction() as tx:
+        servers = ServerRepo(tx, ctx.box, caller.tenant_id)
+        if not await servers.list():
+            raise ValidationFailed.field(
+                "mail_server_id",
+                "this tenant has no mail server yet; add a mail server before an email account",
+            )
+        await _check_server(servers, values["mail_server_id"], required=True)
+        repo = AccountRepo(tx, ctx.box, caller.tenant_id)
+        if values["is_default"]:
+            await repo.clear_default()
+        account_id = await repo.create(values, secrets)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="email_account.create",
+            object_type="email_account",
+            object_id=account_id,
+            object_name=address,
+            changes=list(fields.keys()),
+        )
+        return await repo.get(account_id)
+
+
+async def update_account(
+    ctx: Context, caller: Caller, account_id: str, fields: Mapping[str, Any]
+) -> EmailAccount:
+    async with ctx.db.transaction() as tx:
+        repo = AccountRepo(tx, ctx.box, caller.tenant_id)
+        account = await repo.get(account_id)
+        if "address" in fields and str(fields["address"]).lower() != account.address.lower():
+            raise ValidationFailed.field(
+                "address", "is read-only after creation; create a new account instead"
+            )
+        values: dict[str, Any] = {}
+        if "display_name" in fields:
+            name = str(fields["display_name"] or "").strip()
+            if not name:
+                raise ValidationFailed.field("display_name", "must not be empty")
+            values["display_name"] = name
+        if "reply_to" in fields:
+            reply_to = fields["reply_to"]
+            values["reply_to"] = check_address(reply_to, "reply_to") if reply_to else None
+        secrets = await repo.secrets(account_id)
+        if "imap" in fields:
+            imap, password = _imap(fields["imap"])
+            values["imap"] = imap
+            if imap is None:
+                secrets.pop("imap_password", None)
+            elif password:
+                secrets["imap_password"] = password
+        if "smime" in fields:
+            values["smime"] = fields["smime"]
+        if "mail_server_id" in fields:
+            servers = ServerRepo(tx, ctx.box, caller.tenant_id)
+            await _check_server(servers, fields["mail_server_id"], required=True)
+            values["mail_server_id"] = fields["mail_server_id"]
+        if "is_default" in fields:
+            values["is_default"] = bool(fields["is_default"])
+            if values["is_default"]:
+                await repo.clear_default(except_id=account_id)
+        await repo.update(account, values, secrets)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="email_account.update",
+            object_type="email_account",
+            object_id=account_id,
+            object_name=account.address,
+            changes=list(fields.keys()),
+        )
+        return await repo.get(account_id)
+
+
+async def delete_account(ctx: Context, caller: Caller, account_id: str) -> None:
+    async with ctx.db.transaction() as tx:
+        repo = AccountRepo(tx, ctx.box, caller.tenant_id)
+        account = await repo.get(account_id)
+        await repo.delete(account)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="email_account.delete",
+            object_type="email_account",
+            object_id=account_id,
+            object_name=account.address,
+        )

@@ -1,0 +1,88 @@
+"""Authentication: bearer tokens (tenant tokens and the instance-admin token) and passwords."""
+
+from __future__ import annotations
+
+import hmac
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from mailgate.domain.model import Tenant
+from mailgate.domain.roles import Permission, Principal, PrincipalKind, Role
+from mailgate.errors import Unauthenticated
+from mailgate.services.context import Caller, Context, check_tenant_access
+from mailgate.storage import members, tenants
+
+_hasher = PasswordHasher()
+
+INSTANCE_ADMIN_ROLE = "instance_admin"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def authenticate(ctx: Context, token: str | None) -> Principal:
+    """The principal behind a bearer token; 401 when there is none or it is unknown."""
+    if not token:
+        raise Unauthenticated("Send an API token: `Authorization: Bearer <token>`.")
+    if ctx.admin_token and hmac.compare_digest(token.encode(), ctx.admin_token.encode()):
+        return Principal(kind=PrincipalKind.INSTANCE_ADMIN, actor="instance-admin")
+    async with ctx.db.read() as tx:
+        record = await members.find_token(tx, token)
+    if record is None:
+        raise Unauthenticated("The API token is not valid (revoked or mistyped).")
+    if record.role == INSTANCE_ADMIN_ROLE:
+        return Principal(
+            kind=PrincipalKind.INSTANCE_ADMIN,
+            actor=f"token:{record.name}",
+            token_id=record.id,
+        )
+    return Principal(
+        kind=PrincipalKind.TOKEN,
+        actor=f"token:{record.name}",
+        tenant_id=record.tenant_id,
+        role=Role(record.role),
+        app_id=record.app_id,
+        token_id=record.id,
+    )
+
+
+async def authorize(
+    ctx: Context, principal: Principal, slug: str, permission: Permission
+) -> Caller:
+    """Resolve the tenant ``slug`` for ``principal`` and check ``permission`` in it."""
+    async with ctx.db.read() as tx:
+        tenant: Tenant = await tenants.get_tenant(tx, slug)
+    return check_tenant_access(principal, tenant, permission)
+
+
+async def sign_in(ctx: Context, email: str, password: str) -> Principal:
+    """A user principal for e-mail and password (web UI), or 401."""
+    async with ctx.db.read() as tx:
+        found = await members.find_user_by_email(tx, email)
+    if found is None or not verify_password(found[1], password):
+        raise Unauthenticated("Wrong e-mail address or password.")
+    user = found[0]
+    return Principal(
+        kind=PrincipalKind.USER,
+        actor=f"user:{user.email}",
+        tenant_id=user.tenant_id,
+        role=user.role,
+    )
+
+
+async def create_admin_token(ctx: Context, name: str) -> str:
+    """Create an instance-admin token (``mailgate admin create-token``); returns it once."""
+    async with ctx.db.transaction() as tx:
+        _, token = await members.create_token(
+            tx, tenant_id=None, name=name, role=INSTANCE_ADMIN_ROLE, app_id=None
+        )
+    return token

@@ -1,0 +1,47 @@
+"""Turning instance settings into a ready :class:`Context` (used by every edge)."""
+
+from __future__ import annotations
+
+from mailgate.errors import ConfigurationError
+from mailgate.services.context import Context, InstancePolicy
+from mailgate.settings import Settings
+from mailgate.storage import migrate
+from mailgate.storage.db import Database
+from mailgate.storage.secretbox import SecretBox, load_keys
+
+
+def secret_box(settings: Settings, *, create: bool) -> SecretBox:
+    keys = load_keys(
+        env_keys=[k.get_secret_value() for k in settings.secret_keys],
+        key_file=settings.key_file,
+        create=create,
+    )
+    return SecretBox(keys)
+
+
+async def open_context(
+    settings: Settings, *, auto_upgrade: bool = False, create_key: bool = False
+) -> Context:
+    """Open the database, check its schema and load the keys.
+
+    ``auto_upgrade`` migrates a SQLite database by itself (``mailgate serve``); PostgreSQL is
+    upgraded with ``mailgate db upgrade`` so that many hosts never race on migrations.
+    """
+    db = Database(settings.effective_database_url)
+    try:
+        current = await migrate.current_revision(db)
+        head = migrate.head_revision()
+        if current != head:
+            if auto_upgrade and (db.dialect == "sqlite" or current is None):
+                await migrate.upgrade(db)
+            else:
+                raise ConfigurationError(
+                    f"The database at {db.safe_url} is at schema {current or 'none'} but this "
+                    f"Mailgate needs {head}; run `mailgate db upgrade`."
+                )
+        box = secret_box(settings, create=create_key)
+    except BaseException:
+        await db.dispose()
+        raise
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+    return Context(db=db, box=box, policy=InstancePolicy.from_settings(settings), admin_token=admin)

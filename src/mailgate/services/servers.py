@@ -1,0 +1,309 @@
+"""Mail servers (email configurations): every rule of API.md and SPEC.md section 1.
+
+Rules applied here: one server per stage (409 naming the stage and the server holding it),
+one default per tenant (setting a new default clears the old in the same transaction),
+port 25 refused unless the instance allows it, write-only secrets that an omitted or blank
+value keeps, changing host/port/username/security requires the secret again, and password
+AUTH over an unencrypted connection only with ``allow_insecure_auth``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mailgate.domain.model import MailServer
+from mailgate.domain.providers import get_provider
+from mailgate.domain.servers import (
+    DEFAULT_PORTS,
+    SECRET_BOUND_FIELDS,
+    AuthKind,
+    Engine,
+    Security,
+)
+from mailgate.errors import Conflict, FieldError, ValidationFailed
+from mailgate.services.context import Caller, Context
+from mailgate.storage import audit, tenants
+from mailgate.storage.base import Tx
+from mailgate.storage.servers import ServerRepo
+
+#: Secret fields: API name -> key in the sealed mapping.
+SECRET_FIELDS: dict[str, str] = {
+    "password": "password",
+    "api_key": "api_key",
+    "oauth.client_secret": "oauth_client_secret",
+    "oauth.service_account_json": "oauth_service_account_json",
+    "oauth.password": "oauth_password",
+}
+
+PORT_25_MESSAGE = (
+    "port 25 is refused: it is meant for server-to-server relay, is blocked by most "
+    "providers and is abused for spam, which harms the sender domain's reputation. Use 587 "
+    "(STARTTLS) or 465 (implicit TLS); an instance administrator can allow port 25 with "
+    "MAILGATE_ALLOW_PORT_25=true."
+)
+
+DEFAULTS: dict[str, Any] = {
+    "engine": Engine.SMTP.value,
+    "provider": None,
+    "host": None,
+    "security": Security.STARTTLS.value,
+    "min_tls_version": "1.2",
+    "verify_certificate": True,
+    "ca_certificates": None,
+    "auth": AuthKind.NONE.value,
+    "username": None,
+    "allow_insecure_auth": False,
+    "oauth": None,
+    "api_base_url": None,
+    "sender_upn": None,
+    "timeout_seconds": 30.0,
+    "max_connections": 4,
+    "rate_limit_per_minute": None,
+    "is_default": False,
+    "fallback_server_id": None,
+    "options": {},
+}
+
+
+def split_secrets(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Separate the write-only secrets from the plain fields; blank secrets are dropped."""
+    plain = dict(fields)
+    secrets: dict[str, str] = {}
+    for api_name, key in SECRET_FIELDS.items():
+        if "." in api_name:
+            outer, inner = api_name.split(".", 1)
+            container = plain.get(outer)
+            if isinstance(container, dict) and inner in container:
+                container = dict(container)
+                value = container.pop(inner)
+                plain[outer] = container
+                if value:
+                    secrets[key] = str(value)
+        elif api_name in plain:
+            value = plain.pop(api_name)
+            if value:
+                secrets[key] = str(value)
+    return plain, secrets
+
+
+def _fill_from_provider(values: dict[str, Any], given: Mapping[str, Any]) -> None:
+    key = values.get("provider")
+    if not key:
+        return
+    preset = get_provider(key)
+    if preset is None:
+        raise ValidationFailed.field("provider", f"unknown provider {key!r}; see /providers")
+    for name, preset_value in (
+        ("host", preset.host),
+        ("port", preset.port),
+        ("security", preset.security.value),
+    ):
+        if name not in given or given[name] is None:
+            values[name] = preset_value
+    if "engine" not in given:
+        values["engine"] = preset.engine.value
+
+
+def _validate(
+    values: Mapping[str, Any], secrets: Mapping[str, str], *, allow_port_25: bool
+) -> None:
+    errors: list[FieldError] = []
+    engine = Engine(values["engine"])
+    security = Security(values["security"])
+    auth = AuthKind(values["auth"])
+    if engine is Engine.SMTP:
+        if not values.get("host"):
+            errors.append(FieldError("host", "is required for the smtp engine"))
+        if values["port"] == 25 and not allow_port_25:
+            errors.append(FieldError("port", PORT_25_MESSAGE))
+        if auth is AuthKind.PASSWORD:
+            if not values.get("username"):
+                errors.append(FieldError("username", "is required for password authentication"))
+            if "password" not in secrets:
+                errors.append(FieldError("password", "is required for password authentication"))
+            if security is Security.NONE and not values.get("allow_insecure_auth"):
+                errors.append(
+                    FieldError(
+                        "allow_insecure_auth",
+                        "password authentication over an unencrypted connection sends the "
+                        "password in clear text; choose security starttls or tls, or set "
+                        "allow_insecure_auth: true to accept the risk",
+                    )
+                )
+        if auth is AuthKind.XOAUTH2:
+            oauth = values.get("oauth") or {}
+            if oauth.get("provider") not in ("google", "microsoft"):
+                errors.append(FieldError("oauth.provider", "must be google or microsoft"))
+            if not values.get("username"):
+                errors.append(FieldError("username", "is required for xoauth2 (the mailbox)"))
+    elif engine is Engine.SENDGRID:
+        if "api_key" not in secrets:
+            errors.append(FieldError("api_key", "is required for the sendgrid engine"))
+    elif engine is Engine.MSGRAPH:
+        if not values.get("sender_upn"):
+            errors.append(FieldError("sender_upn", "is required for the msgraph engine"))
+        oauth = values.get("oauth") or {}
+        if not oauth.get("client_id"):
+            errors.append(FieldError("oauth.client_id", "is required for the msgraph engine"))
+        if not oauth.get("tenant_id"):
+            errors.append(FieldError("oauth.tenant_id", "is required for the msgraph engine"))
+    if values.get("options"):
+        for key, value in values["options"].items():
+            if any(ord(c) < 32 for c in f"{key}{value}"):
+                errors.append(FieldError(f"options.{key}", "must not contain control characters"))
+    if errors:
+        raise ValidationFailed(errors[0].message, errors=errors)
+
+
+async def _check_stages(
+    tx: Tx, repo: ServerRepo, caller: Caller, names: list[str], server_id: str | None
+) -> list[str]:
+    """Stage ids for ``names``; 422 for an unknown stage, 409 for one held elsewhere."""
+    ids: list[str] = []
+    for index, name in enumerate(names):
+        stage = await tenants.get_stage(tx, caller.tenant_id, name)
+        if stage is None:
+            raise ValidationFailed.field(f"stages[{index}]", f"no stage named {name!r}")
+        if stage.mail_server_id is not None and stage.mail_server_id != server_id:
+            holder = await repo.get(stage.mail_server_id)
+            message = (
+                f"Stage {name!r} already uses mail server {holder.name!r}; a stage has one "
+                "mail server. Remove the stage from that server first."
+            )
+            raise Conflict(message, errors=[FieldError(f"stages[{index}]", message)])
+        ids.append(stage.id)
+    return ids
+
+
+async def _check_fallback(repo: ServerRepo, values: Mapping[str, Any], own: str | None) -> None:
+    fallback = values.get("fallback_server_id")
+    if fallback is None:
+        return
+    if fallback == own:
+        raise ValidationFailed.field("fallback_server_id", "a server cannot be its own fallback")
+    if await repo.find(fallback) is None:
+        raise ValidationFailed.field("fallback_server_id", f"no mail server {fallback!r}")
+
+
+async def list_servers(ctx: Context, caller: Caller) -> list[MailServer]:
+    async with ctx.db.read() as tx:
+        return await ServerRepo(tx, ctx.box, caller.tenant_id).list()
+
+
+async def get_server(ctx: Context, caller: Caller, server_id: str) -> MailServer:
+    async with ctx.db.read() as tx:
+        return await ServerRepo(tx, ctx.box, caller.tenant_id).get(server_id)
+
+
+async def create_server(ctx: Context, caller: Caller, fields: Mapping[str, Any]) -> MailServer:
+    """Create a server from the API fields that were given."""
+    plain, secrets = split_secrets(fields)
+    values: dict[str, Any] = {**DEFAULTS, **{k: v for k, v in plain.items() if v is not None}}
+    _fill_from_provider(values, plain)
+    if "port" not in values:
+        values["port"] = DEFAULT_PORTS[Security(values["security"])]
+    stage_names: list[str] = list(plain.get("stages") or [])
+    _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
+    async with ctx.db.transaction() as tx:
+        repo = ServerRepo(tx, ctx.box, caller.tenant_id)
+        stage_ids = await _check_stages(tx, repo, caller, stage_names, None)
+        await _check_fallback(repo, values, None)
+        if values["is_default"]:
+            await repo.clear_default()
+        server_id = await repo.create(values, secrets)
+        await repo.assign_stages(server_id, stage_ids)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="mail_server.create",
+            object_type="mail_server",
+            object_id=server_id,
+            object_name=values["name"],
+            changes=list(fields.keys()),
+        )
+        return await repo.get(server_id)
+
+
+def _require_secret_again(
+    server: MailServer, plain: Mapping[str, Any], new_secrets: Mapping[str, str]
+) -> None:
+    changed = sorted(
+        f for f in SECRET_BOUND_FIELDS if f in plain and plain[f] != getattr(server, f)
+    )
+    if not changed:
+        return
+    needed = [
+        (api_name, key)
+        for api_name, key in SECRET_FIELDS.items()
+        if key in server.secrets_set and key not in new_secrets
+    ]
+    if needed:
+        api_name = needed[0][0]
+        raise ValidationFailed.field(
+            api_name,
+            f"changing {', '.join(changed)} requires the {api_name} again, so a stored "
+            "secret is never sent to a server it was not entered for",
+        )
+
+
+async def update_server(
+    ctx: Context, caller: Caller, server_id: str, fields: Mapping[str, Any]
+) -> MailServer:
+    """Apply a PATCH: only the fields given change; omitted or blank secrets are kept."""
+    plain, new_secrets = split_secrets(fields)
+    async with ctx.db.transaction() as tx:
+        repo = ServerRepo(tx, ctx.box, caller.tenant_id)
+        server = await repo.get(server_id)
+        _require_secret_again(server, plain, new_secrets)
+        current = {k: getattr(server, k) for k in DEFAULTS}
+        current["name"] = server.name
+        current["port"] = server.port
+        for key in ("engine", "security", "auth", "min_tls_version"):
+            current[key] = current[key].value if hasattr(current[key], "value") else current[key]
+        updates = {k: v for k, v in plain.items() if k != "stages"}
+        if "oauth" in updates and updates["oauth"] is not None and server.oauth:
+            updates["oauth"] = {**server.oauth, **updates["oauth"]}
+        values = {**current, **updates}
+        if plain.get("provider"):
+            _fill_from_provider(values, plain)
+        secrets = {**await repo.secrets(server_id), **new_secrets}
+        _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
+        await _check_fallback(repo, values, server_id)
+        if "stages" in plain:
+            stage_ids = await _check_stages(
+                tx, repo, caller, list(plain["stages"] or []), server_id
+            )
+            await repo.assign_stages(server_id, stage_ids)
+        if values["is_default"] and not server.is_default:
+            await repo.clear_default(except_id=server_id)
+        await repo.update(server, values, secrets)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="mail_server.update",
+            object_type="mail_server",
+            object_id=server_id,
+            object_name=values["name"],
+            changes=list(fields.keys()),
+        )
+        return await repo.get(server_id)
+
+
+async def delete_server(ctx: Context, caller: Caller, server_id: str) -> None:
+    """Delete a server; its accounts keep existing with ``mail_server_id: null``."""
+    async with ctx.db.transaction() as tx:
+        repo = ServerRepo(tx, ctx.box, caller.tenant_id)
+        server = await repo.get(server_id)
+        await repo.delete(server)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="mail_server.delete",
+            object_type="mail_server",
+            object_id=server_id,
+            object_name=server.name,
+        )

@@ -1,0 +1,156 @@
+"""Mail servers, email accounts, apps and test lists."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from mailgate.domain.roles import Permission
+from mailgate.services import accounts as account_svc
+from mailgate.services import apps as app_svc
+from mailgate.services import servers as server_svc
+from mailgate.services.context import Caller
+from mailgate.web.api.schemas import (
+    AppIn,
+    AppOut,
+    EmailAccountIn,
+    EmailAccountOut,
+    EmailAccountPatch,
+    MailServerIn,
+    MailServerOut,
+    MailServerPatch,
+    Page,
+    TestListBody,
+)
+from mailgate.web.deps import CtxDep, caller, page
+
+router = APIRouter(prefix="/api/v1/tenants/{tenant}")
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+ViewConfig = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_CONFIGURATIONS))]
+ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
+ManageApps = Annotated[Caller, Depends(caller(Permission.MANAGE_APPS))]
+
+
+# Mail servers ---------------------------------------------------------------------------
+
+
+@router.get("/mail-servers", tags=["mail servers"])
+async def list_servers(
+    ctx: CtxDep, who: ViewConfig, limit: Limit = 100, cursor: str | None = None
+) -> Page[MailServerOut]:
+    items, nxt = page(await server_svc.list_servers(ctx, who), lambda s: s.id, limit, cursor)
+    return Page(items=[MailServerOut.of(s) for s in items], next_cursor=nxt)
+
+
+@router.post("/mail-servers", status_code=201, tags=["mail servers"])
+async def create_server(body: MailServerIn, ctx: CtxDep, who: ManageConfig) -> MailServerOut:
+    """Create a mail server. Secrets are write-only: responses say ``password_set``."""
+    fields = body.model_dump(exclude_unset=True)
+    fields.setdefault("name", body.name)
+    return MailServerOut.of(await server_svc.create_server(ctx, who, fields))
+
+
+@router.get("/mail-servers/{server_id}", tags=["mail servers"])
+async def get_server(server_id: str, ctx: CtxDep, who: ViewConfig) -> MailServerOut:
+    return MailServerOut.of(await server_svc.get_server(ctx, who, server_id))
+
+
+@router.patch("/mail-servers/{server_id}", tags=["mail servers"])
+async def update_server(
+    server_id: str, body: MailServerPatch, ctx: CtxDep, who: ManageConfig
+) -> MailServerOut:
+    """Change the fields given; an omitted or blank secret keeps the stored one."""
+    fields = body.model_dump(exclude_unset=True)
+    return MailServerOut.of(await server_svc.update_server(ctx, who, server_id, fields))
+
+
+@router.delete("/mail-servers/{server_id}", status_code=204, tags=["mail servers"])
+async def delete_server(server_id: str, ctx: CtxDep, who: ManageConfig) -> Response:
+    """Delete a server; accounts that used it keep existing with ``mail_server_id: null``."""
+    await server_svc.delete_server(ctx, who, server_id)
+    return Response(status_code=204)
+
+
+# Email accounts -------------------------------------------------------------------------
+
+
+@router.get("/email-accounts", tags=["email accounts"])
+async def list_accounts(
+    ctx: CtxDep, who: ViewConfig, limit: Limit = 100, cursor: str | None = None
+) -> Page[EmailAccountOut]:
+    items, nxt = page(await account_svc.list_accounts(ctx, who), lambda a: a.id, limit, cursor)
+    return Page(items=[EmailAccountOut.of(a) for a in items], next_cursor=nxt)
+
+
+@router.post("/email-accounts", status_code=201, tags=["email accounts"])
+async def create_account(body: EmailAccountIn, ctx: CtxDep, who: ManageConfig) -> EmailAccountOut:
+    fields = body.model_dump(exclude_unset=True)
+    return EmailAccountOut.of(await account_svc.create_account(ctx, who, fields))
+
+
+@router.get("/email-accounts/{account_id}", tags=["email accounts"])
+async def get_account(account_id: str, ctx: CtxDep, who: ViewConfig) -> EmailAccountOut:
+    return EmailAccountOut.of(await account_svc.get_account(ctx, who, account_id))
+
+
+@router.patch("/email-accounts/{account_id}", tags=["email accounts"])
+async def update_account(
+    account_id: str, body: EmailAccountPatch, ctx: CtxDep, who: ManageConfig
+) -> EmailAccountOut:
+    fields = body.model_dump(exclude_unset=True)
+    return EmailAccountOut.of(await account_svc.update_account(ctx, who, account_id, fields))
+
+
+@router.delete("/email-accounts/{account_id}", status_code=204, tags=["email accounts"])
+async def delete_account(account_id: str, ctx: CtxDep, who: ManageConfig) -> Response:
+    await account_svc.delete_account(ctx, who, account_id)
+    return Response(status_code=204)
+
+
+# Apps and test lists --------------------------------------------------------------------
+
+
+@router.get("/apps", tags=["apps"])
+async def list_apps(
+    ctx: CtxDep, who: ViewConfig, limit: Limit = 100, cursor: str | None = None
+) -> Page[AppOut]:
+    items, nxt = page(await app_svc.list_apps(ctx, who), lambda a: a.id, limit, cursor)
+    return Page(items=[AppOut.of(a) for a in items], next_cursor=nxt)
+
+
+@router.post("/apps", status_code=201, tags=["apps"])
+async def create_app(body: AppIn, ctx: CtxDep, who: ManageApps) -> AppOut:
+    return AppOut.of(await app_svc.create_app(ctx, who, body.name))
+
+
+@router.get("/apps/{name}", tags=["apps"])
+async def get_app(name: str, ctx: CtxDep, who: ViewConfig) -> AppOut:
+    return AppOut.of(await app_svc.get_app(ctx, who, name))
+
+
+@router.patch("/apps/{name}", tags=["apps"])
+async def update_app(name: str, body: AppIn, ctx: CtxDep, who: ManageApps) -> AppOut:
+    return AppOut.of(await app_svc.rename_app(ctx, who, name, body.name))
+
+
+@router.delete("/apps/{name}", status_code=204, tags=["apps"])
+async def delete_app(name: str, ctx: CtxDep, who: ManageApps) -> Response:
+    await app_svc.delete_app(ctx, who, name)
+    return Response(status_code=204)
+
+
+@router.get("/apps/{name}/test-list", tags=["apps"])
+async def get_test_list(name: str, ctx: CtxDep, who: ViewConfig) -> TestListBody:
+    app = await app_svc.get_app(ctx, who, name)
+    return TestListBody(addresses=list(app.test_list.addresses), active=app.test_list.active)
+
+
+@router.put("/apps/{name}/test-list", tags=["apps"])
+async def put_test_list(
+    name: str, body: TestListBody, ctx: CtxDep, who: ManageApps
+) -> TestListBody:
+    """Replace the app's test list; while active it receives all of the app's mail."""
+    app = await app_svc.set_test_list(ctx, who, name, addresses=body.addresses, active=body.active)
+    return TestListBody(addresses=list(app.test_list.addresses), active=app.test_list.active)

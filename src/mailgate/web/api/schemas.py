@@ -1,0 +1,454 @@
+"""Request and response bodies of the configuration API (they make ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailgate.domain.model import (
+    ApiToken,
+    App,
+    AuditEntry,
+    EmailAccount,
+    MailServer,
+    Stage,
+    Tenant,
+    User,
+)
+
+EngineName = Literal["smtp", "sendgrid", "msgraph", "capture"]
+SecurityName = Literal["starttls", "tls", "none"]
+AuthName = Literal["none", "password", "xoauth2"]
+RoleName = Literal["owner", "admin", "developer", "sender", "viewer"]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused (422 naming them), never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# Tenants --------------------------------------------------------------------------------
+
+
+class TenantIn(Strict):
+    slug: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+
+
+class TenantPatch(Strict):
+    name: str = Field(max_length=200)
+
+
+class TenantOut(BaseModel):
+    id: str
+    slug: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, t: Tenant) -> TenantOut:
+        return cls(
+            id=t.id, slug=t.slug, name=t.name, created_at=t.created_at, updated_at=t.updated_at
+        )
+
+
+class StageIn(Strict):
+    name: str = Field(max_length=64)
+
+
+class StageOut(BaseModel):
+    name: str
+    mail_server_id: str | None
+
+    @classmethod
+    def of(cls, s: Stage) -> StageOut:
+        return cls(name=s.name, mail_server_id=s.mail_server_id)
+
+
+# Members -------------------------------------------------------------------------------
+
+
+class TokenIn(Strict):
+    name: str = Field(max_length=200)
+    role: RoleName
+    app: str | None = None
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    app: str | None
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, t: ApiToken, app_name: str | None) -> TokenOut:
+        return cls(
+            id=t.id,
+            name=t.name,
+            role=t.role,
+            app=app_name,
+            prefix=t.prefix,
+            created_at=t.created_at,
+            last_used_at=t.last_used_at,
+        )
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The token itself. Shown only in this response.")
+
+
+class UserIn(Strict):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=500)
+    role: RoleName
+
+
+class UserPatch(Strict):
+    password: str | None = Field(None, max_length=500)
+    role: RoleName | None = None
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, u: User) -> UserOut:
+        return cls(id=u.id, email=u.email, role=u.role.value, created_at=u.created_at)
+
+
+# Mail servers ---------------------------------------------------------------------------
+
+
+class OAuthIn(Strict):
+    provider: Literal["google", "microsoft"]
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = Field(None, description="Write-only.")
+    tenant_id: str | None = None
+    scope: str | None = None
+    service_account_json: str | None = Field(None, description="Write-only.")
+    subject: str | None = None
+    grant: Literal["client_credentials", "password"] | None = None
+    username: str | None = None
+    password: str | None = Field(None, description="Write-only (password grant).")
+
+
+class MailServerIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    engine: EngineName = "smtp"
+    provider: str | None = None
+    host: str | None = Field(None, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    security: SecurityName | None = None
+    min_tls_version: Literal["1.2", "1.3"] = "1.2"
+    verify_certificate: bool = True
+    ca_certificates: str | None = None
+    auth: AuthName = "none"
+    username: str | None = Field(None, max_length=320)
+    password: str | None = Field(None, description="Write-only.")
+    allow_insecure_auth: bool = False
+    oauth: OAuthIn | None = None
+    api_key: str | None = Field(None, description="Write-only.")
+    api_base_url: str | None = Field(None, max_length=500)
+    sender_upn: str | None = Field(None, max_length=320)
+    timeout_seconds: float = Field(30, gt=0, le=600)
+    max_connections: int = Field(4, ge=1, le=100)
+    rate_limit_per_minute: int | None = Field(None, ge=1)
+    stages: list[str] = Field(default_factory=list)
+    is_default: bool = False
+    fallback_server_id: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class MailServerPatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    engine: EngineName | None = None
+    provider: str | None = None
+    host: str | None = Field(None, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    security: SecurityName | None = None
+    min_tls_version: Literal["1.2", "1.3"] | None = None
+    verify_certificate: bool | None = None
+    ca_certificates: str | None = None
+    auth: AuthName | None = None
+    username: str | None = Field(None, max_length=320)
+    password: str | None = None
+    allow_insecure_auth: bool | None = None
+    oauth: OAuthIn | None = None
+    api_key: str | None = None
+    api_base_url: str | None = Field(None, max_length=500)
+    sender_upn: str | None = Field(None, max_length=320)
+    timeout_seconds: float | None = Field(None, gt=0, le=600)
+    max_connections: int | None = Field(None, ge=1, le=100)
+    rate_limit_per_minute: int | None = Field(None, ge=1)
+    stages: list[str] | None = None
+    is_default: bool | None = None
+    fallback_server_id: str | None = None
+    options: dict[str, str] | None = None
+
+
+class OAuthOut(BaseModel):
+    provider: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    tenant_id: str | None = None
+    scope: str | None = None
+    subject: str | None = None
+    grant: str | None = None
+    username: str | None = None
+    client_secret_set: bool = False
+    service_account_json_set: bool = False
+    password_set: bool = False
+
+
+class MailServerOut(BaseModel):
+    id: str
+    name: str
+    engine: str
+    provider: str | None
+    host: str | None
+    port: int
+    security: str
+    min_tls_version: str
+    verify_certificate: bool
+    ca_certificates: str | None
+    auth: str
+    username: str | None
+    password_set: bool
+    allow_insecure_auth: bool
+    oauth: OAuthOut | None
+    api_key_set: bool
+    api_base_url: str | None
+    sender_upn: str | None
+    timeout_seconds: float
+    max_connections: int
+    rate_limit_per_minute: int | None
+    stages: list[str]
+    is_default: bool
+    fallback_server_id: str | None
+    options: dict[str, str]
+    status: str
+    status_detail: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, s: MailServer) -> MailServerOut:
+        oauth = None
+        if s.oauth is not None:
+            oauth = OAuthOut(
+                **{k: v for k, v in s.oauth.items() if k in OAuthOut.model_fields},
+                client_secret_set="oauth_client_secret" in s.secrets_set,
+                service_account_json_set="oauth_service_account_json" in s.secrets_set,
+                password_set="oauth_password" in s.secrets_set,
+            )
+        return cls(
+            id=s.id,
+            name=s.name,
+            engine=s.engine.value,
+            provider=s.provider,
+            host=s.host,
+            port=s.port,
+            security=s.security.value,
+            min_tls_version=s.min_tls_version.value,
+            verify_certificate=s.verify_certificate,
+            ca_certificates=s.ca_certificates,
+            auth=s.auth.value,
+            username=s.username,
+            password_set="password" in s.secrets_set,
+            allow_insecure_auth=s.allow_insecure_auth,
+            oauth=oauth,
+            api_key_set="api_key" in s.secrets_set,
+            api_base_url=s.api_base_url,
+            sender_upn=s.sender_upn,
+            timeout_seconds=s.timeout_seconds,
+            max_connections=s.max_connections,
+            rate_limit_per_minute=s.rate_limit_per_minute,
+            stages=list(s.stages),
+            is_default=s.is_default,
+            fallback_server_id=s.fallback_server_id,
+            options=s.options,
+            status=s.status.value,
+            status_detail=s.status_detail,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+            version=s.version,
+        )
+
+
+# Email accounts -------------------------------------------------------------------------
+
+
+class ImapIn(Strict):
+    host: str = Field(max_length=255)
+    port: int = Field(993, ge=1, le=65535)
+    security: Literal["tls", "starttls"] = "tls"
+    username: str | None = Field(None, max_length=320)
+    password: str | None = Field(None, description="Write-only.")
+    folder: str = Field("INBOX", max_length=200)
+    sync_interval_minutes: int | None = Field(None, ge=1, le=10080)
+
+
+class SmimeIn(Strict):
+    keystore_id: str
+    alias: str | None = None
+
+
+class EmailAccountIn(Strict):
+    address: str = Field(max_length=320)
+    display_name: str = Field(max_length=200)
+    reply_to: str | None = Field(None, max_length=320)
+    mail_server_id: str | None = None
+    is_default: bool = False
+    imap: ImapIn | None = None
+    smime: SmimeIn | None = None
+
+
+class EmailAccountPatch(Strict):
+    address: str | None = Field(None, description="Read-only after creation: any change is 422.")
+    display_name: str | None = Field(None, max_length=200)
+    reply_to: str | None = Field(None, max_length=320)
+    mail_server_id: str | None = None
+    is_default: bool | None = None
+    imap: ImapIn | None = None
+    smime: SmimeIn | None = None
+
+
+class ImapOut(BaseModel):
+    host: str
+    port: int
+    security: str
+    username: str | None
+    password_set: bool
+    folder: str
+    sync_interval_minutes: int | None
+
+
+class EmailAccountOut(BaseModel):
+    id: str
+    address: str
+    display_name: str
+    reply_to: str | None
+    mail_server_id: str | None
+    is_default: bool
+    imap: ImapOut | None
+    smime: dict[str, Any] | None
+    last_sync_at: datetime | None
+    last_sync_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def of(cls, a: EmailAccount) -> EmailAccountOut:
+        imap = None
+        if a.imap is not None:
+            imap = ImapOut(
+                host=a.imap.host,
+                port=a.imap.port,
+                security=a.imap.security,
+                username=a.imap.username,
+                password_set="imap_password" in a.secrets_set,
+                folder=a.imap.folder,
+                sync_interval_minutes=a.imap.sync_interval_minutes,
+            )
+        smime = None
+        if a.smime is not None:
+            smime = {"keystore_id": a.smime.keystore_id, "alias": a.smime.alias}
+        return cls(
+            id=a.id,
+            address=a.address,
+            display_name=a.display_name,
+            reply_to=a.reply_to,
+            mail_server_id=a.mail_server_id,
+            is_default=a.is_default,
+            imap=imap,
+            smime=smime,
+            last_sync_at=a.last_sync_at,
+            last_sync_error=a.last_sync_error,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+            version=a.version,
+        )
+
+
+# Apps -----------------------------------------------------------------------------------
+
+
+class AppIn(Strict):
+    name: str = Field(max_length=100)
+
+
+class TestListBody(Strict):
+    addresses: list[str] = Field(default_factory=list)
+    active: bool = False
+
+
+class AppOut(BaseModel):
+    id: str
+    name: str
+    test_list: TestListBody
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: App) -> AppOut:
+        return cls(
+            id=a.id,
+            name=a.name,
+            test_list=TestListBody(
+                addresses=list(a.test_list.addresses), active=a.test_list.active
+            ),
+            created_at=a.created_at,
+        )
+
+
+# Providers and audit --------------------------------------------------------------------
+
+
+class ProviderOut(BaseModel):
+    key: str
+    name: str
+    engine: str
+    host: str
+    port: int
+    security: str
+    auth: str
+
+
+class AuditOut(BaseModel):
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    object: dict[str, str | None]
+    changes: list[str]
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditOut:
+        return cls(
+            id=e.id,
+            at=e.at,
+            actor=e.actor,
+            action=e.action,
+            object={"type": e.object_type, "id": e.object_id, "name": e.object_name},
+            changes=list(e.changes),
+        )

@@ -1,0 +1,36 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from mailgate import __version__
+from mailgate.services.context import Context
+from mailgate.web import problems
+from mailgate.web.api import config, members, providers, tenants
+
+
+def create_app(ctx: Context) -> FastAPI:
+    """An app serving the REST API over ``ctx``; the caller owns ``ctx``'s lifetime."""
+    app = FastAPI(
+        title="Mailgate",
+        version=__version__,
+        description="Self-hosted, multi-tenant outbound email gateway.",
+        openapi_url="/openapi.json",
+    )
+    app.state.ctx = ctx
+    problems.install(app)
+    for router in (providers.router, tenants.router, members.router, config.router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"], response_class=PlainTextResponse)
+    async def healthz() -> str:
+        return "ok"
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        ready = await ctx.db.ping()
+        return JSONResponse({"database": ready}, status_code=200 if ready else 503)
+
+    return app
