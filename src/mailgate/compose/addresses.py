@@ -115,18 +115,30 @@ class Address:
         return self.ascii_email or self.email
 
 
+def _fast_addr_spec(value: str) -> str | None:
+    """The normalised form of a plain ASCII address in the fast-path subset, else None.
+
+    The pattern admits no whitespace or control character, so a match needs no other check.
+    """
+    fast = _FAST_ADDRESS.fullmatch(value)
+    if fast is None or len(value) > 254:
+        return None
+    local, domain = fast.groups()
+    if (
+        len(local) > 64
+        or "--" in domain
+        or domain.rpartition(".")[2].lower() in _SPECIAL_TLDS
+        or local.lower() in _CASE_INSENSITIVE_LOCALS
+    ):
+        return None
+    return f"{local}@{domain.lower()}"
+
+
 def _validate_addr_spec(value: str) -> str:
     """The normalised addr-spec, or ValueError with a reason a person can act on."""
-    fast = _FAST_ADDRESS.fullmatch(value)
-    if fast is not None and len(value) <= 254 and len(fast.group(1)) <= 64:
-        local, domain = fast.groups()
-        tld = domain.rpartition(".")[2].lower()
-        if (
-            tld not in _SPECIAL_TLDS
-            and "--" not in domain
-            and local.lower() not in _CASE_INSENSITIVE_LOCALS
-        ):
-            return f"{local}@{domain.lower()}"
+    fast = _fast_addr_spec(value)
+    if fast is not None:
+        return fast
     try:
         # RFC 2606 ".test" domains are what development and demo tenants use.
         result = validate_email(
@@ -207,6 +219,9 @@ def _check_name(name: str) -> str | None:
 
 
 def _parse_string(value: str) -> Address:
+    fast = _fast_addr_spec(value)
+    if fast is not None:
+        return Address(fast)
     problem = control_problem(value)
     if problem is not None:
         raise ValueError(problem)
