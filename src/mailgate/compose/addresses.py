@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from email_validator import EmailNotValidError, validate_email
@@ -105,14 +106,21 @@ class Address:
             return None
         if domain.isascii():
             return self.email
-        return validate_email(
-            self.email, check_deliverability=False, allow_smtputf8=True, test_environment=True
-        ).ascii_email
+        return f"{local}@{_a_label(domain)}"
 
     @property
     def wire_email(self) -> str:
         """The form to put on the wire: the ASCII form when one exists, else UTF-8."""
         return self.ascii_email or self.email
+
+
+@lru_cache(maxsize=1024)
+def _a_label(domain: str) -> str:
+    """The IDNA 2008 A-label form of a validated Unicode domain (RFC 5891 section 4)."""
+    result = validate_email(
+        f"x@{domain}", check_deliverability=False, allow_smtputf8=True, test_environment=True
+    )
+    return result.ascii_domain
 
 
 def _fast_addr_spec(value: str) -> str | None:
