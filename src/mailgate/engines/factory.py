@@ -1,0 +1,94 @@
+"""Building engines from server configurations, and keeping one per server.
+
+:func:`engine_for` maps a :class:`~mailgate.engines.config.ServerConfig` to its engine.
+:class:`EngineCache` keeps one engine (and so one connection pool) per ``ServerConfig.key``;
+since the key changes whenever a server is edited, an edited server gets a fresh engine
+and the engine of its old settings is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from mailgate.domain.servers import Engine as EngineKind
+from mailgate.engines.base import Engine, TokenSource
+from mailgate.engines.capture import CaptureEngine
+from mailgate.engines.config import ServerConfig
+from mailgate.engines.dialer import Dialer
+from mailgate.engines.smtp import SmtpEngine
+from mailgate.errors import ConfigurationError
+
+
+def engine_for(
+    config: ServerConfig, *, dialer: Dialer, tokens: TokenSource | None = None
+) -> Engine:
+    """A new engine for ``config``; raises :class:`ConfigurationError` if it cannot work.
+
+    ``dialer`` opens every outbound connection (production passes the guarded dialer);
+    ``tokens`` supplies OAuth access tokens for SMTP servers using XOAUTH2.
+    """
+    if config.engine is EngineKind.SMTP:
+        return SmtpEngine(config, dialer=dialer, tokens=tokens)
+    if config.engine is EngineKind.CAPTURE:
+        return CaptureEngine()
+    raise ConfigurationError(
+        f"server {config.key}: the {config.engine} engine is not available in this version"
+    )
+
+
+class EngineCache:
+    """One engine per server key, built on first use, closed when its key goes away.
+
+    Not thread-safe; use from one event loop.
+    """
+
+    def __init__(self, *, dialer: Dialer, tokens: TokenSource | None = None) -> None:
+        self._dialer = dialer
+        self._tokens = tokens
+        self._engines: dict[str, tuple[ServerConfig, Engine]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._engines)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._engines
+
+    def get(self, config: ServerConfig) -> Engine:
+        """The engine for ``config``; a server whose settings changed under the same key
+        gets a new engine (the old one is closed in the background)."""
+        entry = self._engines.get(config.key)
+        if entry is not None:
+            if entry[0] == config:
+                return entry[1]
+            self._close_later(entry[1])
+        engine = engine_for(config, dialer=self._dialer, tokens=self._tokens)
+        self._engines[config.key] = (config, engine)
+        return engine
+
+    async def retain(self, keys: Iterable[str]) -> None:
+        """Close and forget every engine whose key is not in ``keys``."""
+        keep = set(keys)
+        gone = [key for key in self._engines if key not in keep]
+        engines = [self._engines.pop(key)[1] for key in gone]
+        await asyncio.gather(*(engine.aclose() for engine in engines))
+
+    async def discard(self, key: str) -> None:
+        """Close and forget the engine of ``key``, if there is one."""
+        entry = self._engines.pop(key, None)
+        if entry is not None:
+            await entry[1].aclose()
+
+    async def aclose(self) -> None:
+        """Close every engine."""
+        engines = [engine for _, engine in self._engines.values()]
+        self._engines.clear()
+        await asyncio.gather(*(engine.aclose() for engine in engines))
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _close_later(self, engine: Engine) -> None:
+        task = asyncio.get_running_loop().create_task(engine.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
