@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailgate.errors import ConfigurationError
 from mailgate.services.context import Context, InstancePolicy
 from mailgate.settings import Settings
-from mailgate.storage import migrate
+from mailgate.storage import migrate, rotation
 from mailgate.storage.db import Database
 from mailgate.storage.secretbox import SecretBox, load_keys
 
@@ -39,7 +39,16 @@ async def open_context(
                     f"The database at {db.safe_url} is at schema {current or 'none'} but this "
                     f"Mailgate needs {head}; run `mailgate db upgrade`."
                 )
+        if not settings.secret_keys and not settings.key_file.exists():
+            # Never invent a new key for a database that already holds secrets.
+            if await rotation.count_secrets(db):
+                raise ConfigurationError(
+                    f"The key file {settings.key_file} is missing but the database holds "
+                    "encrypted secrets; restore the key file or set MAILGATE_SECRET_KEYS. "
+                    "A new key could not decrypt them."
+                )
         box = secret_box(settings, create=create_key)
+        await rotation.verify_keys(db, box)
     except BaseException:
         await db.dispose()
         raise

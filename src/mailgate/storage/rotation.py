@@ -47,3 +47,16 @@ async def reseal_all(
                 if progress is not None:
                     progress(1)
     return done
+
+
+async def verify_keys(db: Database, box: SecretBox) -> None:
+    """Open one stored secret of every kind, so a wrong key fails at startup, clearly."""
+    async with db.read() as tx:
+        for table, column in SECRET_COLUMNS:
+            row = (
+                await tx.execute(
+                    select(table.c.id, table.c[column]).where(table.c[column].is_not(None)).limit(1)
+                )
+            ).first()
+            if row is not None:
+                box.open(row[1], context=f"{table.name}:{row[0]}:{column}")

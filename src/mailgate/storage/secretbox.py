@@ -86,8 +86,8 @@ class SecretBox:
         aead = self._by_id.get(key_id)
         if aead is None:
             raise SecretKeyError(
-                "A stored secret was sealed with a key that is not configured; add the old key "
-                "to MAILGATE_SECRET_KEYS (after the new one) or restore the key file."
+                "A stored secret was sealed with a key that is not configured: restore the "
+                "key file, or list the old key in MAILGATE_SECRET_KEYS (after the new one)."
             )
         try:
             return aead.decrypt(nonce, body, context.encode("utf-8"))

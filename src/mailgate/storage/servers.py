@@ -95,7 +95,7 @@ class ServerRepo:
         if server_ids is not None:
             query = query.where(stages.c.mail_server_id.in_(server_ids))
         result: dict[str, list[str]] = {}
-        for server_id, name in await self.tx.execute(query.order_by(stages.c.created_at)):
+        for server_id, name in await self.tx.execute(query.order_by(stages.c.id)):
             result.setdefault(server_id, []).append(name)
         return result
 

@@ -32,6 +32,7 @@ def _stage(row: Any) -> Stage:
 async def create_tenant(tx: Tx, *, slug: str, name: str) -> Tenant:
     """Create a tenant and seed its stages (development, test, production)."""
     now = utcnow()
+    base_ms = int(now.timestamp() * 1000)
     tenant_id = new_id()
     async with unique_guard("slug", f"A tenant with slug {slug!r} already exists."):
         await tx.execute(
@@ -42,8 +43,9 @@ async def create_tenant(tx: Tx, *, slug: str, name: str) -> Tenant:
     await tx.execute(
         insert(stages),
         [
-            {"id": new_id(), "tenant_id": tenant_id, "name": s, "created_at": now}
-            for s in SEEDED_STAGES
+            # Ids are time-ordered: one millisecond apart keeps the seeded order on listing.
+            {"id": new_id(now_ms=base_ms + i), "tenant_id": tenant_id, "name": s, "created_at": now}
+            for i, s in enumerate(SEEDED_STAGES)
         ],
     )
     return Tenant(id=tenant_id, slug=slug, name=name, created_at=now, updated_at=now)
@@ -84,7 +86,7 @@ async def delete_tenant(tx: Tx, tenant: Tenant) -> None:
 
 async def list_stages(tx: Tx, tenant_id: str) -> list[Stage]:
     rows = await tx.execute(
-        select(stages).where(stages.c.tenant_id == tenant_id).order_by(stages.c.created_at)
+        select(stages).where(stages.c.tenant_id == tenant_id).order_by(stages.c.id)
     )
     return [_stage(r) for r in rows]
 

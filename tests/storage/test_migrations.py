@@ -1,0 +1,28 @@
+"""Migrations run on SQLite and PostgreSQL and produce exactly the schema of tables.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from mailgate.services.context import Context
+from mailgate.storage import migrate
+from mailgate.storage.tables import metadata
+
+
+async def test_upgraded_schema_matches_the_model(ctx: Context) -> None:
+    assert await migrate.current_revision(ctx.db) == migrate.head_revision()
+
+    def diff(sync_conn: Any) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(sync_conn), metadata))
+
+    async with ctx.db.engine.connect() as conn:
+        differences = await conn.run_sync(diff)
+    assert differences == []
+
+
+async def test_upgrade_is_idempotent(ctx: Context) -> None:
+    await migrate.upgrade(ctx.db)
+    assert await migrate.current_revision(ctx.db) == migrate.head_revision()

@@ -1,0 +1,129 @@
+"""`mailgate serve` answers /healthz and /openapi.json; the OpenAPI lists every route."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+# Every route of API.md implemented so far: (method, path).
+ROUTES = [
+    ("get", "/api/v1/providers"),
+    ("get", "/api/v1/providers/resolve"),
+    ("post", "/api/v1/tenants"),
+    ("get", "/api/v1/tenants"),
+    ("get", "/api/v1/tenants/{tenant}"),
+    ("patch", "/api/v1/tenants/{tenant}"),
+    ("delete", "/api/v1/tenants/{tenant}"),
+    ("post", "/api/v1/tenants/{tenant}/tokens"),
+    ("get", "/api/v1/tenants/{tenant}/tokens"),
+    ("delete", "/api/v1/tenants/{tenant}/tokens/{token_id}"),
+    ("post", "/api/v1/tenants/{tenant}/users"),
+    ("get", "/api/v1/tenants/{tenant}/users"),
+    ("patch", "/api/v1/tenants/{tenant}/users/{user_id}"),
+    ("delete", "/api/v1/tenants/{tenant}/users/{user_id}"),
+    ("get", "/api/v1/tenants/{tenant}/stages"),
+    ("post", "/api/v1/tenants/{tenant}/stages"),
+    ("delete", "/api/v1/tenants/{tenant}/stages/{name}"),
+    ("get", "/api/v1/tenants/{tenant}/mail-servers"),
+    ("post", "/api/v1/tenants/{tenant}/mail-servers"),
+    ("get", "/api/v1/tenants/{tenant}/mail-servers/{server_id}"),
+    ("patch", "/api/v1/tenants/{tenant}/mail-servers/{server_id}"),
+    ("delete", "/api/v1/tenants/{tenant}/mail-servers/{server_id}"),
+    ("get", "/api/v1/tenants/{tenant}/email-accounts"),
+    ("post", "/api/v1/tenants/{tenant}/email-accounts"),
+    ("get", "/api/v1/tenants/{tenant}/email-accounts/{account_id}"),
+    ("patch", "/api/v1/tenants/{tenant}/email-accounts/{account_id}"),
+    ("delete", "/api/v1/tenants/{tenant}/email-accounts/{account_id}"),
+    ("get", "/api/v1/tenants/{tenant}/apps"),
+    ("post", "/api/v1/tenants/{tenant}/apps"),
+    ("get", "/api/v1/tenants/{tenant}/apps/{name}"),
+    ("patch", "/api/v1/tenants/{tenant}/apps/{name}"),
+    ("delete", "/api/v1/tenants/{tenant}/apps/{name}"),
+    ("get", "/api/v1/tenants/{tenant}/apps/{name}/test-list"),
+    ("put", "/api/v1/tenants/{tenant}/apps/{name}/test-list"),
+    ("get", "/api/v1/tenants/{tenant}/audit"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A real `mailgate serve --demo` process on a free port; yields its URL and stderr."""
+    workdir: Path = tmp_path_factory.mktemp("serve")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    env |= {"MAILGATE_DATA_DIR": str(workdir / "var"), "MAILGATE_SMTP_PORT": "0"}
+    log = (workdir / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailgate", "serve", "--demo", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                pytest.fail((workdir / "serve.log").read_text())
+            time.sleep(0.2)
+        else:
+            pytest.fail("mailgate serve did not answer /healthz within 60 s")
+        yield url, (workdir / "serve.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_serve_answers_health_and_openapi(served: tuple[str, str]) -> None:
+    url, output = served
+    assert httpx.get(f"{url}/healthz").text == "ok"
+    assert httpx.get(f"{url}/readyz").json() == {"database": True}
+    spec = httpx.get(f"{url}/openapi.json").json()
+    assert spec["info"]["title"] == "Mailgate"
+    assert "owner token" in output and "curl" in output
+
+
+def test_demo_token_works(served: tuple[str, str]) -> None:
+    url, output = served
+    token = next(line.strip() for line in output.splitlines() if line.strip().startswith("mg_"))
+    r = httpx.get(
+        f"{url}/api/v1/tenants/demo/mail-servers", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 200
+    [server] = r.json()["items"]
+    assert server["engine"] == "capture" and server["is_default"] is True
+    assert sorted(server["stages"]) == ["development", "production", "test"]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_openapi_lists_route_with_schemas(served: tuple[str, str], method: str, path: str) -> None:
+    spec = httpx.get(f"{served[0]}/openapi.json").json()
+    operation = spec["paths"][path][method]
+    ok = next(code for code in operation["responses"] if code.startswith("2"))
+    if ok != "204":
+        assert "schema" in operation["responses"][ok]["content"]["application/json"]
+    if method in ("post", "patch", "put") and "requestBody" in operation:
+        assert "schema" in operation["requestBody"]["content"]["application/json"]
+    elif method in ("patch", "put"):
+        pytest.fail(f"{method.upper()} {path} has no request body schema")
