@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import ADMIN
 from tests.config.helpers import create_server, field_names, new_tenant
+from tests.conftest import ADMIN
 
 ACCOUNTS = "/api/v1/tenants/acme/email-accounts"
 

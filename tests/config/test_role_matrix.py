@@ -1,4 +1,4 @@
-"""Every configuration endpoint × every role: 403 without the permission, 404 across tenants."""
+"""Every configuration endpoint and every role: 403 without the permission, 404 across tenants."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from mailgate.domain.roles import ROLE_PERMISSIONS, Permission, Role
-from tests.conftest import ADMIN
 from tests.config.helpers import create_server, new_tenant, token_for
+from tests.conftest import ADMIN
 
 V = Permission.VIEW_EMAIL_CONFIGURATIONS
 M = Permission.MANAGE_EMAIL_CONFIGURATIONS

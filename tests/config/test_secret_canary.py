@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from mailgate.services.context import Context
-from tests.conftest import ADMIN
 from tests.config.helpers import new_tenant
+from tests.conftest import ADMIN
 
 
 def _forms(value: str) -> list[bytes]:

@@ -8,8 +8,8 @@ import pytest
 from mailgate.services.context import Context
 from mailgate.storage.servers import ServerRepo
 from mailgate.storage.tenants import get_tenant
-from tests.conftest import ADMIN
 from tests.config.helpers import create_server, field_names, new_tenant, smtp_server
+from tests.conftest import ADMIN
 
 BASE = "/api/v1/tenants/acme/mail-servers"
 

@@ -39,14 +39,17 @@ async def open_context(
                     f"The database at {db.safe_url} is at schema {current or 'none'} but this "
                     f"Mailgate needs {head}; run `mailgate db upgrade`."
                 )
-        if not settings.secret_keys and not settings.key_file.exists():
-            # Never invent a new key for a database that already holds secrets.
-            if await rotation.count_secrets(db):
-                raise ConfigurationError(
-                    f"The key file {settings.key_file} is missing but the database holds "
-                    "encrypted secrets; restore the key file or set MAILGATE_SECRET_KEYS. "
-                    "A new key could not decrypt them."
-                )
+        # Never invent a new key for a database that already holds secrets.
+        if (
+            not settings.secret_keys
+            and not settings.key_file.exists()
+            and await rotation.count_secrets(db)
+        ):
+            raise ConfigurationError(
+                f"The key file {settings.key_file} is missing but the database holds "
+                "encrypted secrets; restore the key file or set MAILGATE_SECRET_KEYS. "
+                "A new key could not decrypt them."
+            )
         box = secret_box(settings, create=create_key)
         await rotation.verify_keys(db, box)
     except BaseException:
