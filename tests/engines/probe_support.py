@@ -232,13 +232,15 @@ Script = dict[str, bytes]
 class RawServer:
     """A scripted TCP server: sends ``greeting`` on connect, then answers each line by verb.
 
-    ``greeting=None`` stays silent (never greets, never answers). Bytes received on every
-    connection are recorded in ``received``.
+    ``greeting=None`` stays silent (never greets, never answers); ``close_after_greeting``
+    hangs up right after the greeting. Bytes received on every connection are recorded in
+    ``received``.
     """
 
     greeting: bytes | None = b"220 raw.mailgate.test ESMTP\r\n"
     replies: Script = field(default_factory=dict)
     default: bytes = b"500 5.5.1 unrecognised\r\n"
+    close_after_greeting: bool = False
     received: list[bytes] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -264,6 +266,9 @@ class RawServer:
         try:
             if self.greeting is not None:
                 writer.write(self.greeting)
+                await writer.drain()
+                if self.close_after_greeting:
+                    return
             while True:
                 line = await reader.readline()
                 if not line:

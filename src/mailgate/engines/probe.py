@@ -229,6 +229,13 @@ class _Probe:
         try:
             reply = await channel.read_reply(timeout=self.timeout)
         except TimeoutError:
+            if channel.pending_looks_like_tls():
+                raise self._fail(
+                    ProbeErrorCode.STARTTLS_ON_TLS_PORT,
+                    f"The server on port {self.config.port} answered with TLS, not with an "
+                    "SMTP greeting.",
+                    clean=False,
+                ) from None
             if self.config.security is not Security.TLS and await self._handshake_succeeds():
                 raise self._fail(
                     ProbeErrorCode.STARTTLS_ON_TLS_PORT,

@@ -140,6 +140,10 @@ class ProbeChannel:
             await self.writer.drain()
             return await self._read_reply()
 
+    def pending_looks_like_tls(self) -> bool:
+        """Whether unread bytes (no complete line yet) start like a TLS record."""
+        return bool(_TLS_RECORD.match(bytes(getattr(self.reader, "_buffer", b""))))
+
     def has_buffered_input(self) -> bool:
         """Whether the server sent bytes it had no reason to send yet.
 
