@@ -196,6 +196,117 @@ audit_log = Table(
     Index("ix_audit_tenant_at", "tenant_id", "at"),
 )
 
+# Messages, the durable queue and the delivery log ----------------------------------------
+
+messages = Table(
+    "messages",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("app_id", String(ID), ForeignKey("apps.id", ondelete="SET NULL"), nullable=True),
+    Column("stage", String(64), nullable=True),
+    Column(
+        "account_id",
+        String(ID),
+        ForeignKey("email_accounts.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column(
+        "server_id", String(ID), ForeignKey("mail_servers.id", ondelete="SET NULL"), nullable=True
+    ),
+    Column("status", String(12), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("mail_from", String(320), nullable=False),
+    Column("from_header", String(400), nullable=False),
+    Column("subject", String(1000), nullable=False),
+    Column("redirected", Boolean, nullable=False),
+    Column("original_recipients", JSON, nullable=True),
+    Column("smtputf8", Boolean, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("meta", JSON, nullable=True),
+    Column("send_at", DateTime(timezone=True), nullable=True),
+    # Due time for the next attempt; NULL while sending, final or held.
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    # The next attempt may repeat a delivery whose outcome is unknown.
+    Column("possible_duplicate", Boolean, nullable=False),
+    # Held while the server's credentials are refused (auth_failed), until it is fixed.
+    Column("held", Boolean, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("remote_id", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_messages_due", "next_attempt_at"),
+    Index("ix_messages_lease", "status", "lease_expires_at"),
+    Index("ix_messages_tenant_created", "tenant_id", "id"),
+    Index("ix_messages_server_held", "server_id", "held"),
+)
+
+message_recipients = Table(
+    "message_recipients",
+    metadata,
+    Column(
+        "message_id",
+        String(ID),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("code", Integer, nullable=True),
+    Column("reply", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+    Index("ix_recipients_email", "email"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    _id(),
+    Column("message_id", String(ID), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("server_id", String(ID), nullable=True),
+    Column("engine", String(20), nullable=False),
+    Column("worker", String(100), nullable=True),
+    Column("outcome", String(12), nullable=False),
+    Column("code", Integer, nullable=True),
+    Column("reply", Text, nullable=True),
+    Column("tls_version", String(20), nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Column("possible_duplicate", Boolean, nullable=False),
+    Column("transcript", Text, nullable=True),
+    Index("ix_attempts_message", "message_id", "n"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Per-server send counters, one row a minute, shared by every worker (rate limits).
+server_rate = Table(
+    "server_rate",
+    metadata,
+    Column(
+        "server_id", String(ID), ForeignKey("mail_servers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("window_start", Integer, primary_key=True),
+    Column("used", Integer, nullable=False),
+)
+
 #: Every column that holds secret-box ciphertext, for key rotation.
 SECRET_COLUMNS: tuple[tuple[Table, str], ...] = (
     (mail_servers, "secrets"),

@@ -1,0 +1,96 @@
+"""Routing a message (SPEC.md section 2): sender, mail server, test list. Pure decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mailgate.domain.model import EmailAccount, TestList
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    """The recipients a message was asked for, by header (addresses in wire form)."""
+
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.to + self.cc + self.bcc
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Who the message goes to on the wire, and whether a test list replaced them."""
+
+    recipients: tuple[str, ...]
+    redirected: bool = False
+    original: Recipients | None = None
+
+
+def apply_test_list(recipients: Recipients, test_list: TestList | None) -> Routing:
+    """Route to the test list when it is active; remember who was asked for."""
+    if test_list is None or not test_list.active or not test_list.addresses:
+        return Routing(recipients=_unique(recipients.all))
+    return Routing(recipients=_unique(test_list.addresses), redirected=True, original=recipients)
+
+
+def _unique(addresses: Sequence[str]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for address in addresses:
+        key = address.lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(address)
+    return tuple(out)
+
+
+class RouteError(Exception):
+    """No sender or no server could be found; ``field`` says which request field to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def choose_sender(
+    accounts_by_address: Mapping[str, EmailAccount],
+    default: EmailAccount | None,
+    requested: str | None,
+) -> EmailAccount:
+    """The named account (by address, case-insensitive), else the tenant's default account."""
+    if requested:
+        account = accounts_by_address.get(requested.lower())
+        if account is None:
+            raise RouteError(
+                "from", f"{requested} is not an email account of this tenant; add it first"
+            )
+        return account
+    if default is None:
+        raise RouteError(
+            "from",
+            "no sender given and the tenant has no default email account; "
+            "name an account in 'from' or mark one as default",
+        )
+    return default
+
+
+def choose_server(
+    *,
+    stage_server: str | None,
+    account: EmailAccount,
+    default_server: str | None,
+) -> str:
+    """The stage's server, else the sender account's server, else the tenant default."""
+    server = stage_server or account.mail_server_id or default_server
+    if server is None:
+        raise RouteError(
+            "stage",
+            "no mail server for this message: assign one to the stage, link one to the "
+            f"account {account.address}, or mark a default server",
+        )
+    return server
