@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -146,21 +148,29 @@ def keys_rotate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (MAILGATE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (MAILGATE_PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Delivery workers in this process (MAILGATE_WORKERS).")
+    ] = None,
     with_demo: Annotated[
         bool, typer.Option("--demo", help="Create the demo tenant on the capture server.")
     ] = False,
 ) -> None:
-    """Run the API (and the delivery workers) in one process."""
+    """Run the API and the delivery workers in one process."""
     import uvicorn
 
     from mailgate.web.app import create_app
+    from mailgate.worker.pool import WorkerPool
 
     settings = _settings()
     listen_host = host or settings.host
     listen_port = port if port is not None else settings.port
+    count = settings.workers if workers is None else workers
 
     async def go() -> None:
         ctx: Context = await boot.open_context(settings, auto_upgrade=True, create_key=True)
+        pool = WorkerPool(ctx, count=count)
+        ctx.wake = pool.wake
+        stop = asyncio.Event()
         try:
             if with_demo:
                 found = await demo.ensure_demo(ctx)
@@ -172,11 +182,66 @@ def serve(
                 log_config=None,
                 access_log=False,
             )
-            await uvicorn.Server(config).serve()
+            server = _QuietServer(config)
+
+            def shutdown() -> None:
+                server.should_exit = True
+                stop.set()
+
+            _on_signals(shutdown)
+            workers_task = asyncio.create_task(pool.run(stop))
+            try:
+                await server.serve()
+            finally:
+                stop.set()
+                await workers_task
         finally:
             await ctx.db.dispose()
 
     _run(go())
+
+
+@app.command()
+def worker(
+    count: Annotated[int, typer.Option("--count", "-n", help="Worker tasks.")] = 1,
+) -> None:
+    """Run delivery workers only (any number of processes and hosts on PostgreSQL)."""
+    from mailgate.worker.pool import WorkerPool
+
+    settings = _settings()
+
+    async def go() -> None:
+        ctx = await boot.open_context(settings)
+        stop = asyncio.Event()
+        _on_signals(stop.set)
+        console.print(f"mailgate worker: {count} task(s) on {ctx.db.safe_url}")
+        try:
+            await WorkerPool(ctx, count=count).run(stop)
+        finally:
+            await ctx.db.dispose()
+
+    _run(go())
+
+
+def _on_signals(callback: Callable[[], object]) -> None:
+    """Stop gracefully on SIGTERM and SIGINT: finish or release in-flight mail first."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, callback)
+
+
+class _QuietServer:
+    """uvicorn's server without its own signal handling (Mailgate stops it gracefully)."""
+
+    def __new__(cls, config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Server(config)
 
 
 def _print_demo(found: demo.Demo, host: str, port: int) -> None:

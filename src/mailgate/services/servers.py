@@ -10,6 +10,7 @@ AUTH over an unencrypted connection only with ``allow_insecure_auth``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from mailgate.domain.model import MailServer
@@ -20,6 +21,8 @@ from mailgate.domain.servers import (
     AuthKind,
     Engine,
     Security,
+    ServerStatus,
+    TlsVersion,
 )
 from mailgate.errors import Conflict, FieldError, ValidationFailed
 from mailgate.services.context import Caller, Context
@@ -307,3 +310,66 @@ async def delete_server(ctx: Context, caller: Caller, server_id: str) -> None:
             object_id=server_id,
             object_name=server.name,
         )
+
+
+async def draft_server(
+    ctx: Context, caller: Caller, fields: Mapping[str, Any]
+) -> tuple[MailServer, dict[str, str]]:
+    """Unsaved settings (the add/edit dialog) as a transient server and the secrets to use.
+
+    ``fields`` has the shape of the create body plus an optional ``server_id``. The rules of
+    saving apply: defaults, provider presets and validation (422 naming the field; port 25
+    included). With ``server_id`` (a server of the caller's tenant, else 404), secrets that
+    are omitted or blank are taken from that server, but only while host, port, username and
+    security equal the stored ones; otherwise 422 naming the secret, as an update would.
+    Nothing is written.
+    """
+    given = dict(fields)
+    server_id = given.pop("server_id", None)
+    plain, secrets = split_secrets(given)
+    values: dict[str, Any] = {**DEFAULTS, **{k: v for k, v in plain.items() if v is not None}}
+    _fill_from_provider(values, plain)
+    if values.get("port") is None:
+        values["port"] = DEFAULT_PORTS[Security(values["security"])]
+    stored: MailServer | None = None
+    if server_id is not None:
+        async with ctx.db.read() as tx:
+            repo = ServerRepo(tx, ctx.box, caller.tenant_id)
+            stored = await repo.get(str(server_id))
+            stored_secrets = await repo.secrets(stored.id)
+        _require_secret_again(stored, {f: values.get(f) for f in SECRET_BOUND_FIELDS}, secrets)
+        secrets = {**stored_secrets, **secrets}
+    _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
+    now = datetime.now(UTC)
+    server = MailServer(
+        id=stored.id if stored else "unsaved",
+        tenant_id=caller.tenant_id,
+        name=str(values.get("name") or (stored.name if stored else "")),
+        engine=Engine(values["engine"]),
+        provider=values.get("provider"),
+        host=values.get("host"),
+        port=int(values["port"]),
+        security=Security(values["security"]),
+        min_tls_version=TlsVersion(values["min_tls_version"]),
+        verify_certificate=bool(values["verify_certificate"]),
+        ca_certificates=values.get("ca_certificates"),
+        auth=AuthKind(values["auth"]),
+        username=values.get("username"),
+        allow_insecure_auth=bool(values["allow_insecure_auth"]),
+        oauth=values.get("oauth"),
+        api_base_url=values.get("api_base_url"),
+        sender_upn=values.get("sender_upn"),
+        timeout_seconds=float(values["timeout_seconds"]),
+        max_connections=int(values["max_connections"]),
+        rate_limit_per_minute=values.get("rate_limit_per_minute"),
+        is_default=False,
+        fallback_server_id=None,
+        options=dict(values.get("options") or {}),
+        status=ServerStatus.UNKNOWN,
+        status_detail=None,
+        secrets_set=frozenset(secrets),
+        version=0,
+        created_at=now,
+        updated_at=now,
+    )
+    return server, secrets

@@ -63,6 +63,7 @@ class Job:
     possible_duplicate: bool
     created_at: datetime
     recipients: tuple[tuple[int, str], ...] = ()
+    delivered_before: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,21 +199,23 @@ async def claim(
         return []
     ids = [r.id for r in rows]
     pending: dict[str, list[tuple[int, str]]] = {}
+    delivered: set[str] = set()
     for chunk_start in range(0, len(ids), 500):
         result = await tx.execute(
             select(
                 message_recipients.c.message_id,
                 message_recipients.c.position,
                 message_recipients.c.email,
+                message_recipients.c.status,
             )
-            .where(
-                message_recipients.c.message_id.in_(ids[chunk_start : chunk_start + 500]),
-                message_recipients.c.status.in_(ACTIVE_RECIPIENT),
-            )
+            .where(message_recipients.c.message_id.in_(ids[chunk_start : chunk_start + 500]))
             .order_by(message_recipients.c.message_id, message_recipients.c.position)
         )
-        for message_id, position, email in result:
-            pending.setdefault(message_id, []).append((position, email))
+        for message_id, position, email, status in result:
+            if status in ACTIVE_RECIPIENT:
+                pending.setdefault(message_id, []).append((position, email))
+            elif status == RecipientStatus.SENT.value:
+                delivered.add(message_id)
     return [
         Job(
             id=r.id,
@@ -227,6 +230,7 @@ async def claim(
             possible_duplicate=r.possible_duplicate,
             created_at=as_utc(r.created_at),  # type: ignore[arg-type]
             recipients=tuple(pending.get(r.id, ())),
+            delivered_before=r.id in delivered,
         )
         for r in rows
     ]
@@ -372,13 +376,15 @@ async def release(
     when: datetime,
     possible_duplicate: bool,
     uncount: bool = False,
+    held: bool = False,
 ) -> None:
-    """Give claimed jobs back to the queue without an outcome (shutdown, rate limit)."""
+    """Give claimed jobs back to the queue without an outcome (shutdown, rate limit, hold)."""
     if not jobs:
         return
     values: dict[str, Any] = {
         "status": MessageStatus.DEFERRED.value,
-        "next_attempt_at": when,
+        "next_attempt_at": None if held else when,
+        "held": held,
         "lease_owner": None,
         "lease_expires_at": None,
         "updated_at": utcnow(),
@@ -392,6 +398,20 @@ async def release(
         .where(messages.c.id.in_([j.id for j in jobs]), messages.c.lease_owner == worker)
         .values(**values)
     )
+
+
+async def renew_leases(tx: Tx, *, worker: str, lease: timedelta) -> int:
+    """Extend the leases a live worker holds, so slow deliveries are not reclaimed."""
+    now = utcnow()
+    result = await tx.execute(
+        update(messages)
+        .where(
+            messages.c.lease_owner == worker,
+            messages.c.status == MessageStatus.SENDING.value,
+        )
+        .values(lease_expires_at=now + lease)
+    )
+    return int(result.rowcount or 0)
 
 
 async def release_held(tx: Tx, server_id: str, *, now: datetime | None = None) -> int:
@@ -419,3 +439,12 @@ async def next_due(tx: Tx) -> datetime | None:
     """When the earliest queued or deferred message becomes due (None when there is none)."""
     value = (await tx.execute(select(func.min(messages.c.next_attempt_at)))).scalar_one_or_none()
     return as_utc(value)
+
+
+CHANNEL = "mailgate_queue"
+
+
+async def notify(tx: Tx) -> None:
+    """Tell listening workers (PostgreSQL LISTEN) that mail was committed; no-op on SQLite."""
+    if tx.dialect.name == "postgresql":
+        await tx.exec_driver_sql(f"NOTIFY {CHANNEL}")

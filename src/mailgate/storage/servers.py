@@ -220,3 +220,28 @@ class ServerRepo:
     async def delete(self, server: MailServer) -> None:
         # Stages, accounts and fallbacks pointing here are set to NULL by the foreign keys.
         await self.tx.execute(delete(mail_servers).where(mail_servers.c.id == server.id))
+
+
+async def load_for_delivery(
+    tx: Tx, box: SecretBox, server_ids: Iterable[str]
+) -> dict[str, tuple[MailServer, dict[str, str]]]:
+    """Servers (any tenant) by id with their secrets in clear, for the delivery worker."""
+    ids = sorted(set(server_ids))
+    if not ids:
+        return {}
+    rows = (await tx.execute(select(mail_servers).where(mail_servers.c.id.in_(ids)))).all()
+    out: dict[str, tuple[MailServer, dict[str, str]]] = {}
+    for row in rows:
+        secrets = box.open_fields(row.secrets, context=secret_context(row.id))
+        out[row.id] = (_server(row, (), secrets.keys()), secrets)
+    return out
+
+
+async def set_status_many(tx: Tx, updates: Mapping[str, tuple[ServerStatus, str | None]]) -> None:
+    """Record the servers' observed status (ok, auth_failed, unreachable)."""
+    for server_id, (status, detail) in updates.items():
+        await tx.execute(
+            update(mail_servers)
+            .where(mail_servers.c.id == server_id)
+            .values(status=status.value, status_detail=detail)
+        )

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from mailgate import __version__
 from mailgate.services.context import Context
 from mailgate.web import problems
-from mailgate.web.api import config, members, providers, tenants
+from mailgate.web.api import config, members, messages, providers, tenants
 
 
 def create_app(ctx: Context) -> FastAPI:
@@ -21,7 +21,13 @@ def create_app(ctx: Context) -> FastAPI:
     )
     app.state.ctx = ctx
     problems.install(app)
-    for router in (providers.router, tenants.router, members.router, config.router):
+    for router in (
+        providers.router,
+        tenants.router,
+        members.router,
+        config.router,
+        messages.router,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"], response_class=PlainTextResponse)

@@ -452,3 +452,61 @@ class AuditOut(BaseModel):
             object={"type": e.object_type, "id": e.object_id, "name": e.object_name},
             changes=list(e.changes),
         )
+
+
+# Test connection ------------------------------------------------------------------------
+
+
+class MailServerTestIn(MailServerIn):
+    """Unsaved settings to test: the create body, with ``name`` optional and ``server_id``.
+
+    ``server_id`` names a stored server whose secrets are used where the body omits them
+    (or leaves them blank), as long as host, port, username and security are unchanged.
+    """
+
+    name: str = Field("", max_length=200)
+    server_id: str | None = Field(None, description="Reuse this stored server's secrets.")
+
+
+class ProbeErrorOut(BaseModel):
+    code: str
+    message: str
+    hint: str
+
+
+class ProbeStepOut(BaseModel):
+    name: str
+    ok: bool
+    ms: float
+
+
+class CertificateOut(BaseModel):
+    subject: str
+    issuer: str
+    not_after: str
+    verified: bool
+
+
+class TlsOut(BaseModel):
+    version: str
+    cipher: str
+    certificate: CertificateOut | None
+
+
+class ProbeServerOut(BaseModel):
+    banner: str
+    extensions: list[str]
+    auth_mechanisms: list[str]
+
+
+class ProbeReportOut(BaseModel):
+    """The report of a connection test (API.md); ``ok`` is true exactly when ``error`` is null."""
+
+    ok: bool
+    security: Literal["insecure", "SMTPS", "STARTTLS"]
+    tls: TlsOut | None
+    server: ProbeServerOut | None
+    authenticated: bool
+    steps: list[ProbeStepOut]
+    error: ProbeErrorOut | None
+    warnings: list[str] = Field(default_factory=list)

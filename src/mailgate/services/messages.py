@@ -1,0 +1,87 @@
+"""The Email Logs: listing messages, one message with recipients and attempts, retry, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mailgate.errors import NotFound
+from mailgate.services.context import Caller, Context
+from mailgate.storage import apps, queue
+from mailgate.storage import messages as store
+
+
+async def list_messages(
+    ctx: Context,
+    caller: Caller,
+    *,
+    status: str | None,
+    recipient: str | None,
+    app: str | None,
+    stage: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> list[dict[str, Any]]:
+    async with ctx.db.read() as tx:
+        app_id = None
+        if app is not None:
+            found = await apps.find_app(tx, caller.tenant_id, app)
+            if found is None:
+                return []
+            app_id = found.id
+        flt = store.LogFilter(
+            status=status,
+            recipient=recipient,
+            app_id=app_id,
+            stage=stage,
+            since=since,
+            until=until,
+        )
+        return await store.list_messages(tx, caller.tenant_id, flt, limit=limit, before=cursor)
+
+
+async def get_message(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]:
+    """The message with its recipients and every attempt."""
+    async with ctx.db.read() as tx:
+        message = await store.get_message(tx, caller.tenant_id, message_id)
+        message["recipients"] = await store.recipients_of(tx, message_id)
+        message["attempt_log"] = await store.attempts_of(tx, message_id)
+    return message
+
+
+async def raw_message(ctx: Context, caller: Caller, message_id: str) -> bytes:
+    async with ctx.db.read() as tx:
+        return await store.raw_of(tx, caller.tenant_id, message_id)
+
+
+async def retry(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]:
+    async with ctx.db.transaction() as tx:
+        await store.retry(tx, caller.tenant_id, message_id)
+        await queue.notify(tx)
+    if ctx.wake is not None:
+        ctx.wake()
+    return await get_message(ctx, caller, message_id)
+
+
+async def cancel(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]:
+    async with ctx.db.transaction() as tx:
+        await store.cancel(tx, caller.tenant_id, message_id)
+    return await get_message(ctx, caller, message_id)
+
+
+async def stats(ctx: Context, caller: Caller) -> dict[str, int]:
+    async with ctx.db.read() as tx:
+        return await queue.counts_by_status(tx, caller.tenant_id)
+
+
+async def instance_stats(ctx: Context) -> dict[str, int]:
+    """Counts by status over every tenant (``mailgate queue status``, metrics)."""
+    async with ctx.db.read() as tx:
+        return await queue.counts_by_status(tx)
+
+
+def ensure_found(value: object, what: str) -> None:
+    if value is None:
+        raise NotFound(f"No {what}.")

@@ -1,0 +1,275 @@
+"""Accepting mail: validate, route, compose once, commit to the queue (SPEC.md sections 2, 4).
+
+A message is composed exactly once, here, so every retry sends identical bytes. A 2xx answer
+means the message is committed. The steps read as a list (ARCHITECTURE.md house style 5):
+``resolve_app → choose_sender → choose_server → make_draft → check_limits → apply_test_list
+→ compose → enqueue``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mailgate.compose import Address, check_limits, compose, make_draft, new_message_id
+from mailgate.compose.addresses import parse_address
+from mailgate.domain.ids import new_id
+from mailgate.domain.routing import (
+    Recipients,
+    RouteError,
+    apply_test_list,
+    choose_sender,
+    choose_server,
+)
+from mailgate.errors import Conflict, FieldError, RequestError, ValidationFailed
+from mailgate.services.context import Caller, Context
+from mailgate.services.routing_snapshot import RoutingSnapshot, load_snapshot
+from mailgate.storage import idempotency, queue
+from mailgate.storage.base import utcnow
+
+MAX_BATCH = 500
+MAX_METADATA_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    id: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """The HTTP status and JSON body of a send request (stored for idempotent replays)."""
+
+    status: int
+    body: Any
+
+
+def request_hash(payload: Any) -> str:
+    """A stable hash of a request body, for Idempotency-Key comparisons."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _route_error(exc: RouteError) -> ValidationFailed:
+    return ValidationFailed(exc.message, errors=[FieldError(exc.field, exc.message)])
+
+
+def _resolve_app(caller: Caller, snap: RoutingSnapshot, requested: str | None) -> str | None:
+    bound = caller.principal.app_id
+    if bound is not None:
+        bound_app = snap.apps_by_id.get(bound)
+        bound_name = bound_app.name if bound_app else None
+        if requested is not None and requested != bound_name:
+            raise ValidationFailed.field("app", f"this token may only send for app {bound_name!r}")
+        return bound
+    if requested is None:
+        return None
+    app = snap.apps_by_name.get(requested)
+    if app is None:
+        raise ValidationFailed.field("app", f"no app named {requested!r} in this tenant")
+    return app.id
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def prepare(
+    ctx: Context, caller: Caller, snap: RoutingSnapshot, item: Mapping[str, Any], *, now: datetime
+) -> queue.NewMessage:
+    """Validate, route and compose one message; raises a RequestError naming the field."""
+    if item.get("template") is not None:
+        raise ValidationFailed.field("template", "templates are not available in this version")
+    app_id = _resolve_app(caller, snap, item.get("app"))
+    stage = item.get("stage")
+    if stage is not None and stage not in snap.stage_servers:
+        raise ValidationFailed.field("stage", f"no stage named {stage!r} in this tenant")
+    requested_from = item.get("from")
+    try:
+        wanted = parse_address(requested_from, field="from") if requested_from else None
+        account = choose_sender(
+            snap.accounts_by_address, snap.default_account, wanted.email if wanted else None
+        )
+        stage_server = snap.stage_servers.get(stage) if stage else None
+        server_id = choose_server(
+            stage_server=stage_server, account=account, default_server=snap.default_server
+        )
+    except RouteError as exc:
+        raise _route_error(exc) from None
+    sender = {"email": account.address, "name": account.display_name}
+    reply_to = item.get("reply_to")
+    if reply_to is None and account.reply_to:
+        reply_to = account.reply_to
+    draft = make_draft(
+        from_=sender,
+        to=item.get("to"),
+        cc=item.get("cc"),
+        bcc=item.get("bcc"),
+        reply_to=reply_to,
+        subject=item.get("subject"),
+        text=item.get("text"),
+        html=item.get("html"),
+        headers=item.get("headers"),
+        attachments=item.get("attachments"),
+        max_attachment_bytes=ctx.policy.max_message_bytes,
+    )
+    check_limits(
+        draft, max_recipients=ctx.policy.max_recipients, max_bytes=ctx.policy.max_message_bytes
+    )
+    meta = item.get("metadata")
+    if meta is not None and len(json.dumps(meta, default=str)) > MAX_METADATA_BYTES:
+        raise ValidationFailed.field("metadata", f"at most {MAX_METADATA_BYTES} bytes of JSON")
+
+    asked = Recipients(
+        to=tuple(a.wire_email for a in draft.to),
+        cc=tuple(a.wire_email for a in draft.cc),
+        bcc=tuple(a.wire_email for a in draft.bcc),
+    )
+    app = snap.apps_by_id.get(app_id) if app_id else None
+    routing = apply_test_list(asked, app.test_list if app else None)
+    original: tuple[Address, ...] | None = None
+    if routing.redirected:
+        original = draft.to + draft.cc
+        draft = dataclasses.replace(
+            draft, to=tuple(Address(email=a) for a in routing.recipients), cc=(), bcc=()
+        )
+    message_id = new_message_id(account.address.rsplit("@", 1)[1])
+    raw = compose(draft, message_id=message_id, date=now, original_recipients=original)
+    original_json = None
+    if routing.original is not None:
+        original_json = {
+            "to": list(routing.original.to),
+            "cc": list(routing.original.cc),
+            "bcc": list(routing.original.bcc),
+        }
+    return queue.NewMessage(
+        id=new_id(),
+        tenant_id=caller.tenant_id,
+        app_id=app_id,
+        stage=stage,
+        account_id=account.id,
+        server_id=server_id,
+        message_id=message_id,
+        mail_from=draft.from_.wire_email,
+        from_header=f"{account.display_name} <{account.address}>",
+        subject=draft.subject[:1000],
+        recipients=tuple(r.lower() for r in routing.recipients),
+        redirected=routing.redirected,
+        original_recipients=original_json,
+        smtputf8=draft.needs_smtputf8,
+        raw=raw,
+        meta=meta,
+        send_at=_aware(item.get("send_at")),
+    )
+
+
+async def _replay(
+    ctx: Context, caller: Caller, key: str, digest: str, now: datetime
+) -> SendOutcome | None:
+    async with ctx.db.read() as tx:
+        stored = await idempotency.find(tx, caller.tenant_id, key, now=now)
+    if stored is None:
+        return None
+    if stored.request_hash != digest:
+        raise Conflict(
+            "This Idempotency-Key was used within 24 hours for a different request; "
+            "use a new key for a new message.",
+            errors=[FieldError("Idempotency-Key", "reused with a different payload")],
+        )
+    return SendOutcome(stored.status_code, stored.response)
+
+
+async def _commit(
+    ctx: Context,
+    caller: Caller,
+    items: Sequence[queue.NewMessage],
+    outcome: SendOutcome,
+    *,
+    key: str | None,
+    digest: str,
+    now: datetime,
+) -> None:
+    async with ctx.db.transaction() as tx:
+        await queue.enqueue(tx, items, now=now)
+        if key is not None:
+            await idempotency.store(
+                tx,
+                caller.tenant_id,
+                key,
+                request_hash=digest,
+                status_code=outcome.status,
+                response=outcome.body,
+                now=now,
+            )
+        if items:
+            await queue.notify(tx)
+    if items and ctx.wake is not None:
+        ctx.wake()
+
+
+async def send_one(
+    ctx: Context, caller: Caller, item: Mapping[str, Any], *, idempotency_key: str | None
+) -> SendOutcome:
+    """Accept one message: 202 with its id, or an error naming the field."""
+    now = utcnow()
+    digest = request_hash(item)
+    if idempotency_key is not None:
+        replay = await _replay(ctx, caller, idempotency_key, digest, now)
+        if replay is not None:
+            return replay
+    snap = await load_snapshot(ctx, caller.tenant_id)
+    message = prepare(ctx, caller, snap, item, now=now)
+    outcome = SendOutcome(
+        202, {"id": message.id, "status": "queued", "message_id": message.message_id}
+    )
+    await _commit(ctx, caller, [message], outcome, key=idempotency_key, digest=digest, now=now)
+    return outcome
+
+
+async def send_batch(
+    ctx: Context,
+    caller: Caller,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    idempotency_key: str | None,
+) -> SendOutcome:
+    """Accept up to 500 messages; valid ones are committed together, others get errors."""
+    if len(items) > MAX_BATCH:
+        raise ValidationFailed.field("messages", f"at most {MAX_BATCH} messages per batch")
+    now = utcnow()
+    digest = request_hash(list(items))
+    if idempotency_key is not None:
+        replay = await _replay(ctx, caller, idempotency_key, digest, now)
+        if replay is not None:
+            return replay
+    snap = await load_snapshot(ctx, caller.tenant_id)
+    accepted: list[queue.NewMessage] = []
+    results: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            message = prepare(ctx, caller, snap, item, now=now)
+        except RequestError as exc:
+            results.append(
+                {
+                    "index": index,
+                    "status": exc.status,
+                    "detail": exc.detail,
+                    "errors": [{"field": e.field, "message": e.message} for e in exc.errors],
+                }
+            )
+            continue
+        accepted.append(message)
+        results.append(
+            {"index": index, "status": 202, "id": message.id, "message_id": message.message_id}
+        )
+    outcome = SendOutcome(200, {"items": results})
+    await _commit(ctx, caller, accepted, outcome, key=idempotency_key, digest=digest, now=now)
+    return outcome

@@ -1,0 +1,185 @@
+"""The delivery log: reading messages, their recipients and attempts; retry, cancel, purge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, select, update
+
+from mailgate.domain.delivery import MessageStatus, RecipientStatus
+from mailgate.errors import Conflict, NotFound
+from mailgate.storage.base import Tx, as_utc, utcnow
+from mailgate.storage.tables import attempts, message_recipients, messages
+
+_SUMMARY_COLUMNS = [c for c in messages.c if c.name != "raw"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    status: str | None = None
+    recipient: str | None = None
+    app_id: str | None = None
+    stage: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    data = dict(row._mapping)
+    for key in (
+        "created_at",
+        "updated_at",
+        "finished_at",
+        "send_at",
+        "next_attempt_at",
+        "lease_expires_at",
+        "started_at",
+    ):
+        if key in data:
+            data[key] = as_utc(data[key])
+    return data
+
+
+async def list_messages(
+    tx: Tx, tenant_id: str, flt: LogFilter, *, limit: int, before: str | None
+) -> list[dict[str, Any]]:
+    """Newest first; ``before`` is the last id of the previous page."""
+    query = (
+        select(*_SUMMARY_COLUMNS)
+        .where(messages.c.tenant_id == tenant_id)
+        .order_by(messages.c.id.desc())
+        .limit(limit)
+    )
+    if before:
+        query = query.where(messages.c.id < before)
+    if flt.status:
+        query = query.where(messages.c.status == flt.status)
+    if flt.app_id:
+        query = query.where(messages.c.app_id == flt.app_id)
+    if flt.stage:
+        query = query.where(messages.c.stage == flt.stage)
+    if flt.since:
+        query = query.where(messages.c.created_at >= flt.since)
+    if flt.until:
+        query = query.where(messages.c.created_at < flt.until)
+    if flt.recipient:
+        query = query.where(
+            exists().where(
+                message_recipients.c.message_id == messages.c.id,
+                message_recipients.c.email == flt.recipient.lower(),
+            )
+        )
+    return [_row_dict(r) for r in await tx.execute(query)]
+
+
+async def get_message(tx: Tx, tenant_id: str, message_id: str) -> dict[str, Any]:
+    row = (
+        await tx.execute(
+            select(*_SUMMARY_COLUMNS).where(
+                messages.c.tenant_id == tenant_id, messages.c.id == message_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No message {message_id!r}.")
+    return _row_dict(row)
+
+
+async def recipients_of(tx: Tx, message_id: str) -> list[dict[str, Any]]:
+    rows = await tx.execute(
+        select(message_recipients)
+        .where(message_recipients.c.message_id == message_id)
+        .order_by(message_recipients.c.position)
+    )
+    return [_row_dict(r) for r in rows]
+
+
+async def attempts_of(tx: Tx, message_id: str) -> list[dict[str, Any]]:
+    rows = await tx.execute(
+        select(attempts)
+        .where(attempts.c.message_id == message_id)
+        .order_by(attempts.c.n, attempts.c.id)
+    )
+    return [_row_dict(r) for r in rows]
+
+
+async def raw_of(tx: Tx, tenant_id: str, message_id: str) -> bytes:
+    raw = (
+        await tx.execute(
+            select(messages.c.raw).where(
+                messages.c.tenant_id == tenant_id, messages.c.id == message_id
+            )
+        )
+    ).scalar_one_or_none()
+    if raw is None:
+        raise NotFound(f"No message {message_id!r}.")
+    return bytes(raw)
+
+
+async def retry(tx: Tx, tenant_id: str, message_id: str) -> None:
+    """Make a deferred, held or failed message due now; failed recipients are tried again."""
+    current = await get_message(tx, tenant_id, message_id)
+    status = current["status"]
+    if status not in (
+        MessageStatus.DEFERRED.value,
+        MessageStatus.FAILED.value,
+        MessageStatus.QUEUED.value,
+    ):
+        raise Conflict(f"A {status} message cannot be retried.")
+    now = utcnow()
+    await tx.execute(
+        update(message_recipients)
+        .where(
+            message_recipients.c.message_id == message_id,
+            message_recipients.c.status == RecipientStatus.FAILED.value,
+        )
+        .values(status=RecipientStatus.PENDING.value, updated_at=now)
+    )
+    await tx.execute(
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(
+            status=MessageStatus.DEFERRED.value if status != "queued" else status,
+            next_attempt_at=now,
+            held=False,
+            finished_at=None,
+            updated_at=now,
+        )
+    )
+
+
+async def cancel(tx: Tx, tenant_id: str, message_id: str) -> None:
+    """Cancel a message that is not being sent and not yet final."""
+    current = await get_message(tx, tenant_id, message_id)
+    if current["status"] not in (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value):
+        raise Conflict(f"A {current['status']} message cannot be cancelled.")
+    now = utcnow()
+    result = await tx.execute(
+        update(messages)
+        .where(
+            messages.c.id == message_id,
+            messages.c.status.in_([MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value]),
+        )
+        .values(
+            status=MessageStatus.CANCELLED.value,
+            next_attempt_at=None,
+            held=False,
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+    if not result.rowcount:
+        raise Conflict("The message is being sent right now; try again in a moment.")
+
+
+async def purge_delivered(tx: Tx, *, older_than: datetime) -> int:
+    """Delete sent messages (with recipients and attempts) finished before ``older_than``."""
+    result = await tx.execute(
+        delete(messages).where(
+            messages.c.status == MessageStatus.SENT.value,
+            messages.c.finished_at < older_than,
+        )
+    )
+    return int(result.rowcount or 0)

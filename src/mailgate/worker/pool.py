@@ -1,0 +1,66 @@
+"""Running N delivery workers in one process, with wake-ups and housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from mailgate.engines.factory import EngineCache
+from mailgate.engines.guarded_dialer import GuardedDialer
+from mailgate.engines.netpolicy import NetworkPolicy
+from mailgate.runtime import Context
+from mailgate.storage.listen import listen
+from mailgate.worker import maintenance
+from mailgate.worker.runner import Worker, WorkerOptions
+
+
+def guarded_engines(ctx: Context) -> EngineCache:
+    """Engines whose every connection passes the instance network policy."""
+    policy = NetworkPolicy(ctx.policy.allowed_networks, allow_port_25=ctx.policy.allow_port_25)
+    return EngineCache(dialer=GuardedDialer(policy))
+
+
+class WorkerPool:
+    """``count`` workers sharing one engine cache (and so one connection pool per server)."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        count: int,
+        options: WorkerOptions | None = None,
+        engines: EngineCache | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.engines = engines or guarded_engines(ctx)
+        self.workers = [
+            Worker(ctx, engines=self.engines, options=options) for _ in range(max(count, 0))
+        ]
+
+    def wake(self) -> None:
+        for worker in self.workers:
+            worker.wake()
+
+    def waker(self) -> Callable[[], None]:
+        return self.wake
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then finish in-flight mail and close connections."""
+        if not self.workers:
+            await stop.wait()
+            return
+        tasks = [
+            asyncio.create_task(w.run(stop), name=f"worker-{i}") for i, w in enumerate(self.workers)
+        ]
+        tasks.append(asyncio.create_task(listen(self.ctx.db, self.wake, stop), name="listen"))
+        tasks.append(asyncio.create_task(maintenance.run(self.ctx, stop), name="maintenance"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.engines.aclose()

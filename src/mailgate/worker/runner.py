@@ -1,0 +1,370 @@
+"""The delivery worker: claim due mail, deliver it concurrently, record outcomes in bulk.
+
+One pass of a job reads as steps (ARCHITECTURE.md house style 5):
+``claim → resolve server → apply rate limit → deliver (fallback on connection failure) →
+decide → record``. Completions are written in batches, so the database sees one transaction
+per batch rather than one per message. Leases are renewed while the worker lives; a worker
+that dies has its mail reclaimed when the leases expire, flagged as possible duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from mailgate.domain.delivery import (
+    DeliveryResult,
+    Envelope,
+    MessageStatus,
+    OutcomeKind,
+    RecipientStatus,
+)
+from mailgate.domain.retry import RetryPolicy
+from mailgate.domain.servers import ServerStatus
+from mailgate.engines.factory import EngineCache
+from mailgate.errors import MailgateError
+from mailgate.runtime import Context
+from mailgate.storage import queue, rate
+from mailgate.storage import servers as server_store
+from mailgate.storage.base import utcnow
+from mailgate.storage.queue import AttemptRecord, Completion, Job, RecipientUpdate
+from mailgate.worker.decide import attempt_record, decide
+from mailgate.worker.servers import ServerDirectory, ServerEntry
+
+log = logging.getLogger("mailgate.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """Tuning of one worker. Defaults suit one process on a small machine."""
+
+    batch_size: int = 200
+    concurrency: int = 256
+    lease: timedelta = timedelta(seconds=120)
+    poll_interval: float = 1.0
+    flush_interval: float = 0.02
+    reclaim_interval: float = 10.0
+    shutdown_grace: float = 15.0
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{id(object()) & 0xFFFF:04x}"
+
+
+class Worker:
+    """Delivers due messages until ``stop`` is set; see the module docstring."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        engines: EngineCache,
+        retry: RetryPolicy | None = None,
+        options: WorkerOptions | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.engines = engines
+        self.retry = retry or RetryPolicy(give_up=timedelta(hours=ctx.policy.give_up_hours))
+        self.options = options or WorkerOptions()
+        self.name = name or worker_name()
+        self.servers = ServerDirectory(ctx)
+        self._wake = asyncio.Event()
+        self._done: list[Completion] = []
+        self._status_updates: dict[str, tuple[ServerStatus, str | None]] = {}
+        self._inflight: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._slots = asyncio.Semaphore(self.options.concurrency)
+        self._flushed = asyncio.Event()
+        self.delivered = 0
+
+    def wake(self) -> None:
+        """Called when mail was committed: claim now instead of at the next poll."""
+        self._wake.set()
+
+    # The loop -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        flusher = asyncio.create_task(self._flush_loop(stop), name="mailgate-flush")
+        keeper = asyncio.create_task(self._lease_loop(stop), name="mailgate-leases")
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await self._shutdown()
+            stop.set()
+            await flusher
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await self._flush()
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        last_reclaim = 0.0
+        while not stop.is_set():
+            if time.monotonic() - last_reclaim > self.options.reclaim_interval:
+                last_reclaim = time.monotonic()
+                async with self.ctx.db.transaction() as tx:
+                    reclaimed = await queue.reclaim_expired(tx)
+                if reclaimed:
+                    log.warning("reclaimed %d message(s) from expired leases", reclaimed)
+            room = self.options.concurrency - len(self._inflight)
+            jobs: list[Job] = []
+            if room > 0:
+                async with self.ctx.db.transaction() as tx:
+                    jobs = await queue.claim(
+                        tx,
+                        worker=self.name,
+                        limit=min(self.options.batch_size, room),
+                        lease=self.options.lease,
+                    )
+            if jobs:
+                await self._start(jobs)
+                if len(jobs) == min(self.options.batch_size, room):
+                    continue
+            await self._idle(stop, full=room <= 0)
+
+    async def _idle(self, stop: asyncio.Event, *, full: bool) -> None:
+        self._wake.clear()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
+        if full:
+            waits.append(asyncio.create_task(self._flushed.wait()))
+        try:
+            await asyncio.wait(
+                waits, timeout=self.options.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for w in waits:
+                w.cancel()
+        self._flushed.clear()
+
+    async def _start(self, jobs: list[Job]) -> None:
+        entries = await self.servers.load({j.server_id for j in jobs if j.server_id})
+        fallbacks = {
+            e.server.fallback_server_id
+            for e in entries.values()
+            if e is not None and e.server.fallback_server_id
+        }
+        if fallbacks:
+            entries |= await self.servers.load(fallbacks)
+        runnable = await self._admit(jobs, entries)
+        for job in runnable:
+            task = asyncio.create_task(self._attempt(job, entries), name=f"deliver-{job.id}")
+            self._inflight[job.id] = (job, task)
+            task.add_done_callback(self._forget(job.id))
+
+    def _forget(self, job_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(_: asyncio.Task[None]) -> None:
+            self._inflight.pop(job_id, None)
+
+        return done
+
+    async def _admit(self, jobs: list[Job], entries: dict[str, ServerEntry | None]) -> list[Job]:
+        """Hold mail of servers whose credentials failed; apply per-server rate limits."""
+        held: list[Job] = []
+        limited: dict[str, list[Job]] = {}
+        runnable: list[Job] = []
+        for job in jobs:
+            entry = entries.get(job.server_id) if job.server_id else None
+            if entry is not None and entry.server.status is ServerStatus.AUTH_FAILED:
+                held.append(job)
+            elif entry is not None and entry.config.rate_limit_per_minute:
+                limited.setdefault(entry.server.id, []).append(job)
+            else:
+                runnable.append(job)
+        if not held and not limited:
+            return runnable
+        now = utcnow()
+        async with self.ctx.db.transaction() as tx:
+            if held:
+                await queue.release(
+                    tx,
+                    held,
+                    worker=self.name,
+                    when=now,
+                    possible_duplicate=False,
+                    uncount=True,
+                    held=True,
+                )
+            for server_id, group in limited.items():
+                entry = entries[server_id]
+                limit = entry.config.rate_limit_per_minute if entry else None
+                granted = await rate.reserve(
+                    tx,
+                    server_id,
+                    limit=limit or len(group),
+                    wanted=len(group),
+                    now=now,
+                )
+                runnable += group[:granted]
+                later = group[granted:]
+                if later:
+                    next_window = rate.window_of(now) + 60
+                    when = now + timedelta(seconds=next_window - now.timestamp())
+                    await queue.release(
+                        tx,
+                        later,
+                        worker=self.name,
+                        when=when,
+                        possible_duplicate=False,
+                        uncount=True,
+                    )
+        return runnable
+
+    # One attempt ---------------------------------------------------------------------------
+
+    async def _attempt(self, job: Job, entries: dict[str, ServerEntry | None]) -> None:
+        async with self._slots:
+            try:
+                completion = await self._deliver(job, entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug: record it, never lose the message
+                log.exception("delivery of %s failed unexpectedly", job.id)
+                completion = self._internal_error(job, exc)
+            self._done.append(completion)
+            self.delivered += 1
+
+    def _internal_error(self, job: Job, exc: Exception) -> Completion:
+        result = DeliveryResult(
+            kind=OutcomeKind.DEFERRED, reply=f"internal error: {type(exc).__name__}: {exc}"
+        )
+        now = utcnow()
+        return decide(job, result, now=now, policy=self.retry, attempt=None)
+
+    async def _deliver(self, job: Job, entries: dict[str, ServerEntry | None]) -> Completion:
+        entry = entries.get(job.server_id) if job.server_id else None
+        if entry is None:
+            return self._no_server(job)
+        if not job.recipients:
+            result = DeliveryResult(kind=OutcomeKind.SENT, reply="no recipients left")
+            return decide(job, result, now=utcnow(), policy=self.retry, attempt=None)
+        envelope = Envelope(
+            mail_from=job.mail_from,
+            rcpt_to=tuple(email for _, email in job.recipients),
+            smtputf8=job.smtputf8,
+        )
+        fallback = entries.get(entry.server.fallback_server_id or "")
+        first = entry
+        if fallback is not None and self.servers.is_failing(entry.server.id):
+            first = fallback
+        result, record = await self._send(job, first, envelope)
+        extra: tuple[AttemptRecord, ...] = ()
+        if (
+            result.connection_error
+            and result.kind is OutcomeKind.DEFERRED
+            and fallback is not None
+            and first is entry
+        ):
+            self.servers.mark_failing(entry.server.id)
+            extra = (record,)
+            result, record = await self._send(job, fallback, envelope)
+        self._observe(fallback if extra and fallback is not None else first, result)
+        return decide(
+            job, result, now=utcnow(), policy=self.retry, attempt=record, extra_attempts=extra
+        )
+
+    async def _send(
+        self, job: Job, entry: ServerEntry, envelope: Envelope
+    ) -> tuple[DeliveryResult, AttemptRecord]:
+        started = utcnow()
+        try:
+            engine = self.engines.get(entry.config)
+            result = await engine.deliver(envelope, job.raw)
+        except MailgateError as exc:
+            result = DeliveryResult.whole(
+                envelope, OutcomeKind.DEFERRED, reply=f"cannot use this server: {exc}"
+            )
+        record = attempt_record(
+            job,
+            result,
+            server_id=entry.server.id,
+            engine=entry.server.engine.value,
+            started_at=started,
+            finished_at=utcnow(),
+        )
+        return result, record
+
+    def _observe(self, entry: ServerEntry, result: DeliveryResult) -> None:
+        if result.kind is OutcomeKind.AUTH_FAILED:
+            status, detail = ServerStatus.AUTH_FAILED, result.reply[:500]
+        elif result.connection_error:
+            status, detail = ServerStatus.UNREACHABLE, result.reply[:500]
+        elif result.kind in (OutcomeKind.SENT, OutcomeKind.FAILED):
+            status, detail = ServerStatus.OK, None
+        else:
+            return
+        if self.servers.note_status(entry.server.id, status):
+            self._status_updates[entry.server.id] = (status, detail)
+
+    def _no_server(self, job: Job) -> Completion:
+        reason = (
+            "its mail server was deleted; assign a server to the stage or the account "
+            "and retry the message"
+        )
+        return Completion(
+            job=job,
+            status=MessageStatus.FAILED,
+            next_attempt_at=None,
+            possible_duplicate=False,
+            held=False,
+            last_error=reason,
+            attempt=None,
+            recipients=tuple(
+                RecipientUpdate(p, RecipientStatus.FAILED, None, reason) for p, _ in job.recipients
+            ),
+        )
+
+    # Recording -----------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        if not self._done and not self._status_updates:
+            return
+        done, self._done = self._done, []
+        updates, self._status_updates = self._status_updates, {}
+        async with self.ctx.db.transaction() as tx:
+            await queue.finish(tx, done, worker=self.name)
+            if updates:
+                await server_store.set_status_many(tx, updates)
+        self._flushed.set()
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() or self._inflight:
+            await asyncio.sleep(self.options.flush_interval)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("recording delivery outcomes failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def _lease_loop(self, stop: asyncio.Event) -> None:
+        interval = self.options.lease.total_seconds() / 3
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            async with self.ctx.db.transaction() as tx:
+                await queue.renew_leases(tx, worker=self.name, lease=self.options.lease)
+
+    async def _shutdown(self) -> None:
+        """Let in-flight deliveries finish for a grace period, then abort and release them."""
+        if self._inflight:
+            tasks = [task for _, task in self._inflight.values()]
+            await asyncio.wait(tasks, timeout=self.options.shutdown_grace)
+        aborted = [job for job, task in list(self._inflight.values()) if not task.done()]
+        for _, task in list(self._inflight.values()):
+            task.cancel()
+        for _, task in list(self._inflight.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush()
+        if aborted:
+            # The data may have been on the wire when the attempt was aborted.
+            async with self.ctx.db.transaction() as tx:
+                await queue.release(
+                    tx, aborted, worker=self.name, when=utcnow(), possible_duplicate=True
+                )
+            log.warning("released %d unfinished message(s) on shutdown", len(aborted))
