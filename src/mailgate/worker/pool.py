@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from datetime import timedelta
 
 from mailgate.engines.factory import EngineCache
 from mailgate.engines.guarded_dialer import GuardedDialer
@@ -21,6 +22,14 @@ def guarded_engines(ctx: Context) -> EngineCache:
     return EngineCache(dialer=GuardedDialer(policy))
 
 
+def options_for(ctx: Context) -> WorkerOptions:
+    """Worker options from the instance settings (the lease length)."""
+    lease = ctx.policy.lease_seconds
+    return WorkerOptions(
+        lease=timedelta(seconds=lease), reclaim_interval=max(0.5, min(10.0, lease / 2))
+    )
+
+
 class WorkerPool:
     """``count`` workers sharing one engine cache (and so one connection pool per server)."""
 
@@ -34,6 +43,7 @@ class WorkerPool:
     ) -> None:
         self.ctx = ctx
         self.engines = engines or guarded_engines(ctx)
+        options = options or options_for(ctx)
         self.workers = [
             Worker(ctx, engines=self.engines, options=options) for _ in range(max(count, 0))
         ]
