@@ -26,7 +26,7 @@ from mailgate.domain.servers import (
 )
 from mailgate.errors import Conflict, FieldError, ValidationFailed
 from mailgate.services.context import Caller, Context
-from mailgate.storage import audit, tenants
+from mailgate.storage import audit, queue, tenants
 from mailgate.storage.base import Tx
 from mailgate.storage.servers import ServerRepo
 
@@ -282,6 +282,8 @@ async def update_server(
         if values["is_default"] and not server.is_default:
             await repo.clear_default(except_id=server_id)
         await repo.update(server, values, secrets)
+        # Mail held because this server's credentials failed gets a new try with the edit.
+        await queue.release_held(tx, server_id)
         await audit.record(
             tx,
             tenant_id=caller.tenant_id,
