@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
+import dkim
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mailgate.compose.addresses import Address
+from mailgate.compose.dkim import DkimSigner, generate_key
 from mailgate.compose.message import Attachment, Draft, compose
 from mailgate.compose.signing_errors import SigningError, SigningFailure
 from mailgate.compose.smime import Keystore, load_pkcs12, select_entry, smime_sign
@@ -348,3 +350,15 @@ def test_select_entry(pki: Pki) -> None:
     assert [error.field for error in caught.value.errors] == ["alias"]
     with pytest.raises(ValidationFailed):
         select_entry(Keystore(()), None)
+
+
+@needs_openssl
+def test_dkim_applied_last_keeps_both_signatures_valid(pki: Pki, tmp_path: Path) -> None:
+    material = generate_key()
+    dkim_signed = DkimSigner("acme.test", "s1", material.private_key_pem).sign(
+        sign(pki, composed("html and attachment"))
+    )
+    record = material.dns_record("s1", "acme.test")[1].encode()
+    assert dkim.verify(dkim_signed, dnsfunc=lambda name, timeout=5: record)
+    result = openssl_verify(smtp_round_trip(dkim_signed), pki, tmp_path)
+    assert result.returncode == 0, result.stderr.decode()

@@ -65,7 +65,20 @@ MIN_RSA_BITS: Final = 1024
 _TXT_STRING_LIMIT: Final = 255
 _FOLD_AT: Final = 78
 
-_WSP_RUN: Final = re.compile(rb"\t[ \t]*| [ \t]+")
+# Tabs become spaces, then runs of spaces are halved until none is left: both are C loops,
+# far cheaper than a regular expression on text with many runs of whitespace.
+_TAB_TO_SPACE: Final = bytes.maketrans(b"\t", b" ")
+
+
+def _squeeze(data: bytes) -> bytes:
+    """Every run of WSP (SP and HTAB) in ``data`` as one SP."""
+    if b"\t" in data:
+        data = data.translate(_TAB_TO_SPACE)
+    while b"  " in data:
+        data = data.replace(b"  ", b" ")
+    return data
+
+
 _SELECTOR: Final = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
@@ -79,8 +92,7 @@ def relaxed_header(name: bytes, value: bytes) -> bytes:
 
     ``value`` is everything after the colon, with its folding line breaks.
     """
-    value = value.replace(b"\r\n", b"")
-    value = _WSP_RUN.sub(b" ", value).strip(b" \t")
+    value = _squeeze(value.replace(b"\r\n", b"")).strip(b" ")
     return name.strip(b" \t").lower() + b":" + value + b"\r\n"
 
 
@@ -91,8 +103,7 @@ def relaxed_body(body: bytes) -> bytes:
     non-empty body ends with CRLF; an empty body stays empty (RFC 6376 section 3.4.4 and
     erratum 1384).
     """
-    if b"\t" in body or b"  " in body:
-        body = _WSP_RUN.sub(b" ", body)
+    body = _squeeze(body)
     if b" \r\n" in body:
         body = body.replace(b" \r\n", b"\r\n")
     # A last line without CRLF may still end in SP; then the empty lines at the end go.
