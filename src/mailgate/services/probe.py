@@ -28,7 +28,7 @@ from mailgate.domain.roles import Permission, Principal, PrincipalKind
 from mailgate.engines.dialer import Dialer
 from mailgate.engines.guarded_dialer import GuardedDialer
 from mailgate.engines.netpolicy import NetworkPolicy
-from mailgate.engines.probe import Clock, probe
+from mailgate.engines.probe import Clock, OAuthTokenSource, probe
 from mailgate.engines.probe_report import ProbeReport
 from mailgate.errors import NotFound
 from mailgate.services import auth
@@ -74,7 +74,8 @@ class Prober:
 
     ``dialer_factory`` receives the instance :class:`NetworkPolicy` and returns the dialer
     of one probe (the guarded dialer by default); ``limiter`` defaults to the documented
-    limits; ``clock`` times the steps of the report.
+    limits; ``clock`` times the steps of the report; ``oauth_token`` fetches access tokens
+    for ``auth: xoauth2`` (without one, such servers report ``oauth_token_failed``).
     """
 
     def __init__(
@@ -84,8 +85,10 @@ class Prober:
         dialer_factory: DialerFactory = _guarded,
         step_timeout: float = INTERACTIVE_STEP_TIMEOUT,
         clock: Clock = time.perf_counter,
+        oauth_token: OAuthTokenSource | None = None,
     ) -> None:
         self.limiter = limiter or ProbeRateLimit()
+        self.oauth_token = oauth_token
         self.dialer_factory = dialer_factory
         self.step_timeout = step_timeout
         self.clock = clock
@@ -130,7 +133,12 @@ class Prober:
         )
         policy = NetworkPolicy(ctx.policy.allowed_networks, allow_port_25=ctx.policy.allow_port_25)
         started = self.clock()
-        report = await probe(config, dialer=self.dialer_factory(policy), clock=self.clock)
+        report = await probe(
+            config,
+            dialer=self.dialer_factory(policy),
+            clock=self.clock,
+            oauth_token=self.oauth_token,
+        )
         elapsed_ms = (self.clock() - started) * 1000
         await self._record(ctx, caller, server, report, saved=saved, elapsed_ms=elapsed_ms)
         return report
