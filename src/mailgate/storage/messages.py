@@ -100,7 +100,7 @@ async def attempts_of(tx: Tx, message_id: str) -> list[dict[str, Any]]:
     rows = await tx.execute(
         select(attempts)
         .where(attempts.c.message_id == message_id)
-        .order_by(attempts.c.n, attempts.c.id)
+        .order_by(attempts.c.n, attempts.c.started_at, attempts.c.id)
     )
     return [_row_dict(r) for r in rows]
 
