@@ -50,8 +50,8 @@ def server() -> None:
 
 @server_app.command("test")
 def run_test(
-    tenant: Annotated[str, typer.Argument(help="Tenant slug.")],
-    server: Annotated[str, typer.Argument(help="Mail server id or name.")],
+    tenant: Annotated[str, typer.Argument(metavar="TENANT", help="Tenant slug.")],
+    server: Annotated[str, typer.Argument(metavar="SERVER", help="Mail server id or name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Test a saved mail server: connect, TLS, EHLO, STARTTLS, AUTH, QUIT. Sends no mail."""
