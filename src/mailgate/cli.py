@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from mailgate import logs
+from mailgate.cli_server import server_app
 from mailgate.errors import ConfigurationError
 from mailgate.services import auth, boot, demo
 from mailgate.services.context import Context
@@ -39,6 +40,7 @@ keys_app = typer.Typer(help="Secret-box keys (encryption at rest).", no_args_is_
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
+app.add_typer(server_app, name="server")
 
 console = Console(stderr=True)
 T = TypeVar("T")

@@ -31,11 +31,10 @@ async def listen(db: Database, on_notify: Callable[[], None], stop: asyncio.Even
         try:
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
-                gen = conn.notifies()
-                async for _ in gen:
-                    on_notify()
-                    if stop.is_set():
-                        break
+                while not stop.is_set():
+                    # Wake at least every second to notice ``stop``.
+                    async for _ in conn.notifies(timeout=1.0):
+                        on_notify()
         except (OSError, psycopg.Error) as exc:
             log.warning("queue LISTEN connection failed (%s); retrying", type(exc).__name__)
             with contextlib.suppress(TimeoutError):

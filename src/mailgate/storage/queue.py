@@ -350,12 +350,17 @@ async def reclaim_expired(tx: Tx, *, now: datetime | None = None) -> int:
     ``possible_duplicate``.
     """
     now = now or utcnow()
-    result = await tx.execute(
-        update(messages)
+    expired = (
+        select(messages.c.id)
         .where(
             messages.c.status == MessageStatus.SENDING.value,
             messages.c.lease_expires_at < now,
         )
+        .with_for_update(skip_locked=True)
+    )
+    result = await tx.execute(
+        update(messages)
+        .where(messages.c.id.in_(expired.scalar_subquery()))
         .values(
             status=MessageStatus.DEFERRED.value,
             next_attempt_at=now,
@@ -403,12 +408,19 @@ async def release(
 async def renew_leases(tx: Tx, *, worker: str, lease: timedelta) -> int:
     """Extend the leases a live worker holds, so slow deliveries are not reclaimed."""
     now = utcnow()
-    result = await tx.execute(
-        update(messages)
+    # Rows locked right now are being finished by the same worker: skip them rather than
+    # wait (and never deadlock with that other transaction).
+    mine = (
+        select(messages.c.id)
         .where(
             messages.c.lease_owner == worker,
             messages.c.status == MessageStatus.SENDING.value,
         )
+        .with_for_update(skip_locked=True)
+    )
+    result = await tx.execute(
+        update(messages)
+        .where(messages.c.id.in_(mine.scalar_subquery()))
         .values(lease_expires_at=now + lease)
     )
     return int(result.rowcount or 0)

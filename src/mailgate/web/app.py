@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from mailgate import __version__
 from mailgate.services.context import Context
 from mailgate.web import problems
-from mailgate.web.api import config, members, messages, providers, tenants
+from mailgate.web.api import config, members, messages, probe, providers, tenants
 
 
 def create_app(ctx: Context) -> FastAPI:
@@ -27,6 +27,7 @@ def create_app(ctx: Context) -> FastAPI:
         members.router,
         config.router,
         messages.router,
+        probe.router,
     ):
         app.include_router(router)
 

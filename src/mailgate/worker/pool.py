@@ -60,17 +60,20 @@ class WorkerPool:
         if not self.workers:
             await stop.wait()
             return
-        tasks = [
+        workers = [
             asyncio.create_task(w.run(stop), name=f"worker-{i}") for i, w in enumerate(self.workers)
         ]
-        tasks.append(asyncio.create_task(listen(self.ctx.db, self.wake, stop), name="listen"))
-        tasks.append(asyncio.create_task(maintenance.run(self.ctx, stop), name="maintenance"))
+        helpers = [
+            asyncio.create_task(listen(self.ctx.db, self.wake, stop), name="listen"),
+            asyncio.create_task(maintenance.run(self.ctx, stop), name="maintenance"),
+        ]
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*workers)
         finally:
-            for task in tasks:
+            stop.set()
+            for task in helpers:
                 task.cancel()
-            for task in tasks:
+            for task in [*workers, *helpers]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.engines.aclose()

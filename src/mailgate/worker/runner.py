@@ -346,8 +346,11 @@ class Worker:
         interval = self.options.lease.total_seconds() / 3
         while not stop.is_set():
             await asyncio.sleep(interval)
-            async with self.ctx.db.transaction() as tx:
-                await queue.renew_leases(tx, worker=self.name, lease=self.options.lease)
+            try:
+                async with self.ctx.db.transaction() as tx:
+                    await queue.renew_leases(tx, worker=self.name, lease=self.options.lease)
+            except Exception:
+                log.exception("renewing leases failed; will try again")
 
     async def _shutdown(self) -> None:
         """Let in-flight deliveries finish for a grace period, then abort and release them."""
