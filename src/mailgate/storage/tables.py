@@ -307,8 +307,92 @@ server_rate = Table(
     Column("used", Integer, nullable=False),
 )
 
-#: Every column that holds secret-box ciphertext, for key rotation.
+# Signing, templates and webhooks ----------------------------------------------------------
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("domain", String(255), nullable=False),
+    Column("selector", String(63), nullable=False),
+    Column("algorithm", String(10), nullable=False),
+    Column("bits", Integer, nullable=True),
+    Column("public_key", Text, nullable=False),
+    # The private key (PEM), sealed; context "dkim_keys:<id>:secrets".
+    Column("secrets", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "domain", "selector"),
+)
+
+keystores = Table(
+    "keystores",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(10), nullable=False),  # pkcs12 | ca
+    Column("aliases", JSON, nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=True),
+    # Content (base64) and password, sealed; context "keystores:<id>:secrets".
+    Column("secrets", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("name", String(100), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("text", Text, nullable=True),
+    Column("html", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    *_stamps(),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("url", String(2000), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("status", String(12), nullable=False),  # active | disabled
+    Column("disabled_reason", Text, nullable=True),
+    Column("failing_since", DateTime(timezone=True), nullable=True),
+    # The signing secret, sealed; context "webhooks:<id>:secrets".
+    Column("secrets", LargeBinary, nullable=False),
+    *_stamps(),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    _id(),
+    Column("webhook_id", String(ID), ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(12), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Index("ix_webhook_deliveries_due", "next_attempt_at"),
+    Index("ix_webhook_deliveries_hook", "webhook_id", "id"),
+)
+
+#: Every column that holds secret-box ciphertext, for key rotation. The sealing context of
+#: a value is always "<table>:<row id>:<column>".
 SECRET_COLUMNS: tuple[tuple[Table, str], ...] = (
     (mail_servers, "secrets"),
     (email_accounts, "secrets"),
+    (dkim_keys, "secrets"),
+    (keystores, "secrets"),
+    (webhooks, "secrets"),
 )
