@@ -1,0 +1,77 @@
+"""Webhook endpoints of a tenant (docs/webhooks.md): events, signing, retries, disabling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from mailgate.domain.roles import Permission
+from mailgate.domain.webhooks import WebhookEvent
+from mailgate.services import webhooks as webhook_svc
+from mailgate.services.context import Caller
+from mailgate.web.api.schemas import (
+    Page,
+    WebhookCreated,
+    WebhookDeliveryOut,
+    WebhookIn,
+    WebhookOut,
+)
+from mailgate.web.deps import CtxDep, caller, page
+
+router = APIRouter(prefix="/api/v1/tenants/{tenant}", tags=["webhooks"])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+ViewConfig = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_CONFIGURATIONS))]
+ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
+
+
+@router.get("/webhooks")
+async def list_webhooks(
+    ctx: CtxDep, who: ViewConfig, limit: Limit = 100, cursor: str | None = None
+) -> Page[WebhookOut]:
+    """The tenant's endpoints with their status; secrets are never shown."""
+    items, nxt = page(await webhook_svc.list_webhooks(ctx, who), lambda w: w.id, limit, cursor)
+    return Page(items=[WebhookOut.of(w) for w in items], next_cursor=nxt)
+
+
+@router.post("/webhooks", status_code=201)
+async def create_webhook(body: WebhookIn, ctx: CtxDep, who: ManageConfig) -> WebhookCreated:
+    """Create an endpoint. The URL must be https (http only for allow-listed hosts) and pass
+    the network policy. A secret left out is generated and returned here, once."""
+    created = await webhook_svc.create_webhook(
+        ctx,
+        who,
+        url=body.url,
+        events=[WebhookEvent(e) for e in body.events],
+        secret=body.secret,
+    )
+    out = WebhookOut.of(created.webhook)
+    return WebhookCreated(**out.model_dump(), secret=created.generated_secret)
+
+
+@router.get("/webhooks/{webhook_id}")
+async def get_webhook(webhook_id: str, ctx: CtxDep, who: ViewConfig) -> WebhookOut:
+    return WebhookOut.of(await webhook_svc.get_webhook(ctx, who, webhook_id))
+
+
+@router.delete("/webhooks/{webhook_id}", status_code=204)
+async def delete_webhook(webhook_id: str, ctx: CtxDep, who: ManageConfig) -> Response:
+    """Delete an endpoint; its undelivered events are dropped."""
+    await webhook_svc.delete_webhook(ctx, who, webhook_id)
+    return Response(status_code=204)
+
+
+@router.post("/webhooks/{webhook_id}/enable")
+async def enable_webhook(webhook_id: str, ctx: CtxDep, who: ManageConfig) -> WebhookOut:
+    """Re-enable an endpoint (after it was disabled for failing); the URL is checked again."""
+    return WebhookOut.of(await webhook_svc.enable_webhook(ctx, who, webhook_id))
+
+
+@router.get("/webhooks/{webhook_id}/deliveries")
+async def list_deliveries(
+    webhook_id: str, ctx: CtxDep, who: ViewConfig, limit: Limit = 50
+) -> Page[WebhookDeliveryOut]:
+    """The endpoint's most recent deliveries, newest first (status, attempts, last error)."""
+    items = await webhook_svc.list_deliveries(ctx, who, webhook_id, limit=limit)
+    return Page(items=[WebhookDeliveryOut.of(d) for d in items])
