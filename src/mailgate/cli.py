@@ -225,6 +225,93 @@ def worker(
     _run(go())
 
 
+queue_app = typer.Typer(help="The delivery queue.", no_args_is_help=True)
+app.add_typer(queue_app, name="queue")
+
+
+@queue_app.command("status")
+def queue_status(
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Follow until nothing is queued or sending.")
+    ] = False,
+) -> None:
+    """Counts by status over every tenant; with --watch, a progress bar while mail drains."""
+    from rich.table import Table
+
+    from mailgate.services import messages as message_service
+
+    settings = _settings()
+
+    async def go() -> dict[str, int]:
+        ctx = await boot.open_context(settings)
+        try:
+            counts = await message_service.instance_stats(ctx)
+            if not watch:
+                return counts
+            pending = counts["queued"] + counts["sending"] + counts["deferred"]
+            with Progress(console=console) as progress:
+                task = progress.add_task("delivering", total=max(pending, 1))
+                while True:
+                    counts = await message_service.instance_stats(ctx)
+                    left = counts["queued"] + counts["sending"]
+                    progress.update(task, completed=max(pending - left - counts["deferred"], 0))
+                    if left == 0:
+                        return counts
+                    await asyncio.sleep(0.5)
+        finally:
+            await ctx.db.dispose()
+
+    counts = _run(go())
+    table = Table(title="Mailgate queue")
+    table.add_column("status")
+    table.add_column("messages", justify="right")
+    for status, count in counts.items():
+        table.add_row(status, f"{count:,}")
+    Console().print(table)
+
+
+@app.command()
+def send(
+    tenant: Annotated[str, typer.Argument(help="Tenant slug.")],
+    to: Annotated[list[str], typer.Option("--to", help="Recipient (repeat for more).")],
+    subject: Annotated[str, typer.Option(help="Subject.")],
+    text: Annotated[str, typer.Option(help="Plain-text body.")],
+    sender: Annotated[
+        str | None, typer.Option("--from", help="Sender account (default: tenant default).")
+    ] = None,
+    stage: Annotated[str | None, typer.Option(help="Stage to route by.")] = None,
+) -> None:
+    """Queue one message as the instance admin (handy for checking a setup)."""
+    from mailgate.domain.roles import Permission, Principal, PrincipalKind
+    from mailgate.errors import RequestError
+    from mailgate.services import auth
+    from mailgate.services import send as send_service
+
+    settings = _settings()
+
+    async def go() -> dict[str, Any]:
+        ctx = await boot.open_context(settings)
+        try:
+            admin = Principal(kind=PrincipalKind.INSTANCE_ADMIN, actor="cli")
+            caller = await auth.authorize(ctx, admin, tenant, Permission.SEND_EMAIL)
+            item: dict[str, Any] = {"to": to, "subject": subject, "text": text}
+            if sender:
+                item["from"] = sender
+            if stage:
+                item["stage"] = stage
+            outcome = await send_service.send_one(ctx, caller, item, idempotency_key=None)
+            return dict(outcome.body)
+        finally:
+            await ctx.db.dispose()
+
+    try:
+        body = _run(go())
+    except RequestError as exc:
+        console.print(f"[bold red]error:[/] {exc.detail}")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(body))
+
+
 def _on_signals(callback: Callable[[], object]) -> None:
     """Stop gracefully on SIGTERM and SIGINT: finish or release in-flight mail first."""
     loop = asyncio.get_running_loop()

@@ -50,3 +50,5 @@ def configure(*, fmt: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Schema checks run on every start; their chatter is not news.
+    logging.getLogger("alembic.runtime.migration").setLevel(max(logging.WARNING, root.level))

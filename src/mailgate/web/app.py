@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mailgate import __version__
+from mailgate.services import messages as messages_service
 from mailgate.services.context import Context
 from mailgate.web import problems
 from mailgate.web.api import config, members, messages, probe, providers, tenants
@@ -34,6 +35,22 @@ def create_app(ctx: Context) -> FastAPI:
     @app.get("/healthz", tags=["operations"], response_class=PlainTextResponse)
     async def healthz() -> str:
         return "ok"
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> str:
+        """Prometheus text format: queue depth by status over every tenant."""
+        counts = await messages_service.instance_stats(ctx)
+        lines = [
+            "# HELP mailgate_messages Messages in the store by status.",
+            "# TYPE mailgate_messages gauge",
+        ]
+        lines += [f'mailgate_messages{{status="{k}"}} {v}' for k, v in sorted(counts.items())]
+        lines += [
+            "# HELP mailgate_info Mailgate version.",
+            "# TYPE mailgate_info gauge",
+            f'mailgate_info{{version="{__version__}"}} 1',
+        ]
+        return "\n".join(lines) + "\n"
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
