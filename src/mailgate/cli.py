@@ -339,6 +339,7 @@ def _print_demo(found: demo.Demo, host: str, port: int) -> None:
         {"to": ["someone@example.test"], "subject": "Hello from Mailgate", "text": "It works."}
     )
     console.print(f"\n[bold]Mailgate[/] on {base}  (API docs: {base}/docs)")
+    console.print(f"instance admin token:\n  {found.admin_token}")
     console.print(f"demo tenant [bold]{found.tenant}[/], owner token:\n  {found.token}")
     console.print("send a message:")
     console.print(

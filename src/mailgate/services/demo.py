@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mailgate.domain.roles import Principal, PrincipalKind
 from mailgate.errors import NotFound
 from mailgate.services import accounts, apps, servers, tenants
+from mailgate.services.auth import INSTANCE_ADMIN_ROLE
 from mailgate.services.context import Caller, Context
 from mailgate.storage import members
 from mailgate.storage import tenants as tenant_store
@@ -14,6 +15,7 @@ from mailgate.storage import tenants as tenant_store
 DEMO_SLUG = "demo"
 DEMO_SENDER = "noreply@demo.mailgate.test"
 DEMO_TOKEN_NAME = "demo-owner"  # noqa: S105 - a label, not a secret
+DEMO_ADMIN_TOKEN_NAME = "demo-instance-admin"  # noqa: S105 - a label, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,7 @@ class Demo:
     tenant: str
     sender: str
     token: str
+    admin_token: str
 
 
 async def ensure_demo(ctx: Context) -> Demo:
@@ -55,10 +58,12 @@ async def ensure_demo(ctx: Context) -> Demo:
         )
         await apps.create_app(ctx, caller, "demo-app")
     async with ctx.db.transaction() as tx:
-        for old in await members.list_tokens(tx, tenant.id):
-            if old.name == DEMO_TOKEN_NAME:
-                await members.delete_token(tx, tenant.id, old.id)
+        await members.delete_tokens_named(tx, tenant.id, DEMO_TOKEN_NAME)
         _, token = await members.create_token(
             tx, tenant_id=tenant.id, name=DEMO_TOKEN_NAME, role="owner", app_id=None
         )
-    return Demo(tenant=tenant.slug, sender=DEMO_SENDER, token=token)
+        await members.delete_tokens_named(tx, None, DEMO_ADMIN_TOKEN_NAME)
+        _, admin_token = await members.create_token(
+            tx, tenant_id=None, name=DEMO_ADMIN_TOKEN_NAME, role=INSTANCE_ADMIN_ROLE, app_id=None
+        )
+    return Demo(tenant=tenant.slug, sender=DEMO_SENDER, token=token, admin_token=admin_token)

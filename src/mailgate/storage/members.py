@@ -102,6 +102,16 @@ async def delete_token(tx: Tx, tenant_id: str, token_id: str) -> ApiToken:
     return _token(row)
 
 
+async def delete_tokens_named(tx: Tx, tenant_id: str | None, name: str) -> None:
+    """Revoke every token called ``name`` (of a tenant, or instance-admin tokens for None)."""
+    owner = (
+        api_tokens.c.tenant_id.is_(None)
+        if tenant_id is None
+        else api_tokens.c.tenant_id == tenant_id
+    )
+    await tx.execute(delete(api_tokens).where(owner, api_tokens.c.name == name))
+
+
 async def touch_token(tx: Tx, token_id: str) -> None:
     await tx.execute(
         update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=utcnow())
