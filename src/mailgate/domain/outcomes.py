@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 from mailgate.domain.delivery import OutcomeKind
@@ -176,3 +177,91 @@ def remote_id(text: str) -> str | None:
     """The identifier the server gave the accepted message ("queued as 4F2A1B"), if any."""
     match = _QUEUE_ID.search(text)
     return match.group(1) if match else None
+
+
+# -- HTTP engines (SendGrid, Microsoft Graph) ---------------------------------------------
+#
+# =====================================================  =============  ================
+# HTTP event                                             kind           connection_error
+# =====================================================  =============  ================
+# 2xx (202 Accepted: "accepted by the provider")         SENT           no
+# 401, 403                                               AUTH_FAILED    no
+# 408, 409, 425, 429                                     DEFERRED       no
+# other 4xx (400 bad request, 413 too large...)          FAILED         no
+# 5xx                                                    DEFERRED       yes
+# 1xx, 3xx, >= 600                                       DEFERRED       yes
+# connection refused, policy, TLS, timeout before send   DEFERRED       yes
+# timeout or connection lost after the request was sent  UNKNOWN        yes
+# =====================================================  =============  ================
+#
+# Engines with provider-specific rules (Graph refreshes its token once on 401) apply them
+# before falling back to this table.
+
+#: RFC 9110 15.5.9 408, 15.5.10 409, RFC 8470 425, RFC 6585 4 429: "try again later".
+HTTP_RETRY_STATUSES = frozenset({408, 409, 425, 429})
+#: RFC 9110 15.5.2 401 (credentials missing or wrong), 15.5.4 403 (not allowed).
+HTTP_AUTH_STATUSES = frozenset({401, 403})
+
+
+def classify_http_status(status: int, *, retry_after: float | None = None) -> Outcome:
+    """Classify the HTTP ``status`` of a send request (table above).
+
+    ``retry_after`` (seconds, from ``Retry-After`` or a rate-limit header) is kept for the
+    statuses that are retried.
+    """
+    if 200 <= status < 300:
+        return Outcome(OutcomeKind.SENT)
+    if status in HTTP_AUTH_STATUSES:
+        return Outcome(OutcomeKind.AUTH_FAILED)
+    if status in HTTP_RETRY_STATUSES:
+        return Outcome(OutcomeKind.DEFERRED, retry_after=_capped(retry_after))
+    if 400 <= status < 500:
+        return Outcome(OutcomeKind.FAILED)
+    return Outcome(OutcomeKind.DEFERRED, connection_error=True, retry_after=_capped(retry_after))
+
+
+def classify_http_failure(*, request_sent: bool) -> Outcome:
+    """Classify a request that got no HTTP response.
+
+    Once the whole request has been handed to the network, the provider may have accepted
+    the message before the connection was lost or the reply timed out: UNKNOWN, so the
+    next attempt is flagged as a possible duplicate.
+    """
+    if request_sent:
+        return Outcome(OutcomeKind.UNKNOWN, connection_error=True)
+    return Outcome(OutcomeKind.DEFERRED, connection_error=True)
+
+
+def parse_http_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` value (RFC 9110 section 10.2.3).
+
+    The value is either a number of seconds or an HTTP-date; ``now`` is the current POSIX
+    time. Unparsable values give ``None``; dates in the past give 0.
+    """
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return _capped(max(when.timestamp() - now, 0.0))
+
+
+def parse_reset_epoch(value: str | None, *, now: float) -> float | None:
+    """Seconds until ``value``, a POSIX time in seconds (``X-RateLimit-Reset``), or None."""
+    if not value:
+        return None
+    try:
+        epoch = float(value.strip())
+    except ValueError:
+        return None
+    return _capped(max(epoch - now, 0.0))
+
+
+def _capped(seconds: float | None) -> float | None:
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
