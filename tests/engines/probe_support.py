@@ -1,7 +1,7 @@
 """Loopback SMTP servers and a throwaway PKI for the connection-probe tests.
 
-* :class:`TestPKI` — a CA and server certificates (valid, expired, wrong name) made with
-  ``cryptography``, written to files so that server contexts can load them.
+* :class:`TestPKI` — the shared test CA and server certificates (valid, expired, wrong
+  name), written to files so that server contexts can load them.
 * :class:`SmtpServer` — aiosmtpd on 127.0.0.1 (plain, STARTTLS or implicit TLS, optional
   AUTH for one user), recording every command it received.
 * :class:`RawServer` — an asyncio server answering from a script, recording raw bytes, for
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -22,10 +21,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.support.tls import CertFiles, TestCA
 
 HOST = "mail.mailgate.test"
 USER = "probe-user"
@@ -39,96 +35,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass(frozen=True)
-class ServerCert:
-    cert_file: Path
-    key_file: Path
+class ServerCert(CertFiles):
+    """A server certificate; ``context()`` is the server-side TLS context presenting it."""
+
+    __slots__ = ()
 
     def context(self, *, maximum_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, self.key_file)
-        if maximum_version is not None:
-            context.maximum_version = maximum_version
-        return context
+        return self.server_context(maximum_version=maximum_version)
 
 
 class TestPKI:
-    """A CA and the server certificates the probe tests need."""
+    """The CA of :mod:`tests.support.tls` and the server certificates the probe tests need."""
 
     __test__ = False
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._ca_key = ec.generate_private_key(ec.SECP256R1())
-        self._ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Mailgate Test CA")])
-        now = dt.datetime.now(dt.UTC)
-        self.ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(self._ca_name)
-            .issuer_name(self._ca_name)
-            .public_key(self._ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self._ca_key.public_key()),
-                critical=False,
-            )
-            .sign(self._ca_key, hashes.SHA256())
-        )
-        self.ca_pem = self.ca_cert.public_bytes(serialization.Encoding.PEM).decode()
+        self._ca = TestCA(directory)
+        self.ca_pem = self._ca.ca_pem
         self.valid = self.issue("valid", HOST)
-        self.expired = self.issue("expired", HOST, days=(-30, -1))
+        self.expired = self.issue("expired", HOST, expired=True)
         self.wrong_name = self.issue("wrong-name", "other.mailgate.test")
 
-    def issue(self, label: str, name: str, *, days: tuple[int, int] = (-1, 30)) -> ServerCert:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(self._ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now + dt.timedelta(days=days[0]))
-            .not_valid_after(now + dt.timedelta(days=days[1]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._ca_key.public_key()),
-                critical=False,
-            )
-            .sign(self._ca_key, hashes.SHA256())
-        )
-        cert_file = self.directory / f"{label}.crt"
-        key_file = self.directory / f"{label}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return ServerCert(cert_file, key_file)
+    def issue(self, label: str, name: str, *, expired: bool = False) -> ServerCert:
+        files = self._ca.issue(name, expired=expired, label=label)
+        return ServerCert(files.cert_file, files.key_file)
 
 
 class _Handler:
