@@ -39,6 +39,7 @@ __all__ = [
     "Sent",
     "api_base",
     "build_client",
+    "checked_url",
     "failure_result",
     "retry_after_of",
     "status_result",
@@ -47,22 +48,31 @@ __all__ = [
 
 def api_base(config: ServerConfig, default: str) -> str:
     """The API base URL of ``config`` without a trailing slash; raises ConfigurationError."""
-    raw = (config.api_base_url or default).strip()
+    return checked_url(config.key, config.api_base_url or default, field="api_base_url")
+
+
+def checked_url(key: str, raw: str, *, field: str) -> str:
+    """``raw`` if it is fit to receive credentials, without a trailing slash.
+
+    HTTPS, or plain HTTP to a loopback address only (a local test server); no user info,
+    query or fragment. Raises :class:`ConfigurationError` naming ``field`` otherwise.
+    """
+    raw = raw.strip()
     try:
         url = httpx.URL(raw)
     except httpx.InvalidURL as exc:
-        raise ConfigurationError(f"server {config.key}: api_base_url is not a URL") from exc
+        raise ConfigurationError(f"server {key}: {field} is not a URL") from exc
     if url.scheme not in ("https", "http") or not url.host:
-        raise ConfigurationError(f"server {config.key}: api_base_url must be an https:// URL")
+        raise ConfigurationError(f"server {key}: {field} must be an https:// URL")
     if url.userinfo or url.query or url.fragment:
         raise ConfigurationError(
-            f"server {config.key}: api_base_url must not contain credentials, a query or a fragment"
+            f"server {key}: {field} must not contain credentials, a query or a fragment"
         )
     if url.scheme == "http" and not _is_loopback(url.host):
-        # The API key or token would cross the network in clear text.
+        # The API key, token or client secret would cross the network in clear text.
         raise ConfigurationError(
-            f"server {config.key}: api_base_url must use https (plain http is only allowed "
-            "to a loopback address)"
+            f"server {key}: {field} must use https (plain http is only allowed to a "
+            "loopback address)"
         )
     return raw.rstrip("/")
 
