@@ -9,27 +9,55 @@ and the engine of its old settings is closed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
+from mailgate.domain.servers import AuthKind
 from mailgate.domain.servers import Engine as EngineKind
 from mailgate.engines.base import Engine, TokenSource
 from mailgate.engines.capture import CaptureEngine
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.dialer import Dialer
+from mailgate.engines.msgraph import GraphEngine
+from mailgate.engines.oauth import token_source_for
+from mailgate.engines.oauth_smtp import XOAuth2Engine
+from mailgate.engines.sendgrid import SendGridEngine
 from mailgate.engines.smtp import SmtpEngine
 from mailgate.errors import ConfigurationError
 
+#: Builds the OAuth token source of one server (``auth: xoauth2``).
+TokenSourceFactory = Callable[[ServerConfig], TokenSource]
+
 
 def engine_for(
-    config: ServerConfig, *, dialer: Dialer, tokens: TokenSource | None = None
+    config: ServerConfig,
+    *,
+    dialer: Dialer,
+    tokens: TokenSource | None = None,
+    token_sources: TokenSourceFactory | None = None,
 ) -> Engine:
     """A new engine for ``config``; raises :class:`ConfigurationError` if it cannot work.
 
-    ``dialer`` opens every outbound connection (production passes the guarded dialer);
-    ``tokens`` supplies OAuth access tokens for SMTP servers using XOAUTH2.
+    ``dialer`` opens every outbound connection (production passes the guarded dialer).
+    For SMTP servers using XOAUTH2 the access tokens come from ``tokens`` when given,
+    else from ``token_sources(config)``, else from the server's own OAuth settings
+    (:func:`~mailgate.engines.oauth.token_source_for`, through ``dialer``); the engine is
+    then wrapped in :class:`~mailgate.engines.oauth_smtp.XOAuth2Engine`, which refreshes a
+    rejected token once. SendGrid and Microsoft Graph servers get their HTTP engines.
     """
     if config.engine is EngineKind.SMTP:
-        return SmtpEngine(config, dialer=dialer, tokens=tokens)
+        if config.auth is not AuthKind.XOAUTH2:
+            return SmtpEngine(config, dialer=dialer, tokens=tokens)
+        owned = tokens is None
+        if tokens is None:
+            tokens = (token_sources or partial(token_source_for, dialer=dialer))(config)
+        return XOAuth2Engine(
+            SmtpEngine(config, dialer=dialer, tokens=tokens), tokens, owns_tokens=owned
+        )
+    if config.engine is EngineKind.SENDGRID:
+        return SendGridEngine(config, dialer=dialer)
+    if config.engine is EngineKind.MSGRAPH:
+        return GraphEngine(config, dialer=dialer)
     if config.engine is EngineKind.CAPTURE:
         return CaptureEngine()
     raise ConfigurationError(
@@ -43,9 +71,16 @@ class EngineCache:
     Not thread-safe; use from one event loop.
     """
 
-    def __init__(self, *, dialer: Dialer, tokens: TokenSource | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        dialer: Dialer,
+        tokens: TokenSource | None = None,
+        token_sources: TokenSourceFactory | None = None,
+    ) -> None:
         self._dialer = dialer
         self._tokens = tokens
+        self._token_sources = token_sources
         self._engines: dict[str, tuple[ServerConfig, Engine]] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -63,7 +98,9 @@ class EngineCache:
             if entry[0] == config:
                 return entry[1]
             self._close_later(entry[1])
-        engine = engine_for(config, dialer=self._dialer, tokens=self._tokens)
+        engine = engine_for(
+            config, dialer=self._dialer, tokens=self._tokens, token_sources=self._token_sources
+        )
         self._engines[config.key] = (config, engine)
         return engine
 

@@ -25,9 +25,11 @@ from typing import Any
 
 from mailgate.domain.model import MailServer
 from mailgate.domain.roles import Permission, Principal, PrincipalKind
+from mailgate.engines.config import ServerConfig
 from mailgate.engines.dialer import Dialer
 from mailgate.engines.guarded_dialer import GuardedDialer
 from mailgate.engines.netpolicy import NetworkPolicy
+from mailgate.engines.oauth import token_source_for
 from mailgate.engines.probe import Clock, OAuthTokenSource, probe
 from mailgate.engines.probe_report import ProbeReport
 from mailgate.errors import NotFound
@@ -64,6 +66,19 @@ def _guarded(policy: NetworkPolicy) -> Dialer:
     return GuardedDialer(policy)
 
 
+def _oauth_tokens(dialer: Dialer) -> OAuthTokenSource:
+    """Fetches a fresh access token for the probed settings through the probe's dialer."""
+
+    async def fetch(config: ServerConfig) -> str:
+        source = token_source_for(config, dialer=dialer)
+        try:
+            return (await source.access_token()).reveal()
+        finally:
+            await source.aclose()
+
+    return fetch
+
+
 def principal_key(principal: Principal) -> str:
     """The rate-limit key of a principal: its token when it has one, else its actor name."""
     return f"token:{principal.token_id}" if principal.token_id else principal.actor
@@ -75,7 +90,8 @@ class Prober:
     ``dialer_factory`` receives the instance :class:`NetworkPolicy` and returns the dialer
     of one probe (the guarded dialer by default); ``limiter`` defaults to the documented
     limits; ``clock`` times the steps of the report; ``oauth_token`` fetches access tokens
-    for ``auth: xoauth2`` (without one, such servers report ``oauth_token_failed``).
+    for ``auth: xoauth2`` (by default from the server's own OAuth settings, through the
+    probe's dialer, so the network policy applies to the token endpoint too).
     """
 
     def __init__(
@@ -132,12 +148,13 @@ class Prober:
             config, timeout_seconds=min(config.timeout_seconds, self.step_timeout)
         )
         policy = NetworkPolicy(ctx.policy.allowed_networks, allow_port_25=ctx.policy.allow_port_25)
+        dialer = self.dialer_factory(policy)
         started = self.clock()
         report = await probe(
             config,
-            dialer=self.dialer_factory(policy),
+            dialer=dialer,
             clock=self.clock,
-            oauth_token=self.oauth_token,
+            oauth_token=self.oauth_token or _oauth_tokens(dialer),
         )
         elapsed_ms = (self.clock() - started) * 1000
         await self._record(ctx, caller, server, report, saved=saved, elapsed_ms=elapsed_ms)

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from mailgate.engines.factory import EngineCache
 from mailgate.engines.guarded_dialer import GuardedDialer
 from mailgate.engines.netpolicy import NetworkPolicy
+from mailgate.engines.oauth import token_source_for
 from mailgate.runtime import Context
 from mailgate.storage.listen import listen
 from mailgate.worker import maintenance
@@ -17,9 +19,13 @@ from mailgate.worker.runner import Worker, WorkerOptions
 
 
 def guarded_engines(ctx: Context) -> EngineCache:
-    """Engines whose every connection passes the instance network policy."""
+    """Engines whose every connection passes the instance network policy.
+
+    OAuth token endpoints (XOAUTH2, Microsoft Graph) are reached through the same dialer.
+    """
     policy = NetworkPolicy(ctx.policy.allowed_networks, allow_port_25=ctx.policy.allow_port_25)
-    return EngineCache(dialer=GuardedDialer(policy))
+    dialer = GuardedDialer(policy)
+    return EngineCache(dialer=dialer, token_sources=partial(token_source_for, dialer=dialer))
 
 
 def options_for(ctx: Context) -> WorkerOptions:
