@@ -426,3 +426,61 @@ async def test_https_is_pinned_to_the_checked_address(
     assert names == ["hooks.mailgate.test"]
     assert receiver.received[0].headers["host"] == f"hooks.mailgate.test:{receiver.port}"
     assert receiver.received[0].signature_ok
+
+
+# The signature scheme and the retry policy (pure) ----------------------------------------
+
+
+def test_signature_verifies_and_rejects_tampering_and_replays() -> None:
+    from mailgate.domain.webhooks import sign, verify_signature
+
+    body = b'{"id":"1","type":"message.sent"}'
+    stamp = 1_700_000_000
+    signature = sign(SECRET, stamp, body)
+    expected = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    assert signature == "sha256=" + expected.hexdigest()
+
+    def check(**overrides: Any) -> bool:
+        args: dict[str, Any] = {
+            "timestamp": str(stamp),
+            "body": body,
+            "signature": signature,
+            "now": stamp + 10,
+        }
+        args.update(overrides)
+        return verify_signature(SECRET, **args)
+
+    assert check()
+    assert not check(body=body + b" ")
+    assert not check(timestamp=str(stamp + 1))
+    assert not check(now=stamp + 301)  # a replay older than five minutes
+    assert not check(now=stamp - 301)
+    assert not check(timestamp="-1")
+    assert not verify_signature(
+        "other-secret", timestamp=str(stamp), body=body, signature=signature, now=stamp
+    )
+
+
+def test_retries_back_off_with_jitter_and_stop_after_24_hours() -> None:
+    import random
+
+    from mailgate.domain.webhooks import DeliveryPolicy
+
+    policy = DeliveryPolicy()
+    created = utcnow()
+    rng = random.Random(7)
+    delays = []
+    now, attempts = created, 0
+    while True:
+        attempts += 1
+        when = policy.next_attempt(created_at=created, now=now, attempts=attempts, rng=rng)
+        if when is None:
+            break
+        delays.append((when - now).total_seconds())
+        now = when
+    assert 24 <= delays[0] <= 36 and 48 <= delays[1] <= 72
+    assert max(delays) <= 3600 * 1.2
+    assert timedelta(hours=23) < now - created <= timedelta(hours=24)
+    assert not policy.should_disable(None, now)
+    assert not policy.should_disable(created, created + timedelta(hours=23, minutes=59))
+    assert policy.should_disable(created, created + timedelta(hours=24))
