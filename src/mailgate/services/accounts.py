@@ -12,7 +12,9 @@ from mailgate.errors import ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
 from mailgate.storage.accounts import AccountRepo
+from mailgate.storage.base import Tx
 from mailgate.storage.servers import ServerRepo
+from mailgate.storage.signing import KeystoreRepo
 
 
 def check_address(value: str, field: str) -> str:
@@ -55,6 +57,36 @@ async def _check_server(repo: ServerRepo, server_id: str | None, *, required: bo
         raise ValidationFailed.field("mail_server_id", f"no mail server {server_id!r}")
 
 
+async def _check_smime(
+    tx: Tx, ctx: Context, caller: Caller, smime: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The S/MIME identity when its keystore exists in this tenant, can sign and holds the
+    alias (a blank alias means the first entry); else a 422 naming ``smime.*``."""
+    if smime is None:
+        return None
+    keystore_id = str(smime.get("keystore_id") or "")
+    alias = smime.get("alias") or None
+    if not keystore_id:
+        raise ValidationFailed.field("smime.keystore_id", "is required")
+    keystore = await KeystoreRepo(tx, ctx.box, caller.tenant_id).find(keystore_id)
+    if keystore is None:
+        raise ValidationFailed.field("smime.keystore_id", f"no keystore {keystore_id!r}")
+    if keystore.kind != "pkcs12":
+        raise ValidationFailed.field(
+            "smime.keystore_id",
+            f"the keystore {keystore.name!r} holds CA certificates; S/MIME signing needs a "
+            "pkcs12 keystore with a private key",
+        )
+    if alias is not None:
+        names = [a.alias for a in keystore.aliases]
+        if alias not in names and alias.casefold() not in [n.casefold() for n in names]:
+            known = ", ".join(repr(n) for n in names)
+            raise ValidationFailed.field(
+                "smime.alias", f"no entry named {alias!r}; the keystore holds {known}"
+            )
+    return {"keystore_id": keystore_id, "alias": alias}
+
+
 async def list_accounts(ctx: Context, caller: Caller) -> list[EmailAccount]:
     async with ctx.db.read() as tx:
         return await AccountRepo(tx, ctx.box, caller.tenant_id).list()
@@ -92,6 +124,7 @@ async def create_account(ctx: Context, caller: Caller, fields: Mapping[str, Any]
                 "this tenant has no mail server yet; add a mail server before an email account",
             )
         await _check_server(servers, values["mail_server_id"], required=True)
+        values["smime"] = await _check_smime(tx, ctx, caller, values["smime"])
         repo = AccountRepo(tx, ctx.box, caller.tenant_id)
         if values["is_default"]:
             await repo.clear_default()
@@ -137,7 +170,7 @@ async def update_account(
             elif password:
                 secrets["imap_password"] = password
         if "smime" in fields:
-            values["smime"] = fields["smime"]
+            values["smime"] = await _check_smime(tx, ctx, caller, fields["smime"])
         if "mail_server_id" in fields:
             servers = ServerRepo(tx, ctx.box, caller.tenant_id)
             await _check_server(servers, fields["mail_server_id"], required=True)

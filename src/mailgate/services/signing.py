@@ -1,0 +1,288 @@
+"""DKIM keys and keystores: the administration of signing material (SPEC.md section 3).
+
+Rules applied here:
+
+* DKIM keys are generated here, never uploaded: RSA 2048 (default) to 4096 bits, or
+  Ed25519 (RFC 8463); 1024-bit RSA is refused (RFC 8301 section 3.2). One key per
+  (domain, selector) in a tenant (409). The private key is sealed at once and never leaves
+  the secret box except to sign; responses carry the DNS TXT record to publish.
+* Keystores are a PKCS#12 file (``pkcs12``: signing identities by alias) or PEM CA
+  certificates (``ca``). The file is parsed at upload, so a wrong password (422 naming
+  ``password``) or a damaged file (422 naming ``content``) is refused before it is stored;
+  the content and password are sealed together. A keystore an account signs with cannot be
+  deleted (409 naming the account).
+* Audit records name the fields that were given, never their values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from mailgate.compose.dkim import DkimKeyMaterial, generate_key
+from mailgate.compose.smime import load_pkcs12
+from mailgate.errors import Conflict, FieldError, ValidationFailed
+from mailgate.services.context import Caller, Context
+from mailgate.storage import audit
+from mailgate.storage.accounts import AccountRepo
+from mailgate.storage.signing import DkimKey, DkimKeyRepo, KeystoreAlias, KeystoreInfo, KeystoreRepo
+
+__all__ = [
+    "DkimKey",
+    "KeystoreAlias",
+    "KeystoreInfo",
+    "create_dkim_key",
+    "create_keystore",
+    "delete_dkim_key",
+    "delete_keystore",
+    "dns_record",
+    "get_dkim_key",
+    "get_keystore",
+    "list_dkim_keys",
+    "list_keystores",
+    "normalise_domain",
+]
+
+DEFAULT_RSA_BITS: Final = 2048
+MIN_RSA_BITS: Final = 2048
+MAX_RSA_BITS: Final = 4096
+KEYSTORE_KINDS: Final = ("pkcs12", "ca")
+_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN: Final = re.compile(rf"(?:{_LABEL}\.)+[a-z0-9-]{{2,63}}")
+_SELECTOR: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.IGNORECASE)
+
+
+def normalise_domain(value: str, *, field: str = "domain") -> str:
+    """``value`` as a lower-case A-label domain without a trailing dot, or a 422."""
+    domain = value.strip().rstrip(".").lower()
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValidationFailed.field(field, "is not a valid domain") from None
+    if len(domain) > 253 or _DOMAIN.fullmatch(domain) is None:
+        raise ValidationFailed.field(field, "is not a valid domain")
+    return domain
+
+
+def dns_record(key: DkimKey) -> tuple[str, str]:
+    """The TXT record (name, value) to publish for ``key`` (RFC 6376 section 3.6.1)."""
+    material = DkimKeyMaterial(key.algorithm, "", key.public_key)  # type: ignore[arg-type]
+    return material.dns_record(key.selector, key.domain)
+
+
+def _key_settings(fields: Mapping[str, Any]) -> tuple[str, str, str, int | None]:
+    domain = normalise_domain(str(fields.get("domain") or ""))
+    selector = str(fields.get("selector") or "").strip()
+    if len(selector) > 63 or _SELECTOR.fullmatch(selector) is None:
+        raise ValidationFailed.field(
+            "selector", "must be one or more DNS labels of letters, digits and -"
+        )
+    algorithm = str(fields.get("algorithm") or "rsa")
+    if algorithm not in ("rsa", "ed25519"):
+        raise ValidationFailed.field("algorithm", "must be rsa or ed25519")
+    if algorithm == "ed25519":
+        return domain, selector, algorithm, None
+    raw_bits = fields.get("bits")
+    bits = DEFAULT_RSA_BITS if raw_bits is None else raw_bits
+    if not isinstance(bits, int) or isinstance(bits, bool):
+        raise ValidationFailed.field("bits", "must be a whole number of bits")
+    if bits < MIN_RSA_BITS:
+        raise ValidationFailed.field(
+            "bits",
+            f"RSA keys under {MIN_RSA_BITS} bits are refused: receivers treat them as weak "
+            "(RFC 8301 section 3.2); use 2048",
+        )
+    if bits > MAX_RSA_BITS:
+        raise ValidationFailed.field("bits", f"at most {MAX_RSA_BITS} bits")
+    return domain, selector, algorithm, bits
+
+
+async def list_dkim_keys(ctx: Context, caller: Caller) -> list[DkimKey]:
+    async with ctx.db.read() as tx:
+        return await DkimKeyRepo(tx, ctx.box, caller.tenant_id).list()
+
+
+async def get_dkim_key(ctx: Context, caller: Caller, key_id: str) -> DkimKey:
+    async with ctx.db.read() as tx:
+        return await DkimKeyRepo(tx, ctx.box, caller.tenant_id).get(key_id)
+
+
+def _duplicate_key(domain: str, selector: str) -> Conflict:
+    message = f"A DKIM key for selector {selector!r} of {domain!r} already exists."
+    return Conflict(message, errors=[FieldError("selector", message)])
+
+
+async def create_dkim_key(ctx: Context, caller: Caller, fields: Mapping[str, Any]) -> DkimKey:
+    """Generate and store a key pair; 409 when the (domain, selector) pair is taken."""
+    domain, selector, algorithm, bits = _key_settings(fields)
+    async with ctx.db.read() as tx:
+        if await DkimKeyRepo(tx, ctx.box, caller.tenant_id).exists(domain, selector):
+            raise _duplicate_key(domain, selector)
+    # RSA key generation takes from tens of milliseconds to seconds: off the event loop.
+    material = await asyncio.to_thread(
+        generate_key,
+        algorithm="ed25519" if algorithm == "ed25519" else "rsa",
+        bits=bits or DEFAULT_RSA_BITS,
+    )
+    async with ctx.db.transaction() as tx:
+        repo = DkimKeyRepo(tx, ctx.box, caller.tenant_id)
+        key_id = await repo.create(
+            domain=domain,
+            selector=selector,
+            algorithm=algorithm,
+            bits=bits,
+            public_key=material.public_key,
+            private_key_pem=material.private_key_pem,
+        )
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="dkim_key.create",
+            object_type="dkim_key",
+            object_id=key_id,
+            object_name=f"{selector}._domainkey.{domain}",
+            changes=["domain", "selector", "algorithm", "bits", "private_key"],
+        )
+        return await repo.get(key_id)
+
+
+async def delete_dkim_key(ctx: Context, caller: Caller, key_id: str) -> None:
+    """Delete a key; mail accepted afterwards is signed with the domain's next newest key
+    (or not at all), mail already accepted keeps its signature."""
+    async with ctx.db.transaction() as tx:
+        repo = DkimKeyRepo(tx, ctx.box, caller.tenant_id)
+        key = await repo.get(key_id)
+        await repo.delete(key)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="dkim_key.delete",
+            object_type="dkim_key",
+            object_id=key.id,
+            object_name=f"{key.selector}._domainkey.{key.domain}",
+        )
+
+
+# Keystores ------------------------------------------------------------------------------
+
+
+def _decode_content(value: object) -> bytes:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed.field("content", "is required (the file, base64-encoded)")
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed.field("content", "is not valid base64") from None
+
+
+def _ca_aliases(content: bytes) -> list[KeystoreAlias]:
+    """The certificates of a CA bundle (PEM, or one DER certificate)."""
+    try:
+        if b"-----BEGIN" in content:
+            certificates = x509.load_pem_x509_certificates(content)
+        else:
+            certificates = [x509.load_der_x509_certificate(content)]
+    except ValueError:
+        raise ValidationFailed.field(
+            "content", "is not a PEM bundle of X.509 certificates"
+        ) from None
+    aliases: list[KeystoreAlias] = []
+    for index, cert in enumerate(certificates, start=1):
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common = names[0].value if names else None
+        alias = common if isinstance(common, str) and common.strip() else f"ca-{index}"
+        aliases.append(
+            KeystoreAlias(alias, cert.subject.rfc4514_string(), cert.not_valid_after_utc)
+        )
+    return aliases
+
+
+def _pkcs12_aliases(content: bytes, password: str | None) -> list[KeystoreAlias]:
+    keystore = load_pkcs12(content, password)
+    return [KeystoreAlias(e.alias, e.subject, e.not_after) for e in keystore.entries]
+
+
+async def list_keystores(ctx: Context, caller: Caller) -> list[KeystoreInfo]:
+    async with ctx.db.read() as tx:
+        return await KeystoreRepo(tx, ctx.box, caller.tenant_id).list()
+
+
+async def get_keystore(ctx: Context, caller: Caller, keystore_id: str) -> KeystoreInfo:
+    async with ctx.db.read() as tx:
+        return await KeystoreRepo(tx, ctx.box, caller.tenant_id).get(keystore_id)
+
+
+async def create_keystore(ctx: Context, caller: Caller, fields: Mapping[str, Any]) -> KeystoreInfo:
+    """Parse, then store a keystore; see the module rules."""
+    name = str(fields.get("name") or "").strip()
+    if not name:
+        raise ValidationFailed.field("name", "is required")
+    kind = str(fields.get("kind") or "pkcs12")
+    if kind not in KEYSTORE_KINDS:
+        raise ValidationFailed.field("kind", "must be pkcs12 or ca")
+    content = _decode_content(fields.get("content"))
+    password = fields.get("password") or None
+    if kind == "pkcs12":
+        # Opening a PKCS#12 file runs its key derivation (thousands of rounds): a thread.
+        aliases = await asyncio.to_thread(_pkcs12_aliases, content, password)
+    else:
+        aliases = _ca_aliases(content)
+        password = None
+    dates = [a.not_after for a in aliases if a.not_after is not None]
+    async with ctx.db.transaction() as tx:
+        repo = KeystoreRepo(tx, ctx.box, caller.tenant_id)
+        keystore_id = await repo.create(
+            name=name,
+            kind=kind,
+            aliases=aliases,
+            not_after=min(dates) if dates else None,
+            content=base64.b64encode(content).decode("ascii"),
+            password=password,
+        )
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="keystore.create",
+            object_type="keystore",
+            object_id=keystore_id,
+            object_name=name,
+            changes=list(fields.keys()),
+        )
+        return await repo.get(keystore_id)
+
+
+async def delete_keystore(ctx: Context, caller: Caller, keystore_id: str) -> None:
+    """Delete a keystore; 409 naming the accounts whose S/MIME identity is in it."""
+    async with ctx.db.transaction() as tx:
+        repo = KeystoreRepo(tx, ctx.box, caller.tenant_id)
+        keystore = await repo.get(keystore_id)
+        accounts = await AccountRepo(tx, ctx.box, caller.tenant_id).list()
+        users = [a.address for a in accounts if a.smime and a.smime.keystore_id == keystore_id]
+        if users:
+            message = (
+                f"The keystore {keystore.name!r} is the S/MIME identity of the email "
+                f"account{'s' if len(users) > 1 else ''} {', '.join(users)}; change their "
+                "smime setting first."
+            )
+            raise Conflict(message, errors=[FieldError("smime.keystore_id", message)])
+        await repo.delete(keystore)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="keystore.delete",
+            object_type="keystore",
+            object_id=keystore.id,
+            object_name=keystore.name,
+        )
