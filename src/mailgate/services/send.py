@@ -2,12 +2,20 @@
 
 A message is composed exactly once, here, so every retry sends identical bytes. A 2xx answer
 means the message is committed. The steps read as a list (ARCHITECTURE.md house style 5):
-``resolve_app → choose_sender → choose_server → make_draft → check_limits → apply_test_list
-→ compose → enqueue``.
+``resolve_app → choose_sender → choose_server → render_template → make_draft →
+check_limits → apply_test_list → compose → smime_sign → dkim_sign → enqueue``.
+
+Templates: ``template: {name, variables}`` fills the subject, text and HTML that the request
+leaves out (a field given in the request wins over the template's). Signing happens here,
+once, so that every retry sends the very same signed bytes: S/MIME first when the sender
+account has an identity, DKIM last when the sender's domain (or a parent) has a key. A
+message that cannot be signed is refused with a 422 naming ``from``; it is never queued
+unsigned (SPEC.md section 3, "Signing").
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -18,7 +26,11 @@ from typing import Any
 
 from mailgate.compose import Address, check_limits, compose, make_draft, new_message_id
 from mailgate.compose.addresses import parse_address
+from mailgate.compose.signing_errors import SigningError
+from mailgate.compose.smime import smime_sign
+from mailgate.compose.templates import render_template
 from mailgate.domain.ids import new_id
+from mailgate.domain.model import EmailAccount
 from mailgate.domain.routing import (
     Recipients,
     RouteError,
@@ -34,6 +46,12 @@ from mailgate.storage.base import utcnow
 
 MAX_BATCH = 500
 MAX_METADATA_BYTES = 16 * 1024
+#: Engines that re-compose a message from its parts (their APIs take JSON, not MIME), so a
+#: signed MIME structure cannot survive them.
+RECOMPOSING_ENGINES = frozenset({"sendgrid", "msgraph"})
+#: Batches at least this long are prepared in a worker thread when they sign or render,
+#: so that the event loop keeps serving other requests meanwhile.
+THREAD_BATCH_MIN = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +100,81 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def _content(snap: RoutingSnapshot, item: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """Subject, text and HTML: the request's, completed from its template if it names one."""
+    subject, text, html = item.get("subject"), item.get("text"), item.get("html")
+    ref = item.get("template")
+    if ref is None:
+        return subject, text, html
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
+        raise ValidationFailed.field("template.name", "is required")
+    name = ref["name"]
+    source = snap.templates.get(name)
+    if source is None:
+        raise ValidationFailed.field("template.name", f"no template named {name!r}")
+    variables = ref.get("variables") or {}
+    if not isinstance(variables, Mapping):
+        raise ValidationFailed.field("template.variables", "must be an object")
+    rendered = render_template(source, variables, name=name)
+    return (
+        rendered.subject if subject is None else subject,
+        rendered.text if text is None else text,
+        rendered.html if html is None else html,
+    )
+
+
+def _sign(
+    snap: RoutingSnapshot,
+    account: EmailAccount,
+    server_id: str | None,
+    raw: bytes,
+    *,
+    now: datetime,
+) -> bytes:
+    """``raw`` S/MIME-signed (when the account has an identity), then DKIM-signed (when its
+    domain has a key); a 422 naming ``from`` when either cannot be done."""
+    if account.smime is not None:
+        engine = snap.server_engines.get(server_id or "")
+        if engine in RECOMPOSING_ENGINES:
+            raise ValidationFailed.field(
+                "from",
+                f"{account.address} signs its mail with S/MIME, which the {engine} engine "
+                "cannot carry (the provider rebuilds the message); route this account's mail "
+                "through an SMTP server",
+            )
+        identity = snap.smime.get(account.id)
+        if identity is None or identity.entry is None:
+            reason = identity.problem if identity else "its keystore is not loaded"
+            raise ValidationFailed.field(
+                "from", f"{account.address} cannot sign with S/MIME: {reason}"
+            )
+        entry = identity.entry
+        try:
+            raw = smime_sign(
+                raw, key=entry.key, certificate=entry.certificate, chain=entry.chain, now=now
+            )
+        except SigningError as exc:
+            raise ValidationFailed.field(
+                "from", f"{account.address} cannot sign with S/MIME: {exc}"
+            ) from exc
+    signer = snap.dkim_signer_for(account.address.rsplit("@", 1)[1])
+    if isinstance(signer, str):
+        raise ValidationFailed.field("from", f"{account.address} cannot be DKIM-signed: {signer}")
+    if signer is not None:
+        try:
+            raw = signer.sign(raw)
+        except SigningError as exc:
+            raise ValidationFailed.field(
+                "from", f"{account.address} cannot be DKIM-signed: {exc}"
+            ) from exc
+    return raw
+
+
 def prepare(
     ctx: Context, caller: Caller, snap: RoutingSnapshot, item: Mapping[str, Any], *, now: datetime
 ) -> queue.NewMessage:
-    """Validate, route and compose one message; raises a RequestError naming the field."""
-    if item.get("template") is not None:
-        raise ValidationFailed.field("template", "templates are not available in this version")
+    """Validate, route, render, compose and sign one message; raises a RequestError naming
+    the field. Does no IO: everything it needs is in ``snap``."""
     app_id = _resolve_app(caller, snap, item.get("app"))
     stage = item.get("stage")
     if stage is not None and stage not in snap.stage_servers:
@@ -108,15 +195,16 @@ def prepare(
     reply_to = item.get("reply_to")
     if reply_to is None and account.reply_to:
         reply_to = account.reply_to
+    subject, text, html = _content(snap, item)
     draft = make_draft(
         from_=sender,
         to=item.get("to"),
         cc=item.get("cc"),
         bcc=item.get("bcc"),
         reply_to=reply_to,
-        subject=item.get("subject"),
-        text=item.get("text"),
-        html=item.get("html"),
+        subject=subject,
+        text=text,
+        html=html,
         headers=item.get("headers"),
         attachments=item.get("attachments"),
         max_attachment_bytes=ctx.policy.max_message_bytes,
@@ -143,6 +231,7 @@ def prepare(
         )
     message_id = new_message_id(account.address.rsplit("@", 1)[1])
     raw = compose(draft, message_id=message_id, date=now, original_recipients=original)
+    raw = _sign(snap, account, server_id, raw, now=now)
     original_json = None
     if routing.original is not None:
         original_json = {
@@ -225,7 +314,7 @@ async def send_one(
         replay = await _replay(ctx, caller, idempotency_key, digest, now)
         if replay is not None:
             return replay
-    snap = await load_snapshot(ctx, caller.tenant_id)
+    snap = await load_snapshot(ctx, caller.tenant_id, template_names=_template_names([item]))
     message = prepare(ctx, caller, snap, item, now=now)
     outcome = SendOutcome(
         202, {"id": message.id, "status": "queued", "message_id": message.message_id}
@@ -234,23 +323,30 @@ async def send_one(
     return outcome
 
 
-async def send_batch(
+def _template_names(items: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The template names the request refers to (the snapshot loads only those)."""
+    names: set[str] = set()
+    for item in items:
+        ref = item.get("template")
+        if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
+            names.add(ref["name"])
+    return names
+
+
+def _is_costly(snap: RoutingSnapshot) -> bool:
+    """Whether preparing messages may sign or render (else too cheap for a thread)."""
+    return bool(snap.dkim_signers or snap.smime or snap.templates)
+
+
+def _prepare_batch(
     ctx: Context,
     caller: Caller,
+    snap: RoutingSnapshot,
     items: Sequence[Mapping[str, Any]],
     *,
-    idempotency_key: str | None,
-) -> SendOutcome:
-    """Accept up to 500 messages; valid ones are committed together, others get errors."""
-    if len(items) > MAX_BATCH:
-        raise ValidationFailed.field("messages", f"at most {MAX_BATCH} messages per batch")
-    now = utcnow()
-    digest = request_hash(list(items))
-    if idempotency_key is not None:
-        replay = await _replay(ctx, caller, idempotency_key, digest, now)
-        if replay is not None:
-            return replay
-    snap = await load_snapshot(ctx, caller.tenant_id)
+    now: datetime,
+) -> tuple[list[queue.NewMessage], list[dict[str, Any]]]:
+    """The accepted messages of a batch, and one result per item in request order."""
     accepted: list[queue.NewMessage] = []
     results: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -270,6 +366,34 @@ async def send_batch(
         results.append(
             {"index": index, "status": 202, "id": message.id, "message_id": message.message_id}
         )
+    return accepted, results
+
+
+async def send_batch(
+    ctx: Context,
+    caller: Caller,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    idempotency_key: str | None,
+) -> SendOutcome:
+    """Accept up to 500 messages; valid ones are committed together, others get errors."""
+    if len(items) > MAX_BATCH:
+        raise ValidationFailed.field("messages", f"at most {MAX_BATCH} messages per batch")
+    now = utcnow()
+    digest = request_hash(list(items))
+    if idempotency_key is not None:
+        replay = await _replay(ctx, caller, idempotency_key, digest, now)
+        if replay is not None:
+            return replay
+    snap = await load_snapshot(ctx, caller.tenant_id, template_names=_template_names(items))
+    if len(items) >= THREAD_BATCH_MIN and _is_costly(snap):
+        # Signing and rendering hold the CPU for up to a second per batch: a thread keeps
+        # the event loop answering meanwhile (the work itself takes as long).
+        accepted, results = await asyncio.to_thread(
+            _prepare_batch, ctx, caller, snap, items, now=now
+        )
+    else:
+        accepted, results = _prepare_batch(ctx, caller, snap, items, now=now)
     outcome = SendOutcome(200, {"items": results})
     await _commit(ctx, caller, accepted, outcome, key=idempotency_key, digest=digest, now=now)
     return outcome
