@@ -297,7 +297,8 @@ class AttemptOutcome:
 
 _FINISH = (
     update(wd)
-    .where(wd.c.id == bindparam("b_id"))
+    # A delivery failed meanwhile (its endpoint was disabled) stays failed.
+    .where(wd.c.id == bindparam("b_id"), wd.c.status == DeliveryStatus.PENDING.value)
     .values(
         status=bindparam("b_status"),
         next_attempt_at=bindparam("b_next"),
