@@ -23,6 +23,7 @@ from mailgate.domain.servers import AuthKind, Engine, Security, TlsVersion
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.dialer import Dialer
 from mailgate.engines.probe_errors import classify, make_error
+from mailgate.engines.probe_http import probe_http
 from mailgate.engines.probe_report import (
     CertificateInfo,
     ProbeError,
@@ -81,8 +82,11 @@ async def probe(
     """Test ``config`` without sending mail and report every step.
 
     Never raises for a failure of the server or the network: the report carries the error.
-    Only the ``smtp`` engine is probed; other engines get ``engine_not_supported``.
+    SendGrid and Microsoft Graph servers are checked against their APIs without sending
+    (:mod:`mailgate.engines.probe_http`); the capture engine gets ``engine_not_supported``.
     """
+    if config.engine in (Engine.SENDGRID, Engine.MSGRAPH):
+        return await probe_http(config, dialer=dialer, clock=clock)
     security = _SECURITY[config.security]
     if config.engine is not Engine.SMTP:
         error = make_error(

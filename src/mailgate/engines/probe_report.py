@@ -17,6 +17,7 @@ class ProbeSecurity(StrEnum):
     INSECURE = "insecure"
     SMTPS = "SMTPS"
     STARTTLS = "STARTTLS"
+    HTTPS = "HTTPS"  # the HTTP engines (SendGrid, Microsoft Graph)
 
 
 class StepName(StrEnum):
@@ -28,6 +29,8 @@ class StepName(StrEnum):
     EHLO_AFTER_TLS = "ehlo_after_tls"  # RFC 3207 section 4.2: everything is learnt again
     AUTH = "auth"  # RFC 4954
     QUIT = "quit"
+    TOKEN = "token"  # HTTP engines: the OAuth token request  # noqa: S105 - a step name
+    API = "api"  # HTTP engines: the read-only credentials check against the provider's API
 
 
 class ProbeErrorCode(StrEnum):
@@ -54,6 +57,7 @@ class ProbeErrorCode(StrEnum):
     INSECURE_AUTH_REFUSED = "insecure_auth_refused"
     AUTH_NOT_OFFERED = "auth_not_offered"
     AUTH_FAILED = "auth_failed"
+    PERMISSION_MISSING = "permission_missing"
     AUTH_TEMPORARY_FAILURE = "auth_temporary_failure"
     OAUTH_TOKEN_FAILED = "oauth_token_failed"  # noqa: S105 - an error code
     INVALID_CONFIGURATION = "invalid_configuration"
@@ -140,6 +144,10 @@ _HINTS: dict[ProbeErrorCode, str] = {
     ProbeErrorCode.AUTH_FAILED: (
         "Check the user name and password. Providers such as Gmail, Yahoo and iCloud need an "
         "app password, and Microsoft 365 needs SMTP AUTH enabled for the mailbox."
+    ),
+    ProbeErrorCode.PERMISSION_MISSING: (
+        "The credentials are valid but may not send mail: give the SendGrid API key the "
+        "Mail Send permission, or grant the Microsoft app Mail.Send (with admin consent)."
     ),
     ProbeErrorCode.AUTH_TEMPORARY_FAILURE: "The server could not check credentials now; retry.",
     ProbeErrorCode.OAUTH_TOKEN_FAILED: (
