@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -146,3 +146,23 @@ async def engines() -> AsyncIterator[EngineCache]:
     cache = EngineCache(dialer=LoopbackDialer())
     yield cache
     await cache.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _reap_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Kill any subprocess a test started and left running (a failed assertion mid-way)."""
+    import subprocess
+
+    started: list[subprocess.Popen[bytes]] = []
+    original = subprocess.Popen.__init__
+
+    def tracking_init(self: subprocess.Popen[bytes], *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        started.append(self)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", tracking_init)
+    yield
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
