@@ -15,6 +15,13 @@ from tests.support.smtp_servers import HOST, LoopbackDialer
 from tests.support.tls import CertFiles, TestCA
 
 from mailgate.domain.delivery import Envelope, OutcomeKind
+from mailgate.domain.outcomes import (
+    MAX_RETRY_AFTER,
+    classify_http_failure,
+    classify_http_status,
+    parse_http_retry_after,
+    parse_reset_epoch,
+)
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import Secret, ServerConfig
 from mailgate.engines.guarded_dialer import GuardedDialer
@@ -289,3 +296,47 @@ async def test_message_without_from_fails(config: Any, dialer: LoopbackDialer) -
     await engine.aclose()
     assert result.kind is OutcomeKind.FAILED
     assert dialer.attempts == []
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "connection_error"),
+    [
+        (200, OutcomeKind.SENT, False),
+        (202, OutcomeKind.SENT, False),
+        (302, OutcomeKind.DEFERRED, True),
+        (400, OutcomeKind.FAILED, False),
+        (401, OutcomeKind.AUTH_FAILED, False),
+        (403, OutcomeKind.AUTH_FAILED, False),
+        (404, OutcomeKind.FAILED, False),
+        (408, OutcomeKind.DEFERRED, False),
+        (413, OutcomeKind.FAILED, False),
+        (429, OutcomeKind.DEFERRED, False),
+        (500, OutcomeKind.DEFERRED, True),
+        (503, OutcomeKind.DEFERRED, True),
+    ],
+)
+def test_http_status_table(status: int, kind: OutcomeKind, connection_error: bool) -> None:
+    outcome = classify_http_status(status, retry_after=5.0)
+    assert (outcome.kind, outcome.connection_error) == (kind, connection_error)
+    assert (outcome.retry_after == 5.0) is (kind is OutcomeKind.DEFERRED)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        ("Thu, 01 Jan 1970 00:02:30 GMT", 50.0),  # an HTTP-date, 50 s after "now"
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+        ("soon", None),
+        (None, None),
+        ("99999999", MAX_RETRY_AFTER),
+    ],
+)
+def test_retry_after_header(value: str | None, seconds: float | None) -> None:
+    assert parse_http_retry_after(value, now=100.0) == seconds
+
+
+def test_failures_without_response() -> None:
+    assert classify_http_failure(request_sent=True).kind is OutcomeKind.UNKNOWN
+    assert classify_http_failure(request_sent=False).kind is OutcomeKind.DEFERRED
+    assert parse_reset_epoch("160", now=100.0) == 60.0
