@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import func, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
+from mailgate.domain.ids import new_id
 from mailgate.storage.base import Tx, as_utc, utcnow
-from mailgate.storage.tables import attempts, message_recipients, messages
+from mailgate.storage.bulk import Bulk
+from mailgate.storage.tables import message_recipients, messages
 
 ACTIVE_RECIPIENT = (RecipientStatus.PENDING.value, RecipientStatus.DEFERRED.value)
 
@@ -106,54 +108,39 @@ class Completion:
     extra_attempts: tuple[AttemptRecord, ...] = field(default_factory=tuple)
 
 
+_MESSAGE_COLUMNS = (
+    "id", "tenant_id", "app_id", "stage", "account_id", "server_id", "status", "message_id",
+    "mail_from", "from_header", "subject", "redirected", "original_recipients", "smtputf8",
+    "size", "raw", "meta", "send_at", "next_attempt_at", "attempts", "possible_duplicate",
+    "held", "created_at", "updated_at",
+)  # fmt: skip
+
+
 async def enqueue(tx: Tx, items: Sequence[NewMessage], *, now: datetime) -> None:
-    """Commit messages and their recipients (one round trip each for the whole batch)."""
+    """Commit messages and their recipients (one ``executemany`` each for the whole batch)."""
     if not items:
         return
-    await tx.execute(
-        insert(messages),
+    b = Bulk(tx)
+    stamp, no, queued = b.time(now), b.flag(False), MessageStatus.QUEUED.value
+    await b.insert(
+        "messages",
+        _MESSAGE_COLUMNS,
         [
-            {
-                "id": m.id,
-                "tenant_id": m.tenant_id,
-                "app_id": m.app_id,
-                "stage": m.stage,
-                "account_id": m.account_id,
-                "server_id": m.server_id,
-                "status": MessageStatus.QUEUED.value,
-                "message_id": m.message_id,
-                "mail_from": m.mail_from,
-                "from_header": m.from_header,
-                "subject": m.subject,
-                "redirected": m.redirected,
-                "original_recipients": m.original_recipients,
-                "smtputf8": m.smtputf8,
-                "size": len(m.raw),
-                "raw": m.raw,
-                "meta": m.meta,
-                "send_at": m.send_at,
-                "next_attempt_at": max(m.send_at, now) if m.send_at else now,
-                "attempts": 0,
-                "possible_duplicate": False,
-                "held": False,
-                "created_at": now,
-                "updated_at": now,
-            }
+            (
+                m.id, m.tenant_id, m.app_id, m.stage, m.account_id, m.server_id, queued,
+                m.message_id, m.mail_from, m.from_header, m.subject, b.flag(m.redirected),
+                b.json(m.original_recipients), b.flag(m.smtputf8), len(m.raw), m.raw,
+                b.json(m.meta), b.time(m.send_at),
+                b.time(max(m.send_at, now)) if m.send_at else stamp, 0, no, no, stamp, stamp,
+            )
             for m in items
         ],
-    )
-    await tx.execute(
-        insert(message_recipients),
-        [
-            {
-                "message_id": m.id,
-                "position": i,
-                "email": email,
-                "status": RecipientStatus.PENDING.value,
-            }
-            for m in items
-            for i, email in enumerate(m.recipients)
-        ],
+    )  # fmt: skip
+    pending = RecipientStatus.PENDING.value
+    await b.insert(
+        "message_recipients",
+        ("message_id", "position", "email", "status"),
+        [(m.id, i, email, pending) for m in items for i, email in enumerate(m.recipients)],
     )
 
 
@@ -197,7 +184,7 @@ async def claim(
     rows = claimed.all()
     if not rows:
         return []
-    ids = [r.id for r in rows]
+    ids = [r[0] for r in rows]
     pending: dict[str, list[tuple[int, str]]] = {}
     delivered: set[str] = set()
     for chunk_start in range(0, len(ids), 500):
@@ -216,131 +203,93 @@ async def claim(
                 pending.setdefault(message_id, []).append((position, email))
             elif status == RecipientStatus.SENT.value:
                 delivered.add(message_id)
-    return [
-        Job(
-            id=r.id,
-            tenant_id=r.tenant_id,
-            server_id=r.server_id,
-            account_id=r.account_id,
-            stage=r.stage,
-            mail_from=r.mail_from,
-            smtputf8=r.smtputf8,
-            raw=bytes(r.raw),
-            attempt=r.attempts,
-            possible_duplicate=r.possible_duplicate,
-            created_at=as_utc(r.created_at),  # type: ignore[arg-type]
-            recipients=tuple(pending.get(r.id, ())),
-            delivered_before=r.id in delivered,
+    jobs = []
+    for row in rows:
+        (job_id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, raw, attempt,
+         duplicate, created_at) = tuple(row)  # fmt: skip
+        jobs.append(
+            Job(
+                id=job_id,
+                tenant_id=tenant_id,
+                server_id=server_id,
+                account_id=account_id,
+                stage=stage,
+                mail_from=mail_from,
+                smtputf8=bool(smtputf8),
+                raw=raw if isinstance(raw, bytes) else bytes(raw),
+                attempt=attempt,
+                possible_duplicate=bool(duplicate),
+                created_at=as_utc(created_at),  # type: ignore[arg-type]
+                recipients=tuple(pending.get(job_id, ())),
+                delivered_before=job_id in delivered,
+            )
         )
-        for r in rows
-    ]
+    return jobs
 
 
-def _attempt_row(message_id: str, n: int, a: AttemptRecord, worker: str) -> dict[str, Any]:
-    from mailgate.domain.ids import new_id
+_ATTEMPT_COLUMNS = (
+    "id", "message_id", "n", "started_at", "finished_at", "server_id", "engine", "worker",
+    "outcome", "code", "reply", "tls_version", "duration_ms", "possible_duplicate", "transcript",
+)  # fmt: skip
 
-    return {
-        "id": new_id(),
-        "message_id": message_id,
-        "n": n,
-        "started_at": a.started_at,
-        "finished_at": a.finished_at,
-        "server_id": a.server_id,
-        "engine": a.engine,
-        "worker": worker,
-        "outcome": a.outcome,
-        "code": a.code,
-        "reply": a.reply,
-        "tls_version": a.tls_version,
-        "duration_ms": a.duration_ms,
-        "possible_duplicate": a.possible_duplicate,
-        "transcript": a.transcript,
-    }
+_FINISH_COLUMNS = (
+    "status", "next_attempt_at", "possible_duplicate", "held", "last_error", "server_id",
+    "remote_id", "finished_at", "lease_owner", "lease_expires_at", "updated_at",
+)  # fmt: skip
+
+_FINAL = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED})
 
 
-_FINISH = (
-    update(messages)
-    .where(and_(messages.c.id == bindparam("b_id"), messages.c.lease_owner == bindparam("b_owner")))
-    .values(
-        status=bindparam("b_status"),
-        next_attempt_at=bindparam("b_next"),
-        possible_duplicate=bindparam("b_dup"),
-        held=bindparam("b_held"),
-        last_error=bindparam("b_error"),
-        server_id=bindparam("b_server"),
-        remote_id=bindparam("b_remote"),
-        finished_at=bindparam("b_finished"),
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=bindparam("b_now"),
-    )
-)
-
-_RECIPIENT = (
-    update(message_recipients)
-    .where(
-        and_(
-            message_recipients.c.message_id == bindparam("b_id"),
-            message_recipients.c.position == bindparam("b_pos"),
-        )
-    )
-    .values(
-        status=bindparam("b_status"),
-        code=bindparam("b_code"),
-        reply=bindparam("b_reply"),
-        updated_at=bindparam("b_now"),
-    )
-)
+def _attempt_row(
+    b: Bulk, message_id: str, n: int, a: AttemptRecord, worker: str
+) -> tuple[Any, ...]:
+    return (
+        new_id(), message_id, n, b.time(a.started_at), b.time(a.finished_at), a.server_id,
+        a.engine, worker, a.outcome, a.code, a.reply, a.tls_version, a.duration_ms,
+        b.flag(a.possible_duplicate), a.transcript,
+    )  # fmt: skip
 
 
 async def finish(tx: Tx, completions: Sequence[Completion], *, worker: str) -> None:
-    """Record attempts and apply the decided states, in bulk, in the caller's transaction."""
+    """Record attempts and apply the decided states, in bulk, in the caller's transaction.
+
+    A message whose lease was lost (reclaimed by another worker) keeps the other worker's
+    state; its attempt is still recorded.
+    """
     if not completions:
         return
-    now = utcnow()
-    attempt_rows: list[dict[str, Any]] = []
+    b = Bulk(tx)
+    now = b.time(utcnow())
+    attempt_rows: list[tuple[Any, ...]] = []
     for c in completions:
-        n = c.job.attempt
         for extra in c.extra_attempts:
-            attempt_rows.append(_attempt_row(c.job.id, n, extra, worker))
+            attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, extra, worker))
         if c.attempt is not None:
-            attempt_rows.append(_attempt_row(c.job.id, n, c.attempt, worker))
-    if attempt_rows:
-        await tx.execute(insert(attempts), attempt_rows)
-    final = {MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED}
-    await tx.execute(
-        _FINISH,
+            attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, c.attempt, worker))
+    await b.insert("attempts", _ATTEMPT_COLUMNS, attempt_rows)
+    await b.update(
+        "messages",
+        _FINISH_COLUMNS,
+        "id = {} AND lease_owner = {}",
         [
-            {
-                "b_id": c.job.id,
-                "b_owner": worker,
-                "b_status": c.status.value,
-                "b_next": c.next_attempt_at,
-                "b_dup": c.possible_duplicate,
-                "b_held": c.held,
-                "b_error": c.last_error,
-                "b_server": c.server_id or c.job.server_id,
-                "b_remote": c.remote_id,
-                "b_finished": now if c.status in final else None,
-                "b_now": now,
-            }
+            (
+                c.status.value, b.time(c.next_attempt_at), b.flag(c.possible_duplicate),
+                b.flag(c.held), c.last_error, c.server_id or c.job.server_id, c.remote_id,
+                now if c.status in _FINAL else None, None, None, now, c.job.id, worker,
+            )
             for c in completions
         ],
+    )  # fmt: skip
+    await b.update(
+        "message_recipients",
+        ("status", "code", "reply", "updated_at"),
+        "message_id = {} AND position = {}",
+        [
+            (r.status.value, r.code, r.reply[:2000], now, c.job.id, r.position)
+            for c in completions
+            for r in c.recipients
+        ],
     )
-    recipient_rows = [
-        {
-            "b_id": c.job.id,
-            "b_pos": r.position,
-            "b_status": r.status.value,
-            "b_code": r.code,
-            "b_reply": r.reply[:2000],
-            "b_now": now,
-        }
-        for c in completions
-        for r in c.recipients
-    ]
-    if recipient_rows:
-        await tx.execute(_RECIPIENT, recipient_rows)
 
 
 async def reclaim_expired(tx: Tx, *, now: datetime | None = None) -> int:

@@ -1,0 +1,59 @@
+"""Driver-level bulk statements for the hot path (enqueue, finish).
+
+SQLAlchemy's per-row parameter processing costs more than the database work itself when a
+worker records hundreds of outcomes a second, so the queue's bulk writes go to the DBAPI
+driver with ``executemany`` (sqlite3's C loop; psycopg's pipeline). Values are converted
+here exactly as SQLAlchemy would store them: on SQLite, timestamps as naive UTC text in
+SQLAlchemy's format (so comparisons and reads stay consistent) and booleans as 0/1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mailgate.storage.base import Tx
+
+
+class Bulk:
+    """Statement text and value conversion for one dialect."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+        self.sqlite = tx.dialect.name == "sqlite"
+        self.mark = "?" if self.sqlite else "%s"
+
+    def time(self, value: datetime | None) -> Any:
+        if value is None or not self.sqlite:
+            return value
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def flag(self, value: bool) -> Any:
+        return int(value) if self.sqlite else value
+
+    def json(self, value: Any) -> Any:
+        return None if value is None else json.dumps(value)
+
+    def marks(self, count: int) -> str:
+        return ", ".join([self.mark] * count)
+
+    async def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        # Table and column names are constants of this package, never input.
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.marks(len(columns))})"  # noqa: S608
+        await self.tx.exec_driver_sql(sql, rows)
+
+    async def update(
+        self, table: str, set_columns: Sequence[str], where: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """``UPDATE table SET c1 = ?, … WHERE <where>``; each row gives the SET values, then
+        the values of the placeholders in ``where`` (written with ``{}`` for each one)."""
+        if not rows:
+            return
+        assignments = ", ".join(f"{c} = {self.mark}" for c in set_columns)
+        condition = where.format(*([self.mark] * where.count("{}")))
+        sql = f"UPDATE {table} SET {assignments} WHERE {condition}"  # noqa: S608 - constants
+        await self.tx.exec_driver_sql(sql, rows)
