@@ -9,7 +9,7 @@ from mailgate import __version__
 from mailgate.services import messages as messages_service
 from mailgate.services.context import Context
 from mailgate.web import problems
-from mailgate.web.api import config, members, messages, probe, providers, tenants
+from mailgate.web.api import config, members, messages, probe, providers, tenants, webhooks
 
 
 def create_app(ctx: Context) -> FastAPI:
@@ -29,6 +29,7 @@ def create_app(ctx: Context) -> FastAPI:
         config.router,
         messages.router,
         probe.router,
+        webhooks.router,
     ):
         app.include_router(router)
 

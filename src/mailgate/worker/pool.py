@@ -15,6 +15,7 @@ from mailgate.engines.oauth import token_source_for
 from mailgate.runtime import Context
 from mailgate.storage.listen import listen
 from mailgate.worker import maintenance
+from mailgate.worker import webhooks as webhook_dispatch
 from mailgate.worker.runner import Worker, WorkerOptions
 
 
@@ -72,6 +73,7 @@ class WorkerPool:
         helpers = [
             asyncio.create_task(listen(self.ctx.db, self.wake, stop), name="listen"),
             asyncio.create_task(maintenance.run(self.ctx, stop), name="maintenance"),
+            asyncio.create_task(webhook_dispatch.run(self.ctx, stop), name="webhooks"),
         ]
         try:
             await asyncio.gather(*workers)

@@ -33,6 +33,7 @@ from mailgate.errors import MailgateError
 from mailgate.runtime import Context
 from mailgate.storage import queue, rate
 from mailgate.storage import servers as server_store
+from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
 from mailgate.storage.queue import AttemptRecord, Completion, Job, RecipientUpdate
 from mailgate.worker.decide import attempt_record, decide
@@ -329,6 +330,7 @@ class Worker:
         updates, self._status_updates = self._status_updates, {}
         async with self.ctx.db.transaction() as tx:
             await queue.finish(tx, done, worker=self.name)
+            await webhook_store.record_events(tx, done)
             if updates:
                 await server_store.set_status_many(tx, updates)
         self._flushed.set()
