@@ -50,7 +50,7 @@ class WorkerOptions:
     concurrency: int = 256
     lease: timedelta = timedelta(seconds=120)
     poll_interval: float = 1.0
-    flush_interval: float = 0.02
+    flush_interval: float = 0.05
     reclaim_interval: float = 10.0
     shutdown_grace: float = 15.0
 
@@ -83,6 +83,8 @@ class Worker:
         self._inflight: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._flushed = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._min_claim = max(1, min(self.options.batch_size, self.options.concurrency) // 2)
         self.delivered = 0
 
     def wake(self) -> None:
@@ -115,8 +117,11 @@ class Worker:
                 if reclaimed:
                     log.warning("reclaimed %d message(s) from expired leases", reclaimed)
             room = self.options.concurrency - len(self._inflight)
+            # Claim in worthwhile batches: a transaction per handful of messages costs more
+            # than waiting for the next flush to free room.
+            worthwhile = room >= self._min_claim or not self._inflight
             jobs: list[Job] = []
-            if room > 0:
+            if room > 0 and worthwhile:
                 async with self.ctx.db.transaction() as tx:
                     jobs = await queue.claim(
                         tx,
@@ -128,7 +133,7 @@ class Worker:
                 await self._start(jobs)
                 if len(jobs) == min(self.options.batch_size, room):
                     continue
-            await self._idle(stop, full=room <= 0)
+            await self._idle(stop, full=not worthwhile or room <= 0)
 
     async def _idle(self, stop: asyncio.Event, *, full: bool) -> None:
         self._wake.clear()
@@ -229,6 +234,8 @@ class Worker:
                 log.exception("delivery of %s failed unexpectedly", job.id)
                 completion = self._internal_error(job, exc)
             self._done.append(completion)
+            if len(self._done) >= self.options.batch_size:
+                self._flush_now.set()
             self.delivered += 1
 
     def _internal_error(self, job: Job, exc: Exception) -> Completion:
@@ -337,7 +344,9 @@ class Worker:
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set() or self._inflight:
-            await asyncio.sleep(self.options.flush_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.options.flush_interval)
+            self._flush_now.clear()
             try:
                 await self._flush()
             except Exception:

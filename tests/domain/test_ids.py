@@ -1,0 +1,15 @@
+"""Identifiers: 26 characters, sortable by time, unique."""
+
+from __future__ import annotations
+
+from mailgate.domain.ids import new_id
+
+
+def test_ids_sort_by_time_and_do_not_repeat() -> None:
+    ids = [new_id(now_ms=1_700_000_000_000 + i) for i in range(1000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 26 and i.isalnum() and i == i.lower() for i in ids)
+    same_ms = {new_id(now_ms=5) for _ in range(1000)}
+    assert len(same_ms) == 1000
+    assert new_id(now_ms=2**47) > new_id(now_ms=2**47 - 1)
