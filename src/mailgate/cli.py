@@ -205,12 +205,28 @@ def serve(
 
 @app.command()
 def worker(
-    count: Annotated[int, typer.Option("--count", "-n", help="Worker tasks.")] = 1,
+    count: Annotated[int, typer.Option("--count", "-n", help="Worker tasks per process.")] = 1,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes", "-p", min=1, help="Worker processes (one per core is a good start)."
+        ),
+    ] = 1,
 ) -> None:
     """Run delivery workers only (any number of processes and hosts on PostgreSQL)."""
     from mailgate.worker.pool import WorkerPool
 
     settings = _settings()
+    if processes > 1:
+        from mailgate.worker.supervisor import supervise
+
+        async def supervised() -> int:
+            stop = asyncio.Event()
+            _on_signals(stop.set)
+            console.print(f"mailgate worker: {processes} processes of {count} task(s)")
+            return await supervise(processes=processes, tasks=count, stop=stop)
+
+        raise typer.Exit(_run(supervised()))
 
     async def go() -> None:
         ctx = await boot.open_context(settings)

@@ -1,0 +1,81 @@
+"""Several worker processes on one host: start them, restart the ones that die, stop them.
+
+A single Python process uses one core; ``mailgate worker --processes N`` runs N child
+``mailgate worker`` processes so a host's cores all deliver. Children that exit unexpectedly
+are restarted (their leased mail is reclaimed when the leases expire); a child that keeps
+dying makes the supervisor give up rather than loop. ``SIGTERM`` is passed on to every child,
+which then stops gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections import deque
+
+log = logging.getLogger("mailgate.supervisor")
+
+#: More restarts than this within RESTART_WINDOW seconds means something is wrong.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+STOP_GRACE = 60.0
+
+
+async def _spawn(tasks: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mailgate", "worker", "--count", str(tasks),
+        stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def supervise(*, processes: int, tasks: int, stop: asyncio.Event) -> int:
+    """Run ``processes`` workers of ``tasks`` tasks each until ``stop``; the exit status."""
+    children = [await _spawn(tasks) for _ in range(processes)]
+    restarts: deque[float] = deque()
+    status = 0
+    try:
+        while not stop.is_set():
+            waits = {asyncio.create_task(c.wait()): i for i, c in enumerate(children)}
+            stopping = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([*waits, stopping], return_when=asyncio.FIRST_COMPLETED)
+            for task in [*waits, stopping]:
+                if task not in done:
+                    task.cancel()
+            if stop.is_set():
+                break
+            for task in done:
+                index = waits.get(task)
+                if index is None:
+                    continue
+                now = time.monotonic()
+                restarts.append(now)
+                while restarts and now - restarts[0] > RESTART_WINDOW:
+                    restarts.popleft()
+                code = children[index].returncode
+                if len(restarts) > MAX_RESTARTS:
+                    log.error("worker processes keep exiting (last status %s); giving up", code)
+                    stop.set()
+                    status = 1
+                    break
+                log.warning("worker process exited with status %s; starting another", code)
+                await asyncio.sleep(1.0)
+                children[index] = await _spawn(tasks)
+    finally:
+        for child in children:
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                await asyncio.wait_for(child.wait(), timeout=STOP_GRACE)
+            except TimeoutError:
+                log.error("worker process %s did not stop in time; killing it", child.pid)
+                child.kill()
+                await child.wait()
+            if child.returncode not in (0, None) and status == 0 and not stop.is_set():
+                status = child.returncode
+    return status
