@@ -219,20 +219,33 @@ class MailgateProcess:
                 f"{self.name} exited with status {self.proc.returncode}:\n{self.tail()}"
             )
 
-    def peak_rss_kb(self) -> int | None:
-        """The peak resident set size (VmHWM) of the live process, in KiB."""
+    def pids(self) -> list[int]:
+        """The process and its live children (``mailgate worker --processes N``)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
+            extra = [int(p) for p in children.read_text().split()]
         except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return None
+            extra = []
+        return [self.pid, *extra]
+
+    def peak_rss_kb(self) -> int | None:
+        """The largest peak resident set size (VmHWM) among the live processes, in KiB."""
+        peaks = []
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]))
+        return max(peaks) if peaks else None
 
     def cpu_seconds(self) -> float | None:
-        """User plus system CPU time the live process has used so far."""
-        return process_cpu_seconds(self.pid)
+        """User plus system CPU time the live process (and its children) used so far."""
+        readings = [process_cpu_seconds(pid) for pid in self.pids()]
+        values = [r for r in readings if r is not None]
+        return sum(values) if values else None
 
     def stop(self, grace: float = 30.0) -> int | None:
         """SIGTERM (graceful: in-flight mail is finished or released), then SIGKILL."""

@@ -75,6 +75,7 @@ class Options:
     clients: int
     size: int
     worker_tasks: int
+    worker_processes: int
     serve_workers: int
     max_connections: int
     profile_dir: Path | None
@@ -410,7 +411,16 @@ class Run:
         """(b) One ``mailgate worker`` process empties the full queue; (d) its peak RSS."""
         f = self.figures
         before = self.sink.received()
-        worker = self.spawn("worker", ["worker", "--count", str(self.opts.worker_tasks)])
+        worker = self.spawn(
+            "worker",
+            [
+                "worker",
+                "--count",
+                str(self.opts.worker_tasks),
+                "--processes",
+                str(self.opts.worker_processes),
+            ],
+        )
         profiler = self.profile(worker, "drain")
         self.say("drain: worker started")
         cpu = Cpu(worker, sink=self.sink)
@@ -524,7 +534,8 @@ def report(f: Figures, opts: Options) -> None:
         f"{db} drain {f.drain_msg_s:,.0f} msg/s  (first attempt to last outcome "
         f"{f.drain_seconds:.2f} s; {f.drain_wall_msg_s:,.0f} msg/s from process start, "
         f"{f.worker_start_seconds:.2f} s to the first attempt; "
-        f"worker --count {opts.worker_tasks}){target(f.drain_msg_s)}"
+        f"worker --count {opts.worker_tasks} --processes {opts.worker_processes})"
+        f"{target(f.drain_msg_s)}"
     )
     print(
         f"{db} end-to-end {f.e2e_msg_s:,.0f} msg/s  (first POST to last sent "
@@ -554,6 +565,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=2048, help="approximate message bytes")
     parser.add_argument(
         "--worker-tasks", type=int, default=1, help="mailgate worker --count (drain phase)"
+    )
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="mailgate worker --processes (drain phase; default: one per core)",
     )
     parser.add_argument(
         "--serve-workers", type=int, default=1, help="mailgate serve --workers (end-to-end)"
@@ -588,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         clients=args.clients,
         size=args.size,
         worker_tasks=args.worker_tasks,
+        worker_processes=max(1, args.worker_processes),
         serve_workers=args.serve_workers,
         max_connections=args.max_connections,
         profile_dir=args.profile,
@@ -621,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": opts.batch,
             "clients": opts.clients,
             "worker_tasks": opts.worker_tasks,
+            "worker_processes": opts.worker_processes,
             "serve_workers": opts.serve_workers,
             "max_connections": opts.max_connections,
             "cpus": os.cpu_count(),
