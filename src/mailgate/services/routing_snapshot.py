@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
 from mailgate.compose.dkim import DkimSigner
-from mailgate.compose.smime import Keystore, KeystoreEntry, load_pkcs12, select_entry
+from mailgate.compose.smime import Keystore, load_pkcs12, select_entry
 from mailgate.compose.templates import TemplateSource
 from mailgate.domain.model import App, EmailAccount
 from mailgate.errors import MailgateError
 from mailgate.services.context import Context
-from mailgate.services.signing import normalise_domain
+from mailgate.services.signing import SmimeIdentity, normalise_domain
 from mailgate.services.templates import template_source
 from mailgate.storage import apps, tenants
 from mailgate.storage.accounts import AccountRepo
@@ -73,14 +73,6 @@ def clear_caches() -> None:
     """Forget every cached signer and keystore (tests, and after key rotation)."""
     _SIGNERS.clear()
     _KEYSTORES.clear()
-
-
-@dataclass(frozen=True, slots=True)
-class SmimeIdentity:
-    """The signing identity of one account, or why it cannot sign (``entry`` is None)."""
-
-    entry: KeystoreEntry | None
-    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,11 +27,7 @@ from typing import Any
 
 from mailgate.compose import Address, check_limits, compose, make_draft, new_message_id
 from mailgate.compose.addresses import parse_address
-from mailgate.compose.signing_errors import SigningError
-from mailgate.compose.smime import smime_sign
-from mailgate.compose.templates import render_template
 from mailgate.domain.ids import new_id
-from mailgate.domain.model import EmailAccount
 from mailgate.domain.routing import (
     Recipients,
     RouteError,
@@ -41,17 +38,18 @@ from mailgate.domain.routing import (
 from mailgate.errors import Conflict, FieldError, RequestError, ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.services.routing_snapshot import RoutingSnapshot, load_snapshot
+from mailgate.services.signing import sign_message
+from mailgate.services.templates import fill_from_template
 from mailgate.storage import idempotency, queue
 from mailgate.storage.base import utcnow
 
 MAX_BATCH = 500
 MAX_METADATA_BYTES = 16 * 1024
-#: Engines that re-compose a message from its parts (their APIs take JSON, not MIME), so a
-#: signed MIME structure cannot survive them.
-RECOMPOSING_ENGINES = frozenset({"sendgrid", "msgraph"})
 #: Batches at least this long are prepared in a worker thread when they sign or render,
 #: so that the event loop keeps serving other requests meanwhile.
 THREAD_BATCH_MIN = 50
+#: How many threads share such a batch.
+SIGNING_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,76 +98,6 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _content(snap: RoutingSnapshot, item: Mapping[str, Any]) -> tuple[Any, Any, Any]:
-    """Subject, text and HTML: the request's, completed from its template if it names one."""
-    subject, text, html = item.get("subject"), item.get("text"), item.get("html")
-    ref = item.get("template")
-    if ref is None:
-        return subject, text, html
-    if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
-        raise ValidationFailed.field("template.name", "is required")
-    name = ref["name"]
-    source = snap.templates.get(name)
-    if source is None:
-        raise ValidationFailed.field("template.name", f"no template named {name!r}")
-    variables = ref.get("variables") or {}
-    if not isinstance(variables, Mapping):
-        raise ValidationFailed.field("template.variables", "must be an object")
-    rendered = render_template(source, variables, name=name)
-    return (
-        rendered.subject if subject is None else subject,
-        rendered.text if text is None else text,
-        rendered.html if html is None else html,
-    )
-
-
-def _sign(
-    snap: RoutingSnapshot,
-    account: EmailAccount,
-    server_id: str | None,
-    raw: bytes,
-    *,
-    now: datetime,
-) -> bytes:
-    """``raw`` S/MIME-signed (when the account has an identity), then DKIM-signed (when its
-    domain has a key); a 422 naming ``from`` when either cannot be done."""
-    if account.smime is not None:
-        engine = snap.server_engines.get(server_id or "")
-        if engine in RECOMPOSING_ENGINES:
-            raise ValidationFailed.field(
-                "from",
-                f"{account.address} signs its mail with S/MIME, which the {engine} engine "
-                "cannot carry (the provider rebuilds the message); route this account's mail "
-                "through an SMTP server",
-            )
-        identity = snap.smime.get(account.id)
-        if identity is None or identity.entry is None:
-            reason = identity.problem if identity else "its keystore is not loaded"
-            raise ValidationFailed.field(
-                "from", f"{account.address} cannot sign with S/MIME: {reason}"
-            )
-        entry = identity.entry
-        try:
-            raw = smime_sign(
-                raw, key=entry.key, certificate=entry.certificate, chain=entry.chain, now=now
-            )
-        except SigningError as exc:
-            raise ValidationFailed.field(
-                "from", f"{account.address} cannot sign with S/MIME: {exc}"
-            ) from exc
-    signer = snap.dkim_signer_for(account.address.rsplit("@", 1)[1])
-    if isinstance(signer, str):
-        raise ValidationFailed.field("from", f"{account.address} cannot be DKIM-signed: {signer}")
-    if signer is not None:
-        try:
-            raw = signer.sign(raw)
-        except SigningError as exc:
-            raise ValidationFailed.field(
-                "from", f"{account.address} cannot be DKIM-signed: {exc}"
-            ) from exc
-    return raw
-
-
 def prepare(
     ctx: Context, caller: Caller, snap: RoutingSnapshot, item: Mapping[str, Any], *, now: datetime
 ) -> queue.NewMessage:
@@ -195,7 +123,7 @@ def prepare(
     reply_to = item.get("reply_to")
     if reply_to is None and account.reply_to:
         reply_to = account.reply_to
-    subject, text, html = _content(snap, item)
+    subject, text, html = fill_from_template(item, snap.templates)
     draft = make_draft(
         from_=sender,
         to=item.get("to"),
@@ -231,7 +159,14 @@ def prepare(
         )
     message_id = new_message_id(account.address.rsplit("@", 1)[1])
     raw = compose(draft, message_id=message_id, date=now, original_recipients=original)
-    raw = _sign(snap, account, server_id, raw, now=now)
+    raw = sign_message(
+        raw,
+        account=account,
+        engine=snap.server_engines.get(server_id or ""),
+        smime=snap.smime.get(account.id),
+        dkim=snap.dkim_signer_for(account.address.rsplit("@", 1)[1]),
+        now=now,
+    )
     original_json = None
     if routing.original is not None:
         original_json = {
@@ -334,8 +269,12 @@ def _template_names(items: Sequence[Mapping[str, Any]]) -> set[str]:
 
 
 def _is_costly(snap: RoutingSnapshot) -> bool:
-    """Whether preparing messages may sign or render (else too cheap for a thread)."""
-    return bool(snap.dkim_signers or snap.smime or snap.templates)
+    """Whether preparing messages may hold the CPU long: RSA DKIM, S/MIME or templates.
+
+    Ed25519 DKIM is mostly Python canonicalisation, which threads only slow down (GIL).
+    """
+    rsa = any(not isinstance(s, str) and s.algorithm == "rsa" for s in snap.dkim_signers.values())
+    return rsa or bool(snap.smime or snap.templates)
 
 
 def _prepare_batch(
@@ -345,11 +284,13 @@ def _prepare_batch(
     items: Sequence[Mapping[str, Any]],
     *,
     now: datetime,
+    offset: int = 0,
 ) -> tuple[list[queue.NewMessage], list[dict[str, Any]]]:
-    """The accepted messages of a batch, and one result per item in request order."""
+    """The accepted messages of (a slice starting at ``offset`` of) a batch, and one result
+    per item in request order."""
     accepted: list[queue.NewMessage] = []
     results: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(items, start=offset):
         try:
             message = prepare(ctx, caller, snap, item, now=now)
         except RequestError as exc:
@@ -387,11 +328,20 @@ async def send_batch(
             return replay
     snap = await load_snapshot(ctx, caller.tenant_id, template_names=_template_names(items))
     if len(items) >= THREAD_BATCH_MIN and _is_costly(snap):
-        # Signing and rendering hold the CPU for up to a second per batch: a thread keeps
-        # the event loop answering meanwhile (the work itself takes as long).
-        accepted, results = await asyncio.to_thread(
-            _prepare_batch, ctx, caller, snap, items, now=now
+        # Signing and rendering hold the CPU for up to seconds per batch: threads keep the
+        # event loop answering meanwhile, and OpenSSL's private-key operations (which
+        # release the GIL) run on several cores at once.
+        step = -(-len(items) // SIGNING_THREADS)
+        parts = await asyncio.gather(
+            *(
+                asyncio.to_thread(
+                    _prepare_batch, ctx, caller, snap, items[i : i + step], now=now, offset=i
+                )
+                for i in range(0, len(items), step)
+            )
         )
+        accepted = [m for part_accepted, _ in parts for m in part_accepted]
+        results = [r for _, part_results in parts for r in part_results]
     else:
         accepted, results = _prepare_batch(ctx, caller, snap, items, now=now)
     outcome = SendOutcome(200, {"items": results})

@@ -21,13 +21,17 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from mailgate.compose.dkim import DkimKeyMaterial, generate_key
-from mailgate.compose.smime import load_pkcs12
+from mailgate.compose.dkim import DkimKeyMaterial, DkimSigner, generate_key
+from mailgate.compose.signing_errors import SigningError
+from mailgate.compose.smime import KeystoreEntry, load_pkcs12, smime_sign
+from mailgate.domain.model import EmailAccount
 from mailgate.errors import Conflict, FieldError, ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
@@ -38,6 +42,7 @@ __all__ = [
     "DkimKey",
     "KeystoreAlias",
     "KeystoreInfo",
+    "SmimeIdentity",
     "create_dkim_key",
     "create_keystore",
     "delete_dkim_key",
@@ -48,6 +53,7 @@ __all__ = [
     "list_dkim_keys",
     "list_keystores",
     "normalise_domain",
+    "sign_message",
 ]
 
 DEFAULT_RSA_BITS: Final = 2048
@@ -57,6 +63,67 @@ KEYSTORE_KINDS: Final = ("pkcs12", "ca")
 _LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN: Final = re.compile(rf"(?:{_LABEL}\.)+[a-z0-9-]{{2,63}}")
 _SELECTOR: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.IGNORECASE)
+#: Engines that rebuild a message from its parts (their APIs take JSON, not MIME), so a
+#: signed MIME structure cannot survive them.
+RECOMPOSING_ENGINES: Final = frozenset({"sendgrid", "msgraph"})
+
+
+@dataclass(frozen=True, slots=True)
+class SmimeIdentity:
+    """The signing identity of one account, or why it cannot sign (``entry`` is None)."""
+
+    entry: KeystoreEntry | None
+    problem: str | None = None
+
+
+def sign_message(
+    raw: bytes,
+    *,
+    account: EmailAccount,
+    engine: str | None,
+    smime: SmimeIdentity | None,
+    dkim: DkimSigner | str | None,
+    now: datetime,
+) -> bytes:
+    """``raw`` S/MIME-signed when ``account`` has an identity, then DKIM-signed when
+    ``dkim`` is a signer (a string says why the domain's key cannot sign; None: no key).
+
+    Raises a 422 naming ``from`` rather than return mail that should be signed and is not:
+    an expired or unusable certificate, a keystore that cannot be opened, S/MIME through an
+    engine that rebuilds messages (``engine``), or a DKIM key that cannot sign.
+    """
+    if account.smime is not None:
+        if engine in RECOMPOSING_ENGINES:
+            raise ValidationFailed.field(
+                "from",
+                f"{account.address} signs its mail with S/MIME, which the {engine} engine "
+                "cannot carry (the provider rebuilds the message); route this account's mail "
+                "through an SMTP server",
+            )
+        if smime is None or smime.entry is None:
+            reason = smime.problem if smime else "its keystore is not loaded"
+            raise ValidationFailed.field(
+                "from", f"{account.address} cannot sign with S/MIME: {reason}"
+            )
+        entry = smime.entry
+        try:
+            raw = smime_sign(
+                raw, key=entry.key, certificate=entry.certificate, chain=entry.chain, now=now
+            )
+        except SigningError as exc:
+            raise ValidationFailed.field(
+                "from", f"{account.address} cannot sign with S/MIME: {exc}"
+            ) from exc
+    if isinstance(dkim, str):
+        raise ValidationFailed.field("from", f"{account.address} cannot be DKIM-signed: {dkim}")
+    if dkim is not None:
+        try:
+            raw = dkim.sign(raw)
+        except SigningError as exc:
+            raise ValidationFailed.field(
+                "from", f"{account.address} cannot be DKIM-signed: {exc}"
+            ) from exc
+    return raw
 
 
 def normalise_domain(value: str, *, field: str = "domain") -> str:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from mailgate.compose.templates import TemplateSource, check_template
+from mailgate.compose.templates import TemplateSource, check_template, render_template
 from mailgate.errors import FieldError, ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
@@ -22,6 +22,7 @@ from mailgate.storage.templates import Template, TemplateRepo
 __all__ = [
     "Template",
     "delete_template",
+    "fill_from_template",
     "get_template",
     "list_templates",
     "put_template",
@@ -78,6 +79,37 @@ def _source(fields: Mapping[str, Any], name: str) -> TemplateSource:
         detail = "; ".join(f"{e.field}: {e.message}" for e in renamed)
         raise ValidationFailed(detail, errors=renamed) from exc
     return source
+
+
+def fill_from_template(
+    item: Mapping[str, Any], sources: Mapping[str, TemplateSource]
+) -> tuple[Any, Any, Any]:
+    """Subject, text and HTML of a send request: its own, completed from the template it
+    names (``template: {name, variables}``) where it leaves them out (None).
+
+    ``sources`` holds the tenant's templates the request may name. Raises a 422 naming
+    ``template.name`` for an unknown template, ``template.variables.<name>`` for a missing
+    variable (see :func:`~mailgate.compose.templates.render_template`).
+    """
+    subject, text, html = item.get("subject"), item.get("text"), item.get("html")
+    ref = item.get("template")
+    if ref is None:
+        return subject, text, html
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
+        raise ValidationFailed.field("template.name", "is required")
+    name = ref["name"]
+    source = sources.get(name)
+    if source is None:
+        raise ValidationFailed.field("template.name", f"no template named {name!r}")
+    variables = ref.get("variables") or {}
+    if not isinstance(variables, Mapping):
+        raise ValidationFailed.field("template.variables", "must be an object")
+    rendered = render_template(source, variables, name=name)
+    return (
+        rendered.subject if subject is None else subject,
+        rendered.text if text is None else text,
+        rendered.html if html is None else html,
+    )
 
 
 async def list_templates(ctx: Context, caller: Caller) -> list[Template]:
