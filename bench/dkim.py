@@ -73,9 +73,8 @@ async def _setup(client: httpx.AsyncClient, mode: str) -> dict[str, str]:
     }
     if mode.endswith("+smime"):
         content = base64.b64encode(_p12()).decode()
-        store = await client.post(
-            f"{T}/keystores", json={"name": "k", "kind": "pkcs12", "content": content}, headers=ADMIN
-        )
+        keystore = {"name": "k", "kind": "pkcs12", "content": content}
+        store = await client.post(f"{T}/keystores", json=keystore, headers=ADMIN)
         account["smime"] = {"keystore_id": store.json()["id"]}
     r = await client.post(f"{T}/email-accounts", json=account, headers=ADMIN)
     assert r.status_code == 201, r.text
@@ -126,7 +125,8 @@ async def run(mode: str, *, threaded: bool, batches: int, size: int) -> tuple[fl
             start = time.perf_counter()
             for _ in range(batches):
                 r = await client.post(f"{T}/messages/batch", json=body, headers=sender)
-                assert r.status_code == 200 and r.json()["items"][-1]["status"] == 202, r.text
+                assert r.status_code == 200, r.text
+                assert r.json()["items"][-1]["status"] == 202, r.text
             elapsed = time.perf_counter() - start
             stop.set()
             await ticker

@@ -270,7 +270,7 @@ async def test_secrets_never_come_back(
         rows = [
             value
             for table in ("keystores", "dkim_keys")
-            for row in await tx.exec_driver_sql(f"SELECT * FROM {table}")  # noqa: S608
+            for row in await tx.exec_driver_sql(f"SELECT * FROM {table}")
             for value in row
         ]
     stored = b"\n".join(v if isinstance(v, bytes) else str(v).encode() for v in rows)
