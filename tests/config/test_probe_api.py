@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from mailgate.errors import RateLimited
 from mailgate.services.context import Context, InstancePolicy
 from mailgate.services.ratelimit import ProbeLimits, ProbeRateLimit, SlidingWindow
-from mailgate.web.api import probe as probe_api
 from mailgate.web.app import create_app
 from tests.config.helpers import field_names, new_tenant, token_for
 from tests.conftest import ADMIN
@@ -93,12 +92,8 @@ def smtp_body(port: int, ca_pem: str, /, **overrides: Any) -> dict[str, Any]:
 
 
 def probe_app(ctx: Context) -> FastAPI:
-    """The API app with the test-connection routes, whether or not the factory has them."""
-    app = create_app(ctx)
-    paths = {getattr(route, "path", "") for route in app.routes}
-    if "/api/v1/tenants/{tenant}/mail-servers/test" not in paths:
-        app.include_router(probe_api.router)
-    return app
+    """The API app (its test-connection routes included)."""
+    return create_app(ctx)
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,25 +13,11 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from mailgate.services.context import Context
-from mailgate.web.api import signing
 from tests.config.helpers import create_server, field_names, new_tenant, token_for
 from tests.conftest import ADMIN
 from tests.delivery.test_signing import Pki, make_pki
 
 T = "/api/v1/tenants/acme"
-
-
-@pytest.fixture
-async def client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with the signing routes included (whether or not the app factory does)."""
-    from mailgate.web.app import create_app
-
-    app = create_app(ctx)
-    if not any(getattr(r, "path", "").endswith("/dkim-keys") for r in app.routes):
-        app.include_router(signing.router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://mailgate.test") as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,11 @@ roles (developers manage templates) and tenant isolation."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from mailgate.services.context import Context
-from mailgate.web.api import signing
 from tests.config.helpers import field_names, new_tenant, token_for
 from tests.conftest import ADMIN
 
@@ -20,19 +17,6 @@ SOURCE = {
     "text": "Dear {{ name }},\n{% for line in lines %}- {{ line }}\n{% endfor %}",
     "html": "<p>Dear {{ name }}</p>",
 }
-
-
-@pytest.fixture
-async def client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with the template routes included (whether or not the app factory does)."""
-    from mailgate.web.app import create_app
-
-    app = create_app(ctx)
-    if not any(getattr(r, "path", "").endswith("/dkim-keys") for r in app.routes):
-        app.include_router(signing.router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://mailgate.test") as c:
-        yield c
 
 
 @pytest.fixture

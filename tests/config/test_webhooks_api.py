@@ -18,24 +18,11 @@ PUBLIC = "https://93.184.216.34/hooks/mailgate"  # a public address literal: no 
 CANARY = "canary-Webhook-Secret-7f3a9c"
 
 
-def with_webhooks(app: object) -> None:
-    """Include the webhook router when the application does not (yet) include it."""
-    from fastapi import FastAPI
-
-    from mailgate.web.api import webhooks
-
-    assert isinstance(app, FastAPI)
-    paths = {getattr(route, "path", "") for route in app.routes}
-    if f"{webhooks.router.prefix}/webhooks" not in paths:
-        app.include_router(webhooks.router)
-
-
 @pytest.fixture
 async def client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
     from mailgate.web.app import create_app
 
     app = create_app(ctx)
-    with_webhooks(app)
     ctx.policy = replace(ctx.policy, allowed_networks=("127.0.0.0/8",))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://mailgate.test") as c:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import dkim
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,11 +23,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mailgate.engines.factory import EngineCache
 from mailgate.services import routing_snapshot
-from mailgate.services.context import Context
 from mailgate.settings import Settings
 from mailgate.storage.rotation import reseal_all
 from mailgate.storage.secretbox import SecretBox, generate_key
-from mailgate.web.api import signing
 from tests.compose.test_dkim import ed25519_for_dkimpy  # noqa: F401 - autouse fixture
 from tests.conftest import ADMIN
 from tests.delivery.conftest import T, Tenant, drain, make_due
@@ -40,18 +36,10 @@ needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command 
 NOW = datetime.now(UTC)
 
 
-@pytest.fixture
-async def client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with the signing routes included (whether or not the app factory does)."""
-    from mailgate.web.app import create_app
-
-    app = create_app(ctx)
-    if not any(getattr(r, "path", "").endswith("/dkim-keys") for r in app.routes):
-        app.include_router(signing.router)
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> None:
+    """Signers and keystores are cached by row id; every test starts without them."""
     routing_snapshot.clear_caches()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://mailgate.test") as c:
-        yield c
 
 
 # A small PKI ----------------------------------------------------------------------------

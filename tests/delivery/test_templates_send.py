@@ -4,32 +4,14 @@ nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-import httpx
 import pytest
 
-from mailgate.services.context import Context
-from mailgate.web.api import signing
 from tests.conftest import ADMIN
 from tests.delivery.conftest import T, Tenant
-
-
-@pytest.fixture
-async def client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with the template routes included (whether or not the app factory does)."""
-    from mailgate.web.app import create_app
-
-    app = create_app(ctx)
-    if not any(getattr(r, "path", "").endswith("/dkim-keys") for r in app.routes):
-        app.include_router(signing.router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://mailgate.test") as c:
-        yield c
-
 
 INVITE = {
     "subject": "Welcome, {{ name }}",

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import inspect
 import json
 import logging
 import ssl
@@ -27,47 +26,16 @@ import pytest
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.domain.webhooks import WebhookEvent
-from mailgate.runtime import Context
 from mailgate.storage import queue
 from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
 from mailgate.storage.tenants import get_tenant
-from mailgate.worker import runner
-from mailgate.worker.runner import Worker
 from mailgate.worker.webhooks import Dispatcher, DispatcherOptions
 from tests.conftest import ADMIN
 from tests.delivery.conftest import T, Tenant, drain
 from tests.support.tls import TestCA
 
 SECRET = "canary-Hook-Secret-5d1e0b7a"
-
-
-@pytest.fixture
-async def client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with the webhook routes, for the ``tenant`` fixture and these tests."""
-    from mailgate.web.api import webhooks
-    from mailgate.web.app import create_app
-
-    app = create_app(ctx)
-    if f"{webhooks.router.prefix}/webhooks" not in {getattr(r, "path", "") for r in app.routes}:
-        app.include_router(webhooks.router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://mailgate.test") as c:
-        yield c
-
-
-@pytest.fixture(autouse=True)
-def events_recorded_by_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Record events in the worker's flush transaction, as the wired worker does."""
-    if "webhook" in inspect.getsource(Worker._flush):
-        return
-    finish = queue.finish
-
-    async def finish_and_record(tx: Any, done: Any, *, worker: str) -> None:
-        await finish(tx, done, worker=worker)
-        await webhook_store.record_events(tx, done)
-
-    monkeypatch.setattr(runner.queue, "finish", finish_and_record)
 
 
 # A receiver speaking just enough HTTP/1.1 -----------------------------------------------

@@ -9,7 +9,16 @@ from mailgate import __version__
 from mailgate.services import messages as messages_service
 from mailgate.services.context import Context
 from mailgate.web import problems
-from mailgate.web.api import config, members, messages, probe, providers, tenants, webhooks
+from mailgate.web.api import (
+    config,
+    members,
+    messages,
+    probe,
+    providers,
+    signing,
+    tenants,
+    webhooks,
+)
 
 
 def create_app(ctx: Context) -> FastAPI:
@@ -30,6 +39,7 @@ def create_app(ctx: Context) -> FastAPI:
         messages.router,
         probe.router,
         webhooks.router,
+        signing.router,
     ):
         app.include_router(router)
 
