@@ -6,8 +6,10 @@ psycopg 3. Everything above storage sees a :class:`Database` and opaque transact
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from mailgate.errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: Set while the current task is inside a SQLite write transaction (no re-locking).
+_holds_write_lock: ContextVar[bool] = ContextVar("mailgate_sqlite_writer", default=False)
 
 
 def normalise_url(url: str) -> str:
@@ -72,9 +77,11 @@ class Database:
                 "(MAILGATE_DATABASE_URL)."
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self._write_lock: asyncio.Lock | None = None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            self._write_lock = asyncio.Lock()
 
     @property
     def is_postgres(self) -> bool:
@@ -85,8 +92,25 @@ class Database:
         """A read-write transaction, committed on success and rolled back on error.
 
         On SQLite it starts with ``BEGIN IMMEDIATE`` so writers queue on the database lock
-        instead of failing with "database is locked" when upgrading a read lock.
+        instead of failing with "database is locked" when upgrading a read lock; and the
+        writers of one process queue on an asyncio lock first, because SQLite's own busy
+        handler waits by sleeping (a millisecond and more per try), which would stall a
+        process whose claim and flush transactions take turns hundreds of times a second.
         """
+        if self._write_lock is None or _holds_write_lock.get():
+            async with self._begin() as conn:
+                yield conn
+            return
+        async with self._write_lock:
+            token = _holds_write_lock.set(True)
+            try:
+                async with self._begin() as conn:
+                    yield conn
+            finally:
+                _holds_write_lock.reset(token)
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
         try:
             async with self.engine.begin() as conn:
                 yield conn
