@@ -20,10 +20,16 @@ from mailgate.storage.base import Tx
 class Bulk:
     """Statement text and value conversion for one dialect."""
 
-    def __init__(self, tx: Tx) -> None:
-        self.tx = tx
-        self.sqlite = tx.dialect.name == "sqlite"
+    def __init__(self, tx: Tx | None, *, dialect: str | None = None) -> None:
+        self._tx = tx
+        self.sqlite = (dialect or (tx.dialect.name if tx is not None else "")) == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
+
+    @property
+    def tx(self) -> Tx:
+        if self._tx is None:
+            raise RuntimeError("this Bulk only converts values; it has no transaction")
+        return self._tx
 
     def time(self, value: datetime | None) -> Any:
         if value is None or not self.sqlite:

@@ -162,22 +162,28 @@ def _parse_time(value: Any) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-async def claim(
+async def claim_rows(
     tx: Tx, *, worker: str, limit: int, lease: timedelta, now: datetime | None = None
-) -> list[Job]:
-    """Lease up to ``limit`` due messages to ``worker`` and return them as jobs.
+) -> Sequence[Any]:
+    """Lease up to ``limit`` due messages to ``worker`` (the write half of :func:`claim`).
 
     Written at the driver level: it runs hundreds of times a second under load, and
-    SQLAlchemy's row processing would cost more than the database work.
+    SQLAlchemy's row processing would cost more than the database work. Keep the write
+    transaction this short: on SQLite every other writer waits for it.
     """
     now = now or utcnow()
     b = Bulk(tx)
     sql = _CLAIM.format(m=b.mark, lock="" if b.sqlite else "FOR UPDATE SKIP LOCKED")
     stamp = b.time(now)
     result = await tx.exec_driver_sql(sql, (worker, b.time(now + lease), stamp, stamp, limit))
-    rows: Sequence[Any] = result.all()
+    return result.all()
+
+
+async def jobs_for(tx: Tx, rows: Sequence[Any]) -> list[Job]:
+    """Jobs for claimed rows, with their recipients (a read; needs no write lock)."""
     if not rows:
         return []
+    b = Bulk(tx)
     ids = [r[0] for r in rows]
     pending: dict[str, list[tuple[int, str]]] = {}
     delivered: set[str] = set()
@@ -214,6 +220,14 @@ async def claim(
     ]  # fmt: skip
 
 
+async def claim(
+    tx: Tx, *, worker: str, limit: int, lease: timedelta, now: datetime | None = None
+) -> list[Job]:
+    """Lease up to ``limit`` due messages to ``worker`` and return them as jobs."""
+    rows = await claim_rows(tx, worker=worker, limit=limit, lease=lease, now=now)
+    return await jobs_for(tx, rows)
+
+
 _ATTEMPT_COLUMNS = (
     "id", "message_id", "n", "started_at", "finished_at", "server_id", "engine", "worker",
     "outcome", "code", "reply", "tls_version", "duration_ms", "possible_duplicate", "transcript",
@@ -237,15 +251,20 @@ def _attempt_row(
     )  # fmt: skip
 
 
-async def finish(tx: Tx, completions: Sequence[Completion], *, worker: str) -> None:
-    """Record attempts and apply the decided states, in bulk, in the caller's transaction.
+@dataclass(frozen=True, slots=True)
+class PreparedFinish:
+    """The rows :func:`finish` writes, built before its transaction begins."""
 
-    A message whose lease was lost (reclaimed by another worker) keeps the other worker's
-    state; its attempt is still recorded.
-    """
-    if not completions:
-        return
-    b = Bulk(tx)
+    attempts: list[tuple[Any, ...]]
+    messages: list[tuple[Any, ...]]
+    recipients: list[tuple[Any, ...]]
+
+
+def prepare_finish(
+    dialect: str, completions: Sequence[Completion], *, worker: str
+) -> PreparedFinish:
+    """Convert completions to statement rows (pure work, kept out of the write lock)."""
+    b = Bulk(None, dialect=dialect)
     now = b.time(utcnow())
     attempt_rows: list[tuple[Any, ...]] = []
     for c in completions:
@@ -253,30 +272,43 @@ async def finish(tx: Tx, completions: Sequence[Completion], *, worker: str) -> N
             attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, extra, worker))
         if c.attempt is not None:
             attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, c.attempt, worker))
-    await b.insert("attempts", _ATTEMPT_COLUMNS, attempt_rows)
-    await b.update(
-        "messages",
-        _FINISH_COLUMNS,
-        "id = {} AND lease_owner = {}",
-        [
-            (
-                c.status.value, b.time(c.next_attempt_at), b.flag(c.possible_duplicate),
-                b.flag(c.held), c.last_error, c.server_id or c.job.server_id, c.remote_id,
-                now if c.status in _FINAL else None, None, None, now, c.job.id, worker,
-            )
-            for c in completions
-        ],
-    )  # fmt: skip
+    message_rows = [
+        (
+            c.status.value, b.time(c.next_attempt_at), b.flag(c.possible_duplicate),
+            b.flag(c.held), c.last_error, c.server_id or c.job.server_id, c.remote_id,
+            now if c.status in _FINAL else None, None, None, now, c.job.id, worker,
+        )
+        for c in completions
+    ]  # fmt: skip
+    recipient_rows = [
+        (r.status.value, r.code, r.reply[:2000], now, c.job.id, r.position)
+        for c in completions
+        for r in c.recipients
+    ]
+    return PreparedFinish(attempt_rows, message_rows, recipient_rows)
+
+
+async def apply_finish(tx: Tx, prepared: PreparedFinish) -> None:
+    """Write prepared outcomes: attempts, message states, recipient states."""
+    b = Bulk(tx)
+    await b.insert("attempts", _ATTEMPT_COLUMNS, prepared.attempts)
+    await b.update("messages", _FINISH_COLUMNS, "id = {} AND lease_owner = {}", prepared.messages)
     await b.update(
         "message_recipients",
         ("status", "code", "reply", "updated_at"),
         "message_id = {} AND position = {}",
-        [
-            (r.status.value, r.code, r.reply[:2000], now, c.job.id, r.position)
-            for c in completions
-            for r in c.recipients
-        ],
+        prepared.recipients,
     )
+
+
+async def finish(tx: Tx, completions: Sequence[Completion], *, worker: str) -> None:
+    """Record attempts and apply the decided states, in bulk, in the caller's transaction.
+
+    A message whose lease was lost (reclaimed by another worker) keeps the other worker's
+    state; its attempt is still recorded.
+    """
+    if completions:
+        await apply_finish(tx, prepare_finish(tx.dialect.name, completions, worker=worker))
 
 
 async def reclaim_expired(tx: Tx, *, now: datetime | None = None) -> int:

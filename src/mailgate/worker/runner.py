@@ -123,12 +123,15 @@ class Worker:
             jobs: list[Job] = []
             if room > 0 and worthwhile:
                 async with self.ctx.db.transaction() as tx:
-                    jobs = await queue.claim(
+                    rows = await queue.claim_rows(
                         tx,
                         worker=self.name,
                         limit=min(self.options.batch_size, room),
                         lease=self.options.lease,
                     )
+                if rows:
+                    async with self.ctx.db.read() as tx:
+                        jobs = await queue.jobs_for(tx, rows)
             if jobs:
                 await self._start(jobs)
                 if len(jobs) == min(self.options.batch_size, room):
@@ -335,8 +338,9 @@ class Worker:
             return
         done, self._done = self._done, []
         updates, self._status_updates = self._status_updates, {}
+        prepared = queue.prepare_finish(self.ctx.db.dialect, done, worker=self.name)
         async with self.ctx.db.transaction() as tx:
-            await queue.finish(tx, done, worker=self.name)
+            await queue.apply_finish(tx, prepared)
             await webhook_store.record_events(tx, done)
             if updates:
                 await server_store.set_status_many(tx, updates)
