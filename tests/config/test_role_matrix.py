@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
 from mailgate.domain.roles import ROLE_PERMISSIONS, Permission, Role
+from mailgate.runtime import Context
+from mailgate.storage.tables import messages
 from tests.config.helpers import create_server, new_tenant, token_for
 from tests.conftest import ADMIN
+from tests.support.tls import TestCA
 
 V = Permission.VIEW_EMAIL_CONFIGURATIONS
 M = Permission.MANAGE_EMAIL_CONFIGURATIONS
 A = Permission.MANAGE_APPS
 U = Permission.MANAGE_MEMBERS
 T = Permission.MANAGE_TENANT
+S = Permission.SEND_EMAIL
+L = Permission.VIEW_EMAIL_LOGS
 
 # (method, path, body, permission). {t}, {server}, {account}, {user}, {token} are filled in.
 ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Permission]] = [
@@ -64,6 +72,58 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Permission]] = [
     ("PATCH", "/api/v1/tenants/{t}/users/{user}", {"role": "sender"}, U),
     ("DELETE", "/api/v1/tenants/{t}/users/{user}", None, U),
     ("GET", "/api/v1/tenants/{t}/audit", None, V),
+    # Sending and the delivery log.
+    ("POST", "/api/v1/tenants/{t}/messages", {"to": ["a@example.com"], "text": "x"}, S),
+    (
+        "POST",
+        "/api/v1/tenants/{t}/messages/batch",
+        {"messages": [{"to": ["a@example.com"], "text": "x"}]},
+        S,
+    ),
+    ("GET", "/api/v1/tenants/{t}/messages", None, L),
+    ("GET", "/api/v1/tenants/{t}/messages/stats", None, L),
+    ("GET", "/api/v1/tenants/{t}/messages/{message}", None, L),
+    ("GET", "/api/v1/tenants/{t}/messages/{message}/raw", None, L),
+    ("POST", "/api/v1/tenants/{t}/messages/{message}/cancel", None, S),
+    ("POST", "/api/v1/tenants/{t}/messages/{failed}/retry", None, S),
+    # Test connection (the destination is loopback: refused by policy, nothing is dialled).
+    ("POST", "/api/v1/tenants/{t}/mail-servers/{loop}/test", None, M),
+    ("POST", "/api/v1/tenants/{t}/mail-servers/test", {"host": "127.0.0.1", "port": 2}, M),
+    # Webhooks (a public address literal: no name to resolve, nothing is dialled at creation).
+    (
+        "POST",
+        "/api/v1/tenants/{t}/webhooks",
+        {"url": "https://93.184.216.34/hook", "events": ["message.sent"]},
+        M,
+    ),
+    ("GET", "/api/v1/tenants/{t}/webhooks", None, V),
+    ("GET", "/api/v1/tenants/{t}/webhooks/{webhook}", None, V),
+    ("GET", "/api/v1/tenants/{t}/webhooks/{webhook}/deliveries", None, V),
+    ("POST", "/api/v1/tenants/{t}/webhooks/{webhook}/enable", None, M),
+    ("DELETE", "/api/v1/tenants/{t}/webhooks/{doomed_webhook}", None, M),
+    # DKIM keys, keystores, templates.
+    (
+        "POST",
+        "/api/v1/tenants/{t}/dkim-keys",
+        {"domain": "k{n}.acme.example", "selector": "s1", "algorithm": "ed25519"},
+        M,
+    ),
+    ("GET", "/api/v1/tenants/{t}/dkim-keys", None, V),
+    ("GET", "/api/v1/tenants/{t}/dkim-keys/{dkim}", None, V),
+    ("DELETE", "/api/v1/tenants/{t}/dkim-keys/{dkim}", None, M),
+    (
+        "POST",
+        "/api/v1/tenants/{t}/keystores",
+        {"name": "ca-{n}", "kind": "ca", "content": "{ca_b64}"},
+        M,
+    ),
+    ("GET", "/api/v1/tenants/{t}/keystores", None, V),
+    ("GET", "/api/v1/tenants/{t}/keystores/{keystore}", None, V),
+    ("DELETE", "/api/v1/tenants/{t}/keystores/{keystore}", None, M),
+    ("PUT", "/api/v1/tenants/{t}/templates/t{n}", {"subject": "Hi {{ name }}", "text": "x"}, A),
+    ("GET", "/api/v1/tenants/{t}/templates", None, V),
+    ("GET", "/api/v1/tenants/{t}/templates/welcome", None, V),
+    ("DELETE", "/api/v1/tenants/{t}/templates/welcome", None, A),
     ("DELETE", "/api/v1/tenants/{t}", None, T),
 ]
 
@@ -78,7 +138,9 @@ def _fill(value: Any, ids: dict[str, str], n: int) -> Any:
     return value
 
 
-async def _objects(client: httpx.AsyncClient, tenant: str) -> dict[str, str]:
+async def _objects(
+    client: httpx.AsyncClient, tenant: str, tmp: Path, ctx: Context
+) -> dict[str, str]:
     server = await create_server(client, tenant, name="Main")
     doomed = await create_server(client, tenant, name="Doomed")
     base = f"/api/v1/tenants/{tenant}"
@@ -101,6 +163,46 @@ async def _objects(client: httpx.AsyncClient, tenant: str) -> dict[str, str]:
         headers=ADMIN,
     )
     token = await client.post(f"{base}/tokens", json={"name": "x", "role": "viewer"}, headers=ADMIN)
+    loop = await create_server(client, tenant, name="Loop", host="127.0.0.1", port=2)
+    capture = await client.post(
+        f"{base}/mail-servers",
+        json={"name": "Capture", "engine": "capture", "is_default": True},
+        headers=ADMIN,
+    )
+    await client.patch(
+        f"{base}/email-accounts/{account.json()['id']}",
+        json={"is_default": True, "mail_server_id": capture.json()["id"]},
+        headers=ADMIN,
+    )
+    later = {"to": ["a@example.com"], "text": "x", "send_at": "2099-01-01T00:00:00Z"}
+    message = await client.post(f"{base}/messages", json=later, headers=ADMIN)
+    failed = await client.post(f"{base}/messages", json=later, headers=ADMIN)
+    async with ctx.db.transaction() as tx:  # a message that failed, ready for a manual retry
+        await tx.execute(
+            update(messages).where(messages.c.id == failed.json()["id"]).values(status="failed")
+        )
+    hooks = [
+        await client.post(
+            f"{base}/webhooks",
+            json={"url": "https://93.184.216.34/hook", "events": ["message.sent"]},
+            headers=ADMIN,
+        )
+        for _ in range(2)
+    ]
+    dkim = await client.post(
+        f"{base}/dkim-keys",
+        json={"domain": "acme.example", "selector": "s0", "algorithm": "ed25519"},
+        headers=ADMIN,
+    )
+    ca_b64 = base64.b64encode(TestCA(tmp / "pki").ca_pem.encode()).decode()
+    keystore = await client.post(
+        f"{base}/keystores", json={"name": "ca", "kind": "ca", "content": ca_b64}, headers=ADMIN
+    )
+    await client.put(
+        f"{base}/templates/welcome", json={"subject": "Welcome", "text": "Hi"}, headers=ADMIN
+    )
+    for response in (message, failed, *hooks, dkim, keystore):
+        assert response.status_code in (201, 202), response.text
     return {
         "t": tenant,
         "server": server["id"],
@@ -109,12 +211,22 @@ async def _objects(client: httpx.AsyncClient, tenant: str) -> dict[str, str]:
         "doomed_account": doomed_account.json()["id"],
         "user": user.json()["id"],
         "token": token.json()["id"],
+        "loop": loop["id"],
+        "message": message.json()["id"],
+        "failed": failed.json()["id"],
+        "webhook": hooks[0].json()["id"],
+        "doomed_webhook": hooks[1].json()["id"],
+        "dkim": dkim.json()["id"],
+        "keystore": keystore.json()["id"],
+        "ca_b64": ca_b64,
     }
 
 
-async def test_forbidden_roles_get_403_and_change_nothing(client: httpx.AsyncClient) -> None:
+async def test_forbidden_roles_get_403_and_change_nothing(
+    client: httpx.AsyncClient, tmp_path: Path, ctx: Context
+) -> None:
     tenant = await new_tenant(client)
-    ids = await _objects(client, tenant)
+    ids = await _objects(client, tenant, tmp_path, ctx)
     headers = {role: await token_for(client, tenant, role.value) for role in Role}
     checked = 0
     for n, (method, path, body, permission) in enumerate(ENDPOINTS):
@@ -130,12 +242,14 @@ async def test_forbidden_roles_get_403_and_change_nothing(client: httpx.AsyncCli
     assert checked > 60
     # Nothing the forbidden calls tried was done.
     servers = (await client.get(f"/api/v1/tenants/{tenant}/mail-servers", headers=ADMIN)).json()
-    assert sorted(s["name"] for s in servers["items"]) == ["Doomed", "Main"]
+    assert sorted(s["name"] for s in servers["items"]) == ["Capture", "Doomed", "Loop", "Main"]
 
 
-async def test_allowed_roles_pass_the_permission_check(client: httpx.AsyncClient) -> None:
+async def test_allowed_roles_pass_the_permission_check(
+    client: httpx.AsyncClient, tmp_path: Path, ctx: Context
+) -> None:
     tenant = await new_tenant(client)
-    ids = await _objects(client, tenant)
+    ids = await _objects(client, tenant, tmp_path, ctx)
     headers = {role: await token_for(client, tenant, role.value) for role in Role}
     for n, (method, path, body, permission) in enumerate(ENDPOINTS):
         if path == "/api/v1/tenants/{t}" and method == "DELETE":
@@ -146,14 +260,16 @@ async def test_allowed_roles_pass_the_permission_check(client: httpx.AsyncClient
         r = await client.request(
             method, _fill(path, ids, n), json=_fill(body, ids, n), headers=headers[role]
         )
-        assert r.status_code in (200, 201, 204), (method, path, role, r.status_code, r.text)
+        assert r.status_code in (200, 201, 202, 204), (method, path, role, r.status_code, r.text)
     r = await client.delete(f"/api/v1/tenants/{tenant}", headers=headers[Role.OWNER])
     assert r.status_code == 204
 
 
-async def test_other_tenants_tokens_get_404_everywhere(client: httpx.AsyncClient) -> None:
+async def test_other_tenants_tokens_get_404_everywhere(
+    client: httpx.AsyncClient, tmp_path: Path, ctx: Context
+) -> None:
     tenant = await new_tenant(client)
-    ids = await _objects(client, tenant)
+    ids = await _objects(client, tenant, tmp_path, ctx)
     await new_tenant(client, "rival")
     rival_owner = await token_for(client, "rival", "owner")
     for n, (method, path, body, _) in enumerate(ENDPOINTS):
