@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 
 from mailgate.domain.roles import Permission, Principal
 from mailgate.services import auth
@@ -55,3 +55,12 @@ def page(
         items = [i for i in items if key(i) > cursor]
     chunk = items[:limit]
     return chunk, (key(chunk[-1]) if len(items) > limit and chunk else None)
+
+
+#: One page of a list (``limit``), and the callers every route asks for by permission.
+Limit = Annotated[int, Query(ge=1, le=500)]
+ViewConfig = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_CONFIGURATIONS))]
+ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
+ManageApps = Annotated[Caller, Depends(caller(Permission.MANAGE_APPS))]
+ManageMembers = Annotated[Caller, Depends(caller(Permission.MANAGE_MEMBERS))]
+ManageTenant = Annotated[Caller, Depends(caller(Permission.MANAGE_TENANT))]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Depends, Query, Response
-
-from mailgate.domain.roles import Permission
 from mailgate.services import accounts as account_svc
 from mailgate.services import apps as app_svc
 from mailgate.services import servers as server_svc
-from mailgate.services.context import Caller
 from mailgate.web.api.schemas import (
     AppIn,
     AppOut,
@@ -23,14 +19,9 @@ from mailgate.web.api.schemas import (
     Page,
     TestListBody,
 )
-from mailgate.web.deps import CtxDep, caller, page
+from mailgate.web.deps import CtxDep, Limit, ManageApps, ManageConfig, ViewConfig, page
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}")
-
-Limit = Annotated[int, Query(ge=1, le=500)]
-ViewConfig = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_CONFIGURATIONS))]
-ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
-ManageApps = Annotated[Caller, Depends(caller(Permission.MANAGE_APPS))]
 
 
 # Mail servers ---------------------------------------------------------------------------

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Depends, Response
-
-from mailgate.domain.roles import Permission
 from mailgate.services import apps as app_svc
 from mailgate.services import tenants as svc
-from mailgate.services.context import Caller
 from mailgate.web.api.schemas import (
     Page,
     TokenCreated,
@@ -19,11 +15,9 @@ from mailgate.web.api.schemas import (
     UserOut,
     UserPatch,
 )
-from mailgate.web.deps import CtxDep, caller
+from mailgate.web.deps import CtxDep, ManageMembers
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}")
-
-ManageMembers = Annotated[Caller, Depends(caller(Permission.MANAGE_MEMBERS))]
 
 
 @router.post("/tokens", status_code=201, tags=["members"])

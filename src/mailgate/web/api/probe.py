@@ -15,16 +15,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from mailgate.domain.roles import Permission
 from mailgate.engines.probe_report import ProbeReport
-from mailgate.services.context import Caller
 from mailgate.services.probe import Prober
 from mailgate.web.api.schemas import MailServerTestIn, ProbeReportOut
-from mailgate.web.deps import CtxDep, caller
+from mailgate.web.deps import CtxDep, ManageConfig
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}")
-
-ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
 
 
 def get_prober(request: Request) -> Prober:

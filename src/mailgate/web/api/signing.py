@@ -8,15 +8,11 @@ needs ``apps:manage`` (developers own their templates); reading needs
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Response
 
 from mailgate.compose.dkim import txt_strings
-from mailgate.domain.roles import Permission
 from mailgate.services import signing as signing_svc
 from mailgate.services import templates as template_svc
-from mailgate.services.context import Caller
 from mailgate.services.signing import DkimKey, KeystoreInfo
 from mailgate.services.templates import Template
 from mailgate.web.api.schemas import (
@@ -30,14 +26,9 @@ from mailgate.web.api.schemas import (
     TemplateIn,
     TemplateOut,
 )
-from mailgate.web.deps import CtxDep, caller, page
+from mailgate.web.deps import CtxDep, Limit, ManageApps, ManageConfig, ViewConfig, page
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}")
-
-Limit = Annotated[int, Query(ge=1, le=500)]
-ViewConfig = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_CONFIGURATIONS))]
-ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
-ManageApps = Annotated[Caller, Depends(caller(Permission.MANAGE_APPS))]
 
 
 def dkim_out(key: DkimKey) -> DkimKeyOut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 
 from mailgate.domain.roles import Permission
 from mailgate.services import tenants as svc
@@ -18,14 +18,17 @@ from mailgate.web.api.schemas import (
     TenantOut,
     TenantPatch,
 )
-from mailgate.web.deps import CtxDep, PrincipalDep, caller
+from mailgate.web.deps import (
+    CtxDep,
+    Limit,
+    ManageConfig,
+    ManageTenant,
+    PrincipalDep,
+    ViewConfig,
+    caller,
+)
 
 router = APIRouter(prefix="/api/v1/tenants")
-
-Limit = Annotated[int, Query(ge=1, le=500)]
-ViewConfig = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_CONFIGURATIONS))]
-ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
-ManageTenant = Annotated[Caller, Depends(caller(Permission.MANAGE_TENANT))]
 
 
 @router.post("", status_code=201, tags=["tenants"])

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Depends, Query, Response
-
-from mailgate.domain.roles import Permission
 from mailgate.domain.webhooks import WebhookEvent
 from mailgate.services import webhooks as webhook_svc
-from mailgate.services.context import Caller
 from mailgate.web.api.schemas import (
     Page,
     WebhookCreated,
@@ -17,13 +13,9 @@ from mailgate.web.api.schemas import (
     WebhookIn,
     WebhookOut,
 )
-from mailgate.web.deps import CtxDep, caller, page
+from mailgate.web.deps import CtxDep, Limit, ManageConfig, ViewConfig, page
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}", tags=["webhooks"])
-
-Limit = Annotated[int, Query(ge=1, le=500)]
-ViewConfig = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_CONFIGURATIONS))]
-ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
 
 
 @router.get("/webhooks")
