@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ __all__ = [
     "retry_after_of",
     "status_result",
 ]
+
+
+logger = logging.getLogger("mailgate.engines.http")
 
 
 def api_base(config: ServerConfig, default: str) -> str:
@@ -223,3 +227,17 @@ def status_result(
         duration_ms=(time.perf_counter() - started) * 1000,
         details={"phase": "request", "http_status": str(status)},
     )
+
+
+def log_result(engine: str, config: ServerConfig, result: DeliveryResult) -> DeliveryResult:
+    """A DEBUG line per delivery (never headers, bodies or credentials); returns ``result``."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s delivery via %s: %s (status %s, %.1f ms)",
+            engine,
+            config.key,
+            result.kind,
+            result.code,
+            result.duration_ms,
+        )
+    return result

@@ -24,7 +24,6 @@ no response / after send   DEFERRED / UNKNOWN  as for every HTTP engine
 from __future__ import annotations
 
 import base64
-import logging
 import re
 import time
 from email.utils import formataddr, getaddresses
@@ -42,6 +41,7 @@ from mailgate.engines.http_base import (
     api_base,
     build_client,
     failure_result,
+    log_result,
     retry_after_of,
     status_result,
 )
@@ -56,8 +56,6 @@ from mailgate.errors import ConfigurationError
 __all__ = ["GRAPH_API", "GraphEngine", "graph_error_text", "graph_mime"]
 
 GRAPH_API = "https://graph.microsoft.com"
-
-logger = logging.getLogger(__name__)
 
 
 class GraphEngine:
@@ -118,13 +116,17 @@ class GraphEngine:
             transcript += sent.transcript
             if sent.response is None:
                 sent.transcript = transcript
-                return self._logged(failure_result(envelope, sent, started=started))
+                return log_result(
+                    "msgraph", self.config, failure_result(envelope, sent, started=started)
+                )
             if sent.response.status_code == 401 and attempt == 1:
                 # The token may have been revoked or have expired early: fetch one more.
                 self.tokens.invalidate(token)
                 transcript.append("* 401: the access token was refused; fetching a new one")
                 continue
-            return self._logged(self._result(envelope, sent, transcript, started))
+            return log_result(
+                "msgraph", self.config, self._result(envelope, sent, transcript, started)
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(self, content: bytes, token: Secret) -> Sent:
@@ -164,7 +166,9 @@ class GraphEngine:
         started: float,
     ) -> DeliveryResult:
         retry_after = exc.retry_after if isinstance(exc, TokenUnavailable) else None
-        return self._logged(
+        return log_result(
+            "msgraph",
+            self.config,
             DeliveryResult.whole(
                 envelope,
                 kind,
@@ -175,7 +179,7 @@ class GraphEngine:
                 connection_error=kind is OutcomeKind.DEFERRED,
                 duration_ms=(time.perf_counter() - started) * 1000,
                 details={"phase": "token"},
-            )
+            ),
         )
 
     async def aclose(self) -> None:
@@ -184,17 +188,6 @@ class GraphEngine:
             await self._client.aclose()
         if self._owns_tokens:
             await self.tokens.aclose()
-
-    def _logged(self, result: DeliveryResult) -> DeliveryResult:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "msgraph delivery via %s: %s (status %s, %.1f ms)",
-                self.config.key,
-                result.kind,
-                result.code,
-                result.duration_ms,
-            )
-        return result
 
 
 def graph_error_text(response: httpx.Response) -> str:

@@ -17,15 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from cryptography import x509
-
 from mailgate.domain.servers import AuthKind, Engine, Security, TlsVersion
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.dialer import Dialer
 from mailgate.engines.probe_errors import classify, make_error
 from mailgate.engines.probe_http import probe_http
 from mailgate.engines.probe_report import (
-    CertificateInfo,
     ProbeError,
     ProbeErrorCode,
     ProbeReport,
@@ -34,6 +31,7 @@ from mailgate.engines.probe_report import (
     ServerInfo,
     StepName,
     TlsInfo,
+    certificate_info,
 )
 from mailgate.engines.probe_sasl import authenticate
 from mailgate.engines.probe_wire import Extensions, ProbeChannel
@@ -372,7 +370,7 @@ class _Probe:
         self.tls = TlsInfo(
             version=ssl_object.version() or "",
             cipher=cipher[0] if cipher else "",
-            certificate=_certificate(ssl_object, verified=self.config.verify_certificate),
+            certificate=certificate_info(ssl_object, verified=self.config.verify_certificate),
         )
         if not self.config.verify_certificate:
             self.warnings.append(WARN_UNVERIFIED)
@@ -385,22 +383,6 @@ class _Probe:
             extensions=self.extensions.keywords,
             auth_mechanisms=self.extensions.auth_mechanisms,
         )
-
-
-def _certificate(ssl_object: ssl.SSLObject, *, verified: bool) -> CertificateInfo | None:
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
-        return None
-    return CertificateInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        not_after=cert.not_valid_after_utc.isoformat(),
-        verified=verified,
-    )
 
 
 def _address_literal(sock: socket.socket | None) -> str:

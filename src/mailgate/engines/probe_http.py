@@ -28,7 +28,6 @@ from urllib.parse import quote
 import anyio
 import httpcore
 import httpx
-from cryptography import x509
 
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import ServerConfig
@@ -39,7 +38,6 @@ from mailgate.engines.msgraph import GRAPH_API, graph_error_text
 from mailgate.engines.oauth import TokenRefused, TokenUnavailable, token_source_for
 from mailgate.engines.probe_errors import classify, make_error
 from mailgate.engines.probe_report import (
-    CertificateInfo,
     ProbeError,
     ProbeErrorCode,
     ProbeReport,
@@ -47,6 +45,7 @@ from mailgate.engines.probe_report import (
     ProbeStep,
     StepName,
     TlsInfo,
+    certificate_info,
 )
 from mailgate.engines.sendgrid import SENDGRID_API, sendgrid_error_text
 from mailgate.engines.tls import client_context
@@ -251,24 +250,8 @@ class _HttpProbe:
             self.tls = TlsInfo(
                 version=ssl_object.version() or "",
                 cipher=cipher[0] if cipher else "",
-                certificate=_certificate(ssl_object, verified=self.config.verify_certificate),
+                certificate=certificate_info(ssl_object, verified=self.config.verify_certificate),
             )
-
-
-def _certificate(ssl_object: ssl.SSLObject, *, verified: bool) -> CertificateInfo | None:
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
-        return None
-    return CertificateInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        not_after=cert.not_valid_after_utc.isoformat(),
-        verified=verified,
-    )
 
 
 def _json(response: httpx.Response) -> dict[str, object]:

@@ -7,8 +7,11 @@ on; the hints are kept here, next to the codes.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from enum import StrEnum
+
+from cryptography import x509
 
 
 class ProbeSecurity(StrEnum):
@@ -263,3 +266,20 @@ class ProbeReport:
             "error": self.error.to_dict() if self.error else None,
             "warnings": list(self.warnings),
         }
+
+
+def certificate_info(ssl_object: ssl.SSLObject, *, verified: bool) -> CertificateInfo | None:
+    """The peer certificate of a TLS connection as reported by a probe (None if absent)."""
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    return CertificateInfo(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        not_after=cert.not_valid_after_utc.isoformat(),
+        verified=verified,
+    )

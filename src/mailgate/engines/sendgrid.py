@@ -21,7 +21,6 @@ timeout after sending    UNKNOWN       the next attempt is flagged possible_dupl
 from __future__ import annotations
 
 import base64
-import logging
 import time
 from email import policy
 from email.message import EmailMessage
@@ -41,6 +40,7 @@ from mailgate.engines.http_base import (
     api_base,
     build_client,
     failure_result,
+    log_result,
     retry_after_of,
     status_result,
 )
@@ -49,8 +49,6 @@ from mailgate.errors import ConfigurationError
 __all__ = ["CATEGORIES_HEADER", "SENDGRID_API", "SendGridEngine", "payload", "sendgrid_error_text"]
 
 SENDGRID_API = "https://api.sendgrid.com"
-
-logger = logging.getLogger(__name__)
 
 
 class SendGridEngine:
@@ -110,7 +108,7 @@ class SendGridEngine:
             result = failure_result(envelope, sent, started=started)
         else:
             result = self._result(envelope, sent.response, sent, started)
-        self._log(result)
+        log_result("sendgrid", self.config, result)
         return result
 
     def _result(
@@ -145,16 +143,6 @@ class SendGridEngine:
         """Close the connections this engine opened."""
         if self._owns_client:
             await self._client.aclose()
-
-    def _log(self, result: DeliveryResult) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "sendgrid delivery via %s: %s (status %s, %.1f ms)",
-                self.config.key,
-                result.kind,
-                result.code,
-                result.duration_ms,
-            )
 
 
 def sendgrid_error_text(response: httpx.Response) -> str:
