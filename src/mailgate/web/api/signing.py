@@ -15,14 +15,14 @@ from mailgate.services import signing as signing_svc
 from mailgate.services import templates as template_svc
 from mailgate.services.signing import DkimKey, KeystoreInfo
 from mailgate.services.templates import Template
-from mailgate.web.api.schemas import (
+from mailgate.web.api.schemas import Page
+from mailgate.web.api.schemas_signing import (
     DkimKeyIn,
     DkimKeyOut,
     DnsRecordOut,
     KeystoreAliasOut,
     KeystoreIn,
     KeystoreOut,
-    Page,
     TemplateIn,
     TemplateOut,
 )

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 
 from mailgate.domain.webhooks import WebhookEvent
 from mailgate.services import webhooks as webhook_svc
-from mailgate.web.api.schemas import (
-    Page,
+from mailgate.web.api.schemas import Page
+from mailgate.web.api.schemas_webhooks import (
     WebhookCreated,
     WebhookDeliveryOut,
     WebhookIn,
