@@ -13,7 +13,8 @@ from typing import Protocol
 from mailgate.domain.servers import AuthKind
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.probe_report import ProbeErrorCode
-from mailgate.engines.probe_wire import Extensions, ProbeChannel, Reply
+from mailgate.engines.probe_wire import Extensions, ProbeChannel
+from mailgate.engines.smtp_wire import Reply
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 

@@ -13,6 +13,8 @@ import re
 import ssl
 from dataclasses import dataclass
 
+from mailgate.engines.smtp_wire import Reply
+
 ALLOWED_VERBS = frozenset({"EHLO", "HELO", "STARTTLS", "AUTH", "QUIT"})
 
 # RFC 5321 4.5.3.1.5: a reply line is at most 512 octets; be lenient, but bounded.
@@ -34,21 +36,6 @@ class ProtocolError(Exception):
 
 class ConnectionLost(Exception):
     """The peer closed the connection before its reply was complete."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One SMTP reply (RFC 5321 section 4.2): a code and its text lines."""
-
-    code: int
-    lines: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return " ".join(line for line in self.lines if line).strip()
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}".strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ class Reply:
     @property
     def text(self) -> str:
         """The reply lines joined by spaces: what people read in logs."""
-        return " ".join(line for line in self.lines if line)
+        return " ".join(line for line in self.lines if line).strip()
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".rstrip()
