@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-
+from mailgate.compose.addresses import parse_address
 from mailgate.domain.model import EmailAccount
 from mailgate.errors import ValidationFailed
 from mailgate.services.context import Caller, Context
@@ -18,20 +17,15 @@ from mailgate.storage.signing import KeystoreRepo
 
 
 def check_address(value: str, field: str) -> str:
-    """A syntactically valid address in normalised form, or a 422 naming ``field``."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValidationFailed.field(field, "must not contain control characters")
-    try:
-        result = validate_email(
-            value,
-            check_deliverability=False,
-            allow_smtputf8=True,
-            test_environment=True,
-            globally_deliverable=False,
-        )
-    except EmailNotValidError as exc:
-        raise ValidationFailed.field(field, f"is not a valid e-mail address: {exc}") from None
-    return str(result.normalized)
+    """A bare, valid address in normalised form, or a 422 naming ``field``.
+
+    The same strict parser as for sending (``compose.parse_address``), so an account's
+    address is exactly what the send path accepts.
+    """
+    address = parse_address(value, field=field)
+    if address.name is not None:
+        raise ValidationFailed.field(field, "give the bare address, without a display name")
+    return address.email
 
 
 def _imap(values: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
