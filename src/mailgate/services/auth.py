@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -16,6 +17,7 @@ from mailgate.storage import members, tenants
 _hasher = PasswordHasher()
 
 INSTANCE_ADMIN_ROLE = "instance_admin"
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def hash_password(password: str) -> str:
@@ -39,6 +41,11 @@ async def authenticate(ctx: Context, token: str | None) -> Principal:
         record = await members.find_token(tx, token)
     if record is None:
         raise Unauthenticated("The API token is not valid (revoked or mistyped).")
+    now = datetime.now(UTC)
+    if record.last_used_at is None or now - record.last_used_at > LAST_USED_PRECISION:
+        # Kept to the minute: a write per request would cost the send path dearly.
+        async with ctx.db.transaction() as tx:
+            await members.touch_token(tx, record.id)
     if record.role == INSTANCE_ADMIN_ROLE:
         return Principal(
             kind=PrincipalKind.INSTANCE_ADMIN,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mailgate.errors import NotFound
 from mailgate.services.context import Caller, Context
 from mailgate.storage import apps, queue
 from mailgate.storage import messages as store
@@ -80,8 +79,3 @@ async def instance_stats(ctx: Context) -> dict[str, int]:
     """Counts by status over every tenant (``mailgate queue status``, metrics)."""
     async with ctx.db.read() as tx:
         return await queue.counts_by_status(tx)
-
-
-def ensure_found(value: object, what: str) -> None:
-    if value is None:
-        raise NotFound(f"No {what}.")

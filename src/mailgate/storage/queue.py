@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.domain.ids import new_id
-from mailgate.storage.base import Tx, as_utc, utcnow
+from mailgate.storage.base import Tx, utcnow
 from mailgate.storage.bulk import Bulk
 from mailgate.storage.tables import messages
 
@@ -413,12 +413,6 @@ async def counts_by_status(tx: Tx, tenant_id: str | None = None) -> dict[str, in
     for status, count in await tx.execute(query):
         counts[status] = int(count)
     return counts
-
-
-async def next_due(tx: Tx) -> datetime | None:
-    """When the earliest queued or deferred message becomes due (None when there is none)."""
-    value = (await tx.execute(select(func.min(messages.c.next_attempt_at)))).scalar_one_or_none()
-    return as_utc(value)
 
 
 CHANNEL = "mailgate_queue"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from mailgate.domain.ids import new_id
 from mailgate.domain.model import SEEDED_STAGES, Stage, Tenant
@@ -122,7 +122,3 @@ async def delete_stage(tx: Tx, stage: Stage) -> None:
         )
         raise Conflict(message, errors=[FieldError("name", message)])
     await tx.execute(delete(stages).where(stages.c.id == stage.id))
-
-
-async def count_tenants(tx: Tx) -> int:
-    return int((await tx.execute(select(func.count()).select_from(tenants))).scalar_one())
