@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.progress import Progress
 from mailgate import logs
 from mailgate.cli_server import server_app
 from mailgate.errors import ConfigurationError
-from mailgate.services import auth, boot, demo
+from mailgate.services import boot
 from mailgate.services.context import Context
 from mailgate.settings import Settings
 from mailgate.storage import migrate, rotation
@@ -28,6 +28,10 @@ from mailgate.storage.secretbox import (
     load_keys,
     write_key_file,
 )
+from mailgate.worker.supervisor import CONFIGURATION_ERROR
+
+if TYPE_CHECKING:
+    from mailgate.services.demo import Demo
 
 app = typer.Typer(
     help="Mailgate: a self-hosted, multi-tenant outbound email gateway.",
@@ -52,7 +56,7 @@ def _run(coro: Awaitable[T]) -> T:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ConfigurationError as exc:
         console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(CONFIGURATION_ERROR) from None
 
 
 def _settings() -> Settings:
@@ -60,7 +64,7 @@ def _settings() -> Settings:
         settings = Settings()
     except Exception as exc:
         console.print(f"[bold red]error:[/] invalid settings: {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(CONFIGURATION_ERROR) from None
     logs.configure(fmt=settings.log_format, level=settings.log_level)
     return settings
 
@@ -87,6 +91,8 @@ def admin_create_token(
     name: Annotated[str, typer.Option(help="A label for the token.")] = "admin",
 ) -> None:
     """Create an instance-admin API token and print it (shown only once)."""
+    from mailgate.services import auth
+
     settings = _settings()
 
     async def go() -> str:
@@ -160,6 +166,7 @@ def serve(
     """Run the API and the delivery workers in one process."""
     import uvicorn
 
+    from mailgate.services import demo
     from mailgate.web.app import create_app
     from mailgate.worker.pool import WorkerPool
 
@@ -349,7 +356,7 @@ class _QuietServer:
         return Server(config)
 
 
-def _print_demo(found: demo.Demo, host: str, port: int) -> None:
+def _print_demo(found: Demo, host: str, port: int) -> None:
     base = f"http://{host}:{port}"
     body = json.dumps(
         {"to": ["someone@example.test"], "subject": "Hello from Mailgate", "text": "It works."}

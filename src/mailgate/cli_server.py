@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,11 +20,12 @@ from rich.table import Table
 from rich.text import Text
 
 from mailgate import logs
-from mailgate.engines.probe_report import ProbeReport
 from mailgate.errors import ConfigurationError, RequestError
 from mailgate.services import boot
-from mailgate.services.probe import Prober, find_server, operator_caller
 from mailgate.settings import Settings
+
+if TYPE_CHECKING:
+    from mailgate.engines.probe_report import ProbeReport
 
 server_app = typer.Typer(no_args_is_help=True)
 
@@ -34,6 +35,9 @@ EXIT_CONFIGURATION = 2
 
 
 async def _test(settings: Settings, tenant: str, server: str) -> ProbeReport:
+    # The probe stack is imported here so that other commands (workers) start faster.
+    from mailgate.services.probe import Prober, find_server, operator_caller
+
     ctx = await boot.open_context(settings)
     try:
         who = await operator_caller(ctx, tenant)

@@ -26,3 +26,11 @@ async def test_upgraded_schema_matches_the_model(ctx: Context) -> None:
 async def test_upgrade_is_idempotent(ctx: Context) -> None:
     await migrate.upgrade(ctx.db)
     assert await migrate.current_revision(ctx.db) == migrate.head_revision()
+
+
+def test_head_read_from_the_files_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.head_revision() == script.get_current_head()
+    assert migrate.head_revision() is not None
