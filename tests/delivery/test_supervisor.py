@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -71,3 +72,21 @@ async def test_supervised_processes(tenant: Tenant, settings: Settings, tmp_path
         )
     log_text = (tmp_path / "supervisor.log").read_text()
     assert "starting another" in log_text
+
+
+def test_configuration_error_stops_the_supervisor(tmp_path: Path) -> None:
+    """A child that cannot start (schema not upgraded) ends the supervisor, not a restart loop."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    env |= {
+        "MAILGATE_DATA_DIR": str(tmp_path),
+        "MAILGATE_SECRET_KEYS": base64.urlsafe_b64encode(bytes(32)).decode(),
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "mailgate", "worker", "--processes", "2"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "mailgate db upgrade" in " ".join(done.stderr.split())  # Rich may wrap the line
+    assert "starting another" not in done.stderr
+    assert time.monotonic() - started < 30

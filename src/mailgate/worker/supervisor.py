@@ -3,7 +3,9 @@
 A single Python process uses one core; ``mailgate worker --processes N`` runs N child
 ``mailgate worker`` processes so a host's cores all deliver. Children that exit unexpectedly
 are restarted (their leased mail is reclaimed when the leases expire); a child that keeps
-dying makes the supervisor give up rather than loop. ``SIGTERM`` is passed on to every child,
+dying makes the supervisor give up rather than loop, and a child that exits with the
+configuration-error status (2: wrong key, schema not upgraded, bad settings) stops them all at
+once, because a replacement would fail the same way. ``SIGTERM`` is passed on to every child,
 which then stops gracefully.
 """
 
@@ -23,6 +25,8 @@ log = logging.getLogger("mailgate.supervisor")
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 STOP_GRACE = 60.0
+#: The exit status of ``mailgate`` commands for configuration errors (see ``cli._run``).
+CONFIGURATION_ERROR = 2
 
 
 async def _spawn(tasks: int) -> asyncio.subprocess.Process:
@@ -56,6 +60,11 @@ async def supervise(*, processes: int, tasks: int, stop: asyncio.Event) -> int:
                 while restarts and now - restarts[0] > RESTART_WINDOW:
                     restarts.popleft()
                 code = children[index].returncode
+                if code == CONFIGURATION_ERROR:
+                    log.error("a worker process found a configuration error; stopping")
+                    stop.set()
+                    status = CONFIGURATION_ERROR
+                    break
                 if len(restarts) > MAX_RESTARTS:
                     log.error("worker processes keep exiting (last status %s); giving up", code)
                     stop.set()
