@@ -12,6 +12,10 @@ about 2 KB:
 (c) end-to-end: ``mailgate serve`` with workers accepts and delivers at the same time;
 (d) the peak RSS (VmHWM) of the worker process (and of the serve processes).
 
+Before the databases, a yardstick: Python's ``smtplib`` sending one pre-built message over one
+reused connection to the same smtp-sink (the issue states about 2,200 msg/s on the machine its
+targets were set on), so that figures from machines of different speeds can be compared.
+
 The run checks that every message ended ``sent`` and that smtp-sink received each one, and
 exits non-zero with a message when anything fails or the ``--timeout`` runs out. See
 ``bench/README.md``.
@@ -25,6 +29,7 @@ import json
 import os
 import platform
 import secrets
+import smtplib
 import sys
 import tempfile
 import time
@@ -64,6 +69,10 @@ PARAGRAPH = (
     "link in your account; delivery usually takes two to three working days. If anything "
     "is missing or damaged, reply to this message and our team will sort it out.\n\n"
 )
+#: Messages the smtplib yardstick sends (bounded; a few seconds on any machine).
+REFERENCE_COUNT = 5_000
+#: smtplib's rate on the machine the 2,000 msg/s targets were set on (from the issue).
+REFERENCE_TARGET_MACHINE = 2_200
 #: Bytes Mailgate adds around the text (From, To, Subject, Date, Message-ID, MIME headers).
 HEADER_BYTES = 420
 
@@ -495,6 +504,35 @@ class Run:
             raise BenchError(f"{phase}: smtp-sink received {got} messages, expected {expected}")
 
 
+def smtplib_reference(opts: Options, deadline: Deadline) -> float:
+    """Messages/s of smtplib sending one pre-built ~``opts.size`` message over one connection."""
+    text = (PARAGRAPH * (opts.size // len(PARAGRAPH) + 1))[: max(opts.size - 200, 64)]
+    body = (
+        "From: Bench <bench@example.com>\r\nTo: someone@example.com\r\n"
+        "Subject: smtplib yardstick\r\nMessage-ID: <yardstick@example.com>\r\n\r\n"
+        + text.replace("\n", "\r\n")
+    ).encode()
+    count = min(opts.count, REFERENCE_COUNT)
+    with tempfile.TemporaryDirectory(prefix="mailgate-bench-smtplib-") as tmp:
+        sink = Sink(Path(tmp))
+        try:
+            sink.start(deadline)
+            with smtplib.SMTP(LOOPBACK, sink.port, timeout=10) as client:
+                client.ehlo("bench.example.com")
+                started = time.perf_counter()
+                for index in range(count):
+                    client.sendmail("bench@example.com", ["someone@example.com"], body)
+                    if index % 500 == 0:
+                        deadline.check("in the smtplib yardstick")
+                elapsed = time.perf_counter() - started
+            received = sink.wait_quiet(count)
+        finally:
+            sink.stop()
+    if received != count:
+        raise BenchError(f"smtp-sink received {received} of {count} yardstick messages")
+    return count / elapsed
+
+
 def run_database(kind: str, opts: Options, deadline: Deadline, pg_url: str | None) -> Figures:
     with tempfile.TemporaryDirectory(prefix=f"mailgate-bench-{kind}-") as tmp:
         db = BenchDatabase(kind, Path(tmp), pg_url)
@@ -523,8 +561,9 @@ def cpu_text(cpu: dict[str, float], name: str) -> str:
     )
 
 
-def report(f: Figures, opts: Options) -> None:
+def report(f: Figures, opts: Options, reference: float | None) -> None:
     db = f.database
+    versus = "" if not reference else f"; {f.drain_msg_s / reference:.2f}x smtplib"
     print(
         f"{db} accept {f.accept_msg_s:,.0f} msg/s  ({f.count:,} messages of "
         f"{f.message_bytes:,.0f} B in {f.accept_seconds:.2f} s, {opts.clients} clients, "
@@ -534,7 +573,7 @@ def report(f: Figures, opts: Options) -> None:
         f"{db} drain {f.drain_msg_s:,.0f} msg/s  (first attempt to last outcome "
         f"{f.drain_seconds:.2f} s; {f.drain_wall_msg_s:,.0f} msg/s from process start, "
         f"{f.worker_start_seconds:.2f} s to the first attempt; "
-        f"worker --count {opts.worker_tasks} --processes {opts.worker_processes})"
+        f"worker --count {opts.worker_tasks} --processes {opts.worker_processes}{versus})"
         f"{target(f.drain_msg_s)}"
     )
     print(
@@ -588,6 +627,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy raw stacks per phase into DIR"
     )
+    parser.add_argument("--no-reference", action="store_true", help="skip the smtplib yardstick")
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)
     if not 1 <= args.batch <= 500:
@@ -615,6 +655,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     failed = False
+    reference: float | None = None
+    if not args.no_reference:
+        try:
+            reference = smtplib_reference(opts, deadline)
+        except (BenchError, OSError, smtplib.SMTPException) as exc:
+            print(f"smtplib yardstick FAILED: {exc}", file=sys.stderr)
+            failed = True
+        else:
+            print(
+                f"yardstick smtplib {reference:,.0f} msg/s  (one connection, pre-built messages, "
+                f"{min(opts.count, REFERENCE_COUNT):,} to smtp-sink; "
+                f"{reference / REFERENCE_TARGET_MACHINE:.2f}x the "
+                f"{REFERENCE_TARGET_MACHINE:,} msg/s of the machine the targets were set on)"
+            )
+        results["smtplib_reference_msg_s"] = reference
     for kind in kinds:
         pg_url = args.pg_url if kind == "postgresql" else None
         if kind == "postgresql":
@@ -630,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             results[kind] = {"failed": str(exc)}
             failed = True
             continue
-        report(figures, opts)
+        report(figures, opts, reference)
         results[kind] = figures.as_json()
         failed = failed or bool(figures.problems)
     if args.json is not None:
