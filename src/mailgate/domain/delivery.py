@@ -26,6 +26,9 @@ class RecipientStatus(StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"
     FAILED = "failed"
+    #: Accepted by the remote server, then reported undeliverable by a delivery-status
+    #: notification found in an account's IMAP inbox (set by inbound sync, never by a worker).
+    BOUNCED = "bounced"
 
 
 class OutcomeKind(StrEnum):

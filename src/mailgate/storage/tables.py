@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -385,6 +386,85 @@ webhook_deliveries = Table(
     Column("delivered_at", DateTime(timezone=True), nullable=True),
     Index("ix_webhook_deliveries_due", "next_attempt_at"),
     Index("ix_webhook_deliveries_hook", "webhook_id", "id"),
+)
+
+# Inbound (IMAP) ---------------------------------------------------------------------------
+
+#: Finding the sent message a bounce returns: Message-IDs are looked up within a tenant.
+Index("ix_messages_tenant_message_id", messages.c.tenant_id, messages.c.message_id)
+
+#: Messages ingested from an account's IMAP inbox, once each: a UID identifies a message only
+#: together with its mailbox and UIDVALIDITY (RFC 9051 section 2.3.1.1).
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    _id(),
+    _tenant(),
+    Column(
+        "account_id",
+        String(ID),
+        ForeignKey("email_accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("mailbox", String(255), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("message_id", String(500), nullable=True),
+    Column("sender", String(400), nullable=False),
+    Column("subject", String(1000), nullable=False),
+    Column("date", DateTime(timezone=True), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column("size", Integer, nullable=False),
+    # The message as fetched; only its header when it exceeded the size limit (truncated).
+    Column("raw", LargeBinary, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Column("is_bounce", Boolean, nullable=False),
+    # {format, original_message_id, reporting_mta, recipients: [{email, action, status,
+    # code, diagnostic, applied}]}
+    Column("bounce", JSON, nullable=True),
+    Column(
+        "matched_message_id",
+        String(ID),
+        ForeignKey("messages.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "tenant_id", "account_id", "mailbox", "uidvalidity", "uid", name="uq_inbound_messages_uid"
+    ),
+    Index("ix_inbound_messages_account", "account_id", "id"),
+    Index("ix_inbound_messages_message_id", "account_id", "mailbox", "message_id"),
+)
+
+#: How far each mailbox of an account has been read.
+inbound_mailboxes = Table(
+    "inbound_mailboxes",
+    metadata,
+    Column(
+        "account_id",
+        String(ID),
+        ForeignKey("email_accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("mailbox", String(255), primary_key=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("last_uid", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: One sync per account at a time, across every process sharing the database: a lease.
+inbound_sync_leases = Table(
+    "inbound_sync_leases",
+    metadata,
+    Column(
+        "account_id",
+        String(ID),
+        ForeignKey("email_accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("owner", String(100), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
 )
 
 #: Every column that holds secret-box ciphertext, for key rotation. The sealing context of

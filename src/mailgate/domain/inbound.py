@@ -1,0 +1,153 @@
+"""Inbound mail: what a sync needs, what it fetches, what a bounce says and what a sync did.
+
+Plain values shared by the IMAP fetcher (``mailgate.inbound``), which produces them, and
+storage, which records them. No IO. A message is identified in its mailbox by
+``(mailbox, uidvalidity, uid)`` (RFC 9051 section 2.3.1.1): a UID means nothing without the
+UIDVALIDITY it was issued under.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class ImapSecurity(StrEnum):
+    TLS = "tls"  # implicit TLS, port 993 (RFC 8314)
+    STARTTLS = "starttls"  # plain connect, then STARTTLS is mandatory (RFC 9051 section 6.2.1)
+
+
+@dataclass(frozen=True, slots=True)
+class ImapTarget:
+    """Everything one sync needs to reach one account's inbox; the password is kept out of
+    reprs and never leaves the process."""
+
+    host: str
+    port: int
+    security: ImapSecurity
+    username: str
+    password: str = field(repr=False)
+    folder: str = "INBOX"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCursor:
+    """How far a mailbox has been read: every UID up to ``last_uid`` under ``uidvalidity``."""
+
+    mailbox: str
+    uidvalidity: int
+    last_uid: int
+
+
+class BounceAction(StrEnum):
+    """The ``Action`` of one recipient in a delivery-status notification (RFC 3464 2.3.3)."""
+
+    FAILED = "failed"
+    DELAYED = "delayed"
+    DELIVERED = "delivered"
+    RELAYED = "relayed"
+    EXPANDED = "expanded"
+
+
+class BounceFormat(StrEnum):
+    DSN = "dsn"  # multipart/report; report-type=delivery-status (RFC 3464)
+    QUOTED = "quoted"  # a non-standard bounce that quotes the original headers
+
+
+@dataclass(frozen=True, slots=True)
+class BouncedRecipient:
+    """One recipient a bounce reports on.
+
+    ``status`` is the RFC 3463 enhanced code (``5.1.1``); ``code`` the SMTP reply code found
+    in the diagnostic (``550``), when there is one.
+    """
+
+    email: str
+    action: BounceAction
+    status: str | None = None
+    code: int | None = None
+    diagnostic: str | None = None
+
+    @property
+    def is_failure(self) -> bool:
+        """A permanent failure: the recipient will not get the message."""
+        if self.action is not BounceAction.FAILED:
+            return False
+        return self.status is None or not self.status.startswith("4")
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """What a bounce says about the message it returns."""
+
+    format: BounceFormat
+    original_message_id: str | None
+    recipients: tuple[BouncedRecipient, ...]
+    reporting_mta: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message fetched from a mailbox; ``raw`` holds only the header when ``truncated``."""
+
+    uid: int
+    message_id: str | None
+    sender: str
+    subject: str
+    date: datetime | None
+    received_at: datetime | None
+    size: int
+    raw: bytes = field(repr=False)
+    truncated: bool = False
+    bounce: Bounce | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundBatch:
+    """Messages fetched in one go and the cursor to save with them (in one transaction).
+
+    ``uidvalidity_changed`` says the server renumbered the mailbox since the last sync: the
+    mailbox is read again from the start, and messages already stored under an older
+    UIDVALIDITY (same Message-ID) are not stored a second time.
+    """
+
+    cursor: MailboxCursor
+    messages: tuple[InboundMessage, ...]
+    uidvalidity_changed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What recording one batch did."""
+
+    stored: int = 0
+    duplicates: int = 0
+    bounces: int = 0
+    bounced_recipients: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCounts:
+    """What one sync of one account did (the answer of a manual sync)."""
+
+    mailbox: str
+    uidvalidity: int
+    fetched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    bounces: int = 0
+    bounced_recipients: int = 0
+    uidvalidity_changed: bool = False
+
+    def plus(self, result: BatchResult, *, fetched: int) -> SyncCounts:
+        return SyncCounts(
+            mailbox=self.mailbox,
+            uidvalidity=self.uidvalidity,
+            fetched=self.fetched + fetched,
+            stored=self.stored + result.stored,
+            duplicates=self.duplicates + result.duplicates,
+            bounces=self.bounces + result.bounces,
+            bounced_recipients=self.bounced_recipients + result.bounced_recipients,
+            uidvalidity_changed=self.uidvalidity_changed,
+        )
