@@ -1,0 +1,94 @@
+"""Who a web UI session belongs to: sign-in by password, and re-checking a session.
+
+The web UI keeps a sealed session cookie (``mailgate.web.ui.session``); what it holds is a
+*membership*, a user row of one tenant, never a role. Every request turns the membership back
+into a :class:`~mailgate.domain.roles.Principal` here, reading the user again, so a deleted
+user is signed out at once and a changed role applies at once. A change of the user row
+(password or role) also ends the sessions made before it: the session remembers the row's
+``updated_at``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from mailgate.domain.roles import Principal, PrincipalKind, Role
+from mailgate.errors import NotFound, Unauthenticated
+from mailgate.services import auth
+from mailgate.services.context import Context
+from mailgate.storage import members, tenants
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A signed-in user's place in one tenant."""
+
+    tenant_id: str
+    tenant_slug: str
+    tenant_name: str
+    user_id: str
+    email: str
+    role: Role
+    stamp: str  # the user row's updated_at, ISO 8601
+
+    def principal(self) -> Principal:
+        return Principal(
+            kind=PrincipalKind.USER,
+            actor=f"user:{self.email}",
+            tenant_id=self.tenant_id,
+            role=self.role,
+        )
+
+
+def _stamp(value: datetime) -> str:
+    return value.isoformat()
+
+
+async def sign_in(ctx: Context, email: str, password: str) -> list[Membership]:
+    """The memberships that ``email`` and ``password`` open; 401 when none.
+
+    Passwords are checked by :func:`mailgate.services.auth.sign_in` (argon2), once per user
+    row, so a password set in one tenant never opens another.
+    """
+    principal = await auth.sign_in(ctx, email.strip(), password)
+    if principal.tenant_id is None:  # pragma: no cover - users always belong to a tenant
+        raise Unauthenticated("Wrong e-mail address or password.")
+    async with ctx.db.read() as tx:
+        tenant = await tenants.get_tenant_by_id(tx, principal.tenant_id)
+        found = await members.find_user_by_email(tx, email.strip())
+    if found is None:  # pragma: no cover - deleted between the two reads
+        raise Unauthenticated("Wrong e-mail address or password.")
+    user = found[0]
+    return [
+        Membership(
+            tenant_id=tenant.id,
+            tenant_slug=tenant.slug,
+            tenant_name=tenant.name,
+            user_id=user.id,
+            email=user.email,
+            role=user.role,
+            stamp=_stamp(user.updated_at),
+        )
+    ]
+
+
+async def refresh(ctx: Context, membership: Membership) -> Membership | None:
+    """The membership as it is now, or None when the user or tenant is gone or changed."""
+    async with ctx.db.read() as tx:
+        try:
+            user = await members.get_user(tx, membership.tenant_id, membership.user_id)
+            tenant = await tenants.get_tenant_by_id(tx, membership.tenant_id)
+        except NotFound:
+            return None
+    if _stamp(user.updated_at) != membership.stamp:
+        return None
+    return Membership(
+        tenant_id=tenant.id,
+        tenant_slug=tenant.slug,
+        tenant_name=tenant.name,
+        user_id=user.id,
+        email=user.email,
+        role=user.role,
+        stamp=membership.stamp,
+    )

@@ -1,0 +1,121 @@
+"""Apps and their email test lists (seed: ODC "Create a test list")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from mailgate.domain.roles import Permission
+from mailgate.errors import NotFound, RequestError
+from mailgate.services import apps as app_svc
+from mailgate.web.ui.forms import field_messages, lines
+from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
+
+router = APIRouter(prefix="/t/{tenant}/apps", route_class=UiRoute, include_in_schema=False)
+
+Viewer = Annotated[Page, Depends(page(Permission.VIEW_EMAIL_CONFIGURATIONS))]
+Manager = Annotated[Page, Depends(page(Permission.MANAGE_APPS))]
+
+
+def delete_question(name: str) -> str:
+    return f"Are you sure you want to delete {name}? This cannot be undone."
+
+
+async def _list_page(
+    current: Page, *, status: int = 200, error: str | None = None, name: str = ""
+) -> Response:
+    return render(
+        current.request,
+        "apps.html",
+        current=current,
+        status=status,
+        apps=await app_svc.list_apps(current.ctx, current.caller),
+        can_manage=current.can(Permission.MANAGE_APPS),
+        error=error,
+        name=name,
+        delete_question=delete_question,
+    )
+
+
+@router.get("")
+async def apps_page(current: Viewer) -> Response:
+    return await _list_page(current)
+
+
+@router.post("")
+async def create_app(current: Manager) -> Response:
+    form = await current.form()
+    raw = form.get("name")
+    name = raw.strip() if isinstance(raw, str) else ""
+    try:
+        await app_svc.create_app(current.ctx, current.caller, name)
+    except RequestError as exc:
+        _, message = field_messages(exc)
+        return await _list_page(current, status=exc.status, error=message, name=name)
+    return redirect(current.url(f"/apps/{name}"), flash=f"App {name} added.")
+
+
+@router.get("/{name}")
+async def app_page(name: str, current: Viewer) -> Response:
+    app = await app_svc.get_app(current.ctx, current.caller, name)
+    return render(
+        current.request,
+        "app.html",
+        current=current,
+        app=app,
+        addresses="\n".join(app.test_list.addresses),
+        active=app.test_list.active,
+        errors={},
+        message=None,
+        can_manage=current.can(Permission.MANAGE_APPS),
+    )
+
+
+@router.post("/{name}/test-list")
+async def save_test_list(name: str, current: Manager) -> Response:
+    app = await app_svc.get_app(current.ctx, current.caller, name)
+    form = await current.form()
+    raw = form.get("addresses")
+    text = raw if isinstance(raw, str) else ""
+    active = form.get("active") is not None
+    try:
+        await app_svc.set_test_list(
+            current.ctx, current.caller, name, addresses=lines(text), active=active
+        )
+    except RequestError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        errors, message = field_messages(exc)
+        return render(
+            current.request,
+            "app.html",
+            current=current,
+            status=exc.status,
+            app=app,
+            addresses=text,
+            active=active,
+            errors=errors,
+            message=message,
+            can_manage=True,
+        )
+    return redirect(current.url(f"/apps/{name}"), flash="Test list saved.")
+
+
+@router.get("/{name}/delete")
+async def confirm_delete_app(name: str, current: Manager) -> Response:
+    app = await app_svc.get_app(current.ctx, current.caller, name)
+    return render(
+        current.request,
+        "confirm_delete.html",
+        current=current,
+        question=delete_question(app.name),
+        action=current.url(f"/apps/{app.name}/delete"),
+        back=current.url("/apps"),
+    )
+
+
+@router.post("/{name}/delete")
+async def delete_app(name: str, current: Manager) -> Response:
+    await app_svc.delete_app(current.ctx, current.caller, name)
+    return redirect(current.url("/apps"), flash=f"App {name} deleted.")

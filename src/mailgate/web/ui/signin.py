@@ -1,0 +1,203 @@
+"""Sign-in, sign-out, the tenant picker and a tenant's home page."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi.responses import RedirectResponse
+
+from mailgate.errors import RateLimited, RequestError, Unauthenticated
+from mailgate.services import auth, ui_sessions
+from mailgate.services import tenants as tenant_svc
+from mailgate.web.ui.pages import (
+    NAV,
+    SignInRequired,
+    UiDep,
+    UiRoute,
+    check_csrf,
+    load_session,
+    redirect,
+    render,
+)
+from mailgate.web.ui.session import Session, principal_for
+
+router = APIRouter(route_class=UiRoute, include_in_schema=False)
+
+WRONG = "Wrong e-mail address or password."
+
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` when it is a path on this site (never another host), else None."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    return target
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _login_page(
+    request: Request, ui: UiDep, *, status: int = 200, error: str | None = None, **values: str
+) -> Response:
+    session = load_session(request, ui)
+    response = render(
+        request,
+        "login.html",
+        ui=ui,
+        status=status,
+        error=error,
+        next=values.get("next", ""),
+        email=values.get("email", ""),
+    )
+    if not request.cookies.get("mailgate_session") or not session.signed_in:
+        ui.codec.write(request, response, session)
+    return response
+
+
+@router.get("/")
+async def root(request: Request, ui: UiDep) -> Response:
+    session = load_session(request, ui)
+    return RedirectResponse("/tenants" if session.signed_in else "/login", status_code=303)
+
+
+@router.get("/login")
+async def login_form(request: Request, ui: UiDep, next: str | None = None) -> Response:
+    return _login_page(request, ui, next=safe_next(next) or "")
+
+
+def _throttle(ui: UiDep, *, address: str, client: str) -> None:
+    wait = ui.login_limits.wait(address=address, client=client)
+    if wait > 0:
+        retry = max(math.ceil(wait), 1)
+        raise RateLimited(
+            f"Too many failed sign-ins. Try again in {math.ceil(retry / 60)} minute(s).",
+            retry_after=retry,
+        )
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    ui: UiDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=500)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    session = load_session(request, ui)
+    await check_csrf(request, session)
+    target = safe_next(next) or ""
+    client = _client(request)
+    try:
+        _throttle(ui, address=email, client=client)
+        if not email.strip() or not password:
+            raise Unauthenticated(WRONG)
+        memberships = await ui_sessions.sign_in(ui.ctx, email, password)
+    except RateLimited as exc:
+        return _login_page(request, ui, status=429, error=exc.detail, next=target, email=email)
+    except Unauthenticated:
+        ui.login_limits.failed(address=email, client=client)
+        return _login_page(request, ui, status=401, error=WRONG, next=target, email=email)
+    fresh = session.signed_in_as(memberships)
+    if target:
+        destination = target
+    elif len(memberships) == 1:
+        destination = f"/t/{memberships[0].tenant_slug}/"
+    else:
+        destination = "/tenants"
+    response = redirect(destination)
+    ui.codec.write(request, response, fresh)
+    return response
+
+
+@router.post("/login/admin")
+async def login_admin(
+    request: Request,
+    ui: UiDep,
+    token: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """The instance administrator signs in with an instance-admin token."""
+    session = load_session(request, ui)
+    await check_csrf(request, session)
+    client = _client(request)
+    error = "That is not a valid instance-administrator token."
+    try:
+        _throttle(ui, address="instance-admin", client=client)
+        principal = await auth.authenticate(ui.ctx, token.strip() or None)
+        if not principal.is_instance_admin:
+            raise Unauthenticated(error)
+    except RateLimited as exc:
+        return _login_page(request, ui, status=429, error=exc.detail)
+    except Unauthenticated:
+        ui.login_limits.failed(address="instance-admin", client=client)
+        return _login_page(request, ui, status=401, error=error)
+    response = redirect("/tenants")
+    ui.codec.write(
+        request,
+        response,
+        session.signed_in_as(admin_token=token.strip(), admin_actor=principal.actor),
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, ui: UiDep) -> Response:
+    session = load_session(request, ui)
+    await check_csrf(request, session)
+    response = redirect("/login", flash="You are signed out.")
+    ui.codec.clear(request, response)
+    return response
+
+
+@router.get("/tenants")
+async def tenant_picker(request: Request, ui: UiDep) -> Response:
+    session = load_session(request, ui)
+    if not session.signed_in:
+        raise SignInRequired()
+    if session.admin_token is not None:
+        principal = await principal_for(ui.ctx, session, "")
+        if principal is None:
+            raise SignInRequired()
+        found = await tenant_svc.list_tenants(ui.ctx, principal, limit=500, cursor=None)
+        choices = [{"slug": t.slug, "name": t.name, "role": "instance admin"} for t in found]
+    else:
+        choices = [
+            {"slug": m.tenant_slug, "name": m.tenant_name, "role": m.role.value}
+            for m in session.memberships
+        ]
+        if len(choices) == 1:
+            return RedirectResponse(f"/t/{choices[0]['slug']}/", status_code=303)
+    return render(request, "tenants.html", ui=ui, choices=choices)
+
+
+@router.get("/t/{tenant}/")
+async def tenant_home(
+    request: Request, ui: UiDep, tenant: Annotated[str, Path(max_length=64)]
+) -> Response:
+    """The first page the caller may see in ``tenant``; 404 for another tenant."""
+    session: Session = load_session(request, ui)
+    if not session.signed_in:
+        raise SignInRequired()
+    principal = await principal_for(ui.ctx, session, tenant)
+    if principal is None:
+        raise SignInRequired()
+    for key, _, permission in NAV:
+        if principal.can(permission):
+            await auth.authorize(ui.ctx, principal, tenant, permission)
+            return RedirectResponse(f"/t/{tenant}/{key}", status_code=303)
+    # A role without any page (sender): still 404 for another tenant, else say so.
+    try:
+        await auth.authorize(ui.ctx, principal, tenant, next(iter(NAV))[2])
+    except RequestError as exc:
+        if exc.status == 404:
+            raise
+    return render(
+        request,
+        "error.html",
+        ui=ui,
+        status=403,
+        title="Nothing to show",
+        detail=("Your role can send mail through the API but has no page in the web UI."),
+    )
