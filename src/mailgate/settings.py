@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     give_up_hours: float = Field(72.0, gt=0, description="Age after which delivery gives up.")
     retention_days: float = Field(30.0, gt=0, description="Delivered mail kept this long.")
     lease_seconds: float = Field(120.0, gt=0, description="How long a claimed message is held.")
+    imap_sync_interval: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds between background syncs of each email account's IMAP inbox "
+        "(an account's imap.sync_interval_minutes overrides it); 0 disables the scheduler.",
+    )
 
     @field_validator("secret_keys", "allowed_networks", mode="before")
     @classmethod

@@ -1,0 +1,219 @@
+"""One IMAP session over a socket the caller has already connected (and pinned).
+
+The network policy lives below the protocol: the caller's dialer resolves the host, checks
+every address and connects to the checked one (no DNS-rebinding bypass). This module then
+speaks IMAP (``imapclient`` over ``imaplib``) on that very socket, and TLS still verifies
+the *configured* host name (``server_hostname=target.host``), never the address.
+
+* ``tls``: the TLS handshake comes first (implicit TLS, RFC 8314 section 3.2);
+* ``starttls``: STARTTLS is mandatory before LOGIN (RFC 9051 section 6.2.1): a server that
+  does not offer it is an error, never a reason to log in in plain text.
+
+The mailbox is opened read-only (EXAMINE), and bodies are fetched with ``BODY.PEEK[]``, so
+syncing never changes the ``\\Seen`` flag or anything else in the user's mailbox.
+
+``imaplib`` is blocking: the methods here are plain functions that the sync runs in a
+worker thread, one session per thread at a time. Every socket operation is bounded by
+``timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from imapclient import IMAPClient
+
+from mailgate.domain.inbound import ImapSecurity, ImapTarget
+from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode, translate
+
+
+class _PinnedIMAP4(imaplib.IMAP4):
+    """``imaplib.IMAP4`` on an already connected socket; implicit TLS when ``tls`` is set."""
+
+    def __init__(
+        self, sock: socket.socket, host: str, *, tls: ssl.SSLContext | None, timeout: float
+    ) -> None:
+        self._pinned = sock
+        self._tls = tls
+        super().__init__(host, 0, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = self._pinned
+        sock.setblocking(True)
+        sock.settimeout(timeout)
+        if self._tls is None:
+            return sock
+        # The configured host name, not the pinned address, is what the certificate proves.
+        return self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+class _Client(IMAPClient):  # type: ignore[misc]
+    """``IMAPClient`` driving a prepared ``imaplib`` connection instead of opening its own."""
+
+    def __init__(self, imap: imaplib.IMAP4, host: str, *, tls: bool, timeout: float) -> None:
+        self._prepared = imap
+        super().__init__(host, port=993 if tls else 143, ssl=tls, timeout=timeout)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        return self._prepared
+
+
+def tls_context() -> ssl.SSLContext:
+    """A verifying client context: system trust store, host-name check, TLS 1.2 or newer."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """What EXAMINE reports about the mailbox (RFC 9051 section 7.3)."""
+
+    uidvalidity: int
+    uidnext: int | None
+    exists: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMail:
+    """One message as the server returned it; ``raw`` is only the header when truncated."""
+
+    uid: int
+    size: int
+    internal_date: datetime | None
+    raw: bytes
+    truncated: bool
+
+
+class ImapSession:
+    """A logged-in IMAP session; construct with :meth:`open`, end with :meth:`close`."""
+
+    def __init__(self, client: Any, target: ImapTarget) -> None:
+        self._client = client
+        self.target = target
+
+    @classmethod
+    def open(
+        cls,
+        sock: socket.socket,
+        target: ImapTarget,
+        *,
+        timeout: float,
+        context: ssl.SSLContext | None = None,
+    ) -> ImapSession:
+        """TLS (or STARTTLS), greeting and LOGIN on ``sock``; closes ``sock`` on failure."""
+        context = context or tls_context()
+        implicit = target.security is ImapSecurity.TLS
+        step = Step.TLS if implicit else Step.GREETING
+        client: Any = None
+        try:
+            imap = _PinnedIMAP4(
+                sock, target.host, tls=context if implicit else None, timeout=timeout
+            )
+            step = Step.GREETING
+            client = _Client(imap, target.host, tls=implicit, timeout=timeout)
+            client.normalise_times = False  # keep INTERNALDATE's own offset
+            if not implicit:
+                step = Step.STARTTLS
+                client.starttls(context)
+            step = Step.LOGIN
+            client.login(target.username, target.password)
+        except Exception as exc:
+            _discard(client, sock)
+            error = translate(exc, step, target)
+            if error is None:
+                raise
+            raise error from exc
+        return cls(client, target)
+
+    def _call(self, step: Step, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, method)(*args, **kwargs)
+        except Exception as exc:
+            error = translate(exc, step, self.target)
+            if error is None:
+                raise
+            raise error from exc
+
+    def examine(self) -> MailboxStatus:
+        """Open the configured folder read-only."""
+        info = self._call(Step.SELECT, "select_folder", self.target.folder, readonly=True)
+        if b"UIDVALIDITY" not in info:
+            raise ImapSyncError.of(
+                SyncErrorCode.PROTOCOL_ERROR,
+                f"The server reported no UIDVALIDITY for {self.target.folder!r}.",
+                self.target,
+            )
+        uidnext = info.get(b"UIDNEXT")
+        return MailboxStatus(
+            uidvalidity=int(info[b"UIDVALIDITY"]),
+            uidnext=int(uidnext) if uidnext is not None else None,
+            exists=int(info.get(b"EXISTS", 0)),
+        )
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs greater than ``last_uid``, ascending.
+
+        ``UID n:*`` always matches the highest UID even when it is below ``n`` (RFC 9051
+        section 6.4.9), hence the filter.
+        """
+        found = self._call(Step.FETCH, "search", ["UID", f"{last_uid + 1}:*"])
+        return sorted(int(uid) for uid in found if int(uid) > last_uid)
+
+    def fetch(self, uids: Sequence[int], *, max_bytes: int) -> list[FetchedMail]:
+        """The messages ``uids`` (those the server still has); a message larger than
+        ``max_bytes`` comes back as its header only, marked truncated."""
+        if not uids:
+            return []
+        meta = self._call(Step.FETCH, "fetch", list(uids), ["RFC822.SIZE", "INTERNALDATE"])
+        small = [u for u in uids if u in meta and int(meta[u].get(b"RFC822.SIZE", 0)) <= max_bytes]
+        large = [u for u in uids if u in meta and u not in small]
+        bodies: dict[int, bytes] = {}
+        if small:
+            got = self._call(Step.FETCH, "fetch", small, ["BODY.PEEK[]"])
+            bodies.update({u: bytes(got[u].get(b"BODY[]") or b"") for u in small if u in got})
+        if large:
+            got = self._call(Step.FETCH, "fetch", large, ["BODY.PEEK[HEADER]"])
+            bodies.update({u: bytes(got[u].get(b"BODY[HEADER]") or b"") for u in large if u in got})
+        out: list[FetchedMail] = []
+        for uid in uids:
+            if uid not in bodies:
+                continue  # expunged meanwhile
+            when = meta[uid].get(b"INTERNALDATE")
+            out.append(
+                FetchedMail(
+                    uid=uid,
+                    size=int(meta[uid].get(b"RFC822.SIZE", len(bodies[uid]))),
+                    internal_date=when if isinstance(when, datetime) else None,
+                    raw=bodies[uid],
+                    truncated=uid in large,
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        """LOGOUT; a connection that is already broken is just closed."""
+        _discard(self._client, None, logout=True)
+
+
+def _discard(client: Any, sock: socket.socket | None, *, logout: bool = False) -> None:
+    """End the session however it stands: LOGOUT when asked and possible, else close."""
+    if client is not None:
+        try:
+            if logout:
+                client.logout()
+            else:
+                client.shutdown()
+        except Exception:
+            # The connection is already broken; closing it is all that is left to do.
+            with contextlib.suppress(Exception):
+                client.shutdown()
+    if sock is not None:
+        sock.close()

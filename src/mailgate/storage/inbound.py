@@ -1,0 +1,611 @@
+"""Inbound mail: ingested messages, mailbox cursors, the sync lease and bounce matching.
+
+* :class:`InboundStore` — what one sync of one account reads and writes (the store the
+  sync pipeline in ``mailgate.inbound.sync`` drives): ``begin`` takes the account's lease
+  and opens its IMAP password, ``save`` records a batch of messages with the mailbox
+  cursor and the bounces they carry in one transaction, ``finish`` releases the lease and
+  stamps the account's ``last_sync_at`` / ``last_sync_error``.
+* The lease makes one sync per account at a time across every process sharing the
+  database; a lease whose holder died expires by itself.
+* A bounce is matched within the account's tenant by the original Message-ID, then by
+  recipient address. A recipient that was ``sent`` becomes ``bounced``; the bounce is
+  written to the message's delivery log (an attempt row, engine ``imap``) and a
+  ``message.bounced`` webhook event is recorded in the same transaction.
+* :func:`list_inbox`, :func:`due_accounts` — the inbox listing and the scheduler's query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mailgate.domain.delivery import RecipientStatus
+from mailgate.domain.ids import new_id
+from mailgate.domain.inbound import (
+    BatchResult,
+    Bounce,
+    BouncedRecipient,
+    ImapSecurity,
+    ImapTarget,
+    InboundBatch,
+    InboundMessage,
+    MailboxCursor,
+)
+from mailgate.domain.webhooks import DeliveryStatus, WebhookEvent, WebhookStatus, event_payload
+from mailgate.errors import Conflict, NotFound
+from mailgate.storage.accounts import secret_context
+from mailgate.storage.base import Tx, as_utc, utcnow
+from mailgate.storage.db import Database
+from mailgate.storage.secretbox import SecretBox
+from mailgate.storage.tables import (
+    attempts,
+    email_accounts,
+    inbound_mailboxes,
+    inbound_messages,
+    inbound_sync_leases,
+    message_recipients,
+    messages,
+    tenants,
+    webhook_deliveries,
+    webhooks,
+)
+
+BOUNCE_ENGINE = "imap"
+_ERROR_CHARS = 2000
+
+
+class InboundStore:
+    """The rows one sync of one account touches; ``lease`` bounds a silent holder."""
+
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        *,
+        tenant_id: str,
+        account_id: str,
+        lease: timedelta = timedelta(minutes=5),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.box = box
+        self.tenant_id = tenant_id
+        self.account_id = account_id
+        self.lease = lease
+        self.clock = clock
+
+    async def begin(self, holder: str) -> ImapTarget | None:
+        """Take the lease and return the inbox to read; None (no lease taken) when the
+        account has no IMAP settings. Raises ``Conflict`` while another sync holds it."""
+        async with self.db.transaction() as tx:
+            row = (
+                await tx.execute(
+                    select(
+                        email_accounts.c.address, email_accounts.c.imap, email_accounts.c.secrets
+                    ).where(
+                        email_accounts.c.tenant_id == self.tenant_id,
+                        email_accounts.c.id == self.account_id,
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"No email account {self.account_id!r}.")
+            imap = row.imap if isinstance(row.imap, dict) else None
+            if not imap or not imap.get("host"):
+                return None
+            await self._take_lease(tx, holder)
+            secrets = self.box.open_fields(row.secrets, context=secret_context(self.account_id))
+        return ImapTarget(
+            host=str(imap["host"]),
+            port=int(imap.get("port") or 993),
+            security=ImapSecurity(imap.get("security") or "tls"),
+            username=str(imap.get("username") or row.address),
+            password=secrets.get("imap_password", ""),
+            folder=str(imap.get("folder") or "INBOX"),
+        )
+
+    async def _take_lease(self, tx: Tx, holder: str) -> None:
+        now = self.clock()
+        lease = inbound_sync_leases
+        taken = await tx.execute(
+            update(lease)
+            .where(
+                lease.c.account_id == self.account_id,
+                or_(lease.c.owner.is_(None), lease.c.expires_at < now),
+            )
+            .values(owner=holder, expires_at=now + self.lease, started_at=now)
+        )
+        if taken.rowcount:
+            return
+        exists = (
+            await tx.execute(
+                select(lease.c.started_at).where(lease.c.account_id == self.account_id)
+            )
+        ).first()
+        if exists is None:
+            try:
+                async with tx.begin_nested():
+                    await tx.execute(
+                        insert(lease).values(
+                            account_id=self.account_id,
+                            owner=holder,
+                            expires_at=now + self.lease,
+                            started_at=now,
+                        )
+                    )
+                return
+            except IntegrityError:
+                exists = None  # another process inserted it first: it holds the lease
+        started = as_utc(exists.started_at) if exists is not None else now
+        raise Conflict(
+            "A sync of this account is already running (started "
+            f"{started.isoformat(timespec='seconds') if started else 'just now'}); "
+            "try again when it has finished."
+        )
+
+    async def _extend_lease(self, tx: Tx, holder: str) -> None:
+        now = self.clock()
+        kept = await tx.execute(
+            update(inbound_sync_leases)
+            .where(
+                inbound_sync_leases.c.account_id == self.account_id,
+                inbound_sync_leases.c.owner == holder,
+            )
+            .values(expires_at=now + self.lease)
+        )
+        if not kept.rowcount:
+            raise Conflict("This sync lost its lease (it ran longer than the lease allows).")
+
+    async def cursor(self, mailbox: str) -> MailboxCursor | None:
+        """How far ``mailbox`` has been read, or None before its first sync."""
+        async with self.db.read() as tx:
+            row = (
+                await tx.execute(
+                    select(inbound_mailboxes.c.uidvalidity, inbound_mailboxes.c.last_uid).where(
+                        inbound_mailboxes.c.account_id == self.account_id,
+                        inbound_mailboxes.c.mailbox == mailbox,
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return MailboxCursor(mailbox=mailbox, uidvalidity=row.uidvalidity, last_uid=row.last_uid)
+
+    async def save(self, holder: str, batch: InboundBatch) -> BatchResult:
+        """Record ``batch``: new messages, their bounces and the cursor, all or nothing."""
+        async with self.db.transaction() as tx:
+            await self._extend_lease(tx, holder)
+            fresh, duplicates = await self._fresh(tx, batch)
+            now = self.clock()
+            bounces = applied = 0
+            rows: list[dict[str, Any]] = []
+            for message in fresh:
+                matched: str | None = None
+                bounce_json: dict[str, Any] | None = None
+                if message.bounce is not None:
+                    bounces += 1
+                    matched, results = await _apply_bounce(
+                        tx, self.tenant_id, message, message.bounce, now=now
+                    )
+                    applied += sum(results)
+                    bounce_json = _bounce_json(message.bounce, results)
+                rows.append(self._row(batch.cursor, message, bounce_json, matched, now))
+            if rows:
+                await tx.execute(insert(inbound_messages), rows)
+            await self._save_cursor(tx, batch.cursor, now)
+        return BatchResult(
+            stored=len(rows), duplicates=duplicates, bounces=bounces, bounced_recipients=applied
+        )
+
+    async def _fresh(self, tx: Tx, batch: InboundBatch) -> tuple[list[InboundMessage], int]:
+        """The batch without messages already stored: the same UID under the same
+        UIDVALIDITY, or the same Message-ID stored under an earlier UIDVALIDITY (the server
+        renumbered the mailbox; RFC 9051 section 2.3.1.1)."""
+        if not batch.messages:
+            return [], 0
+        im = inbound_messages
+        mine = and_(
+            im.c.tenant_id == self.tenant_id,
+            im.c.account_id == self.account_id,
+            im.c.mailbox == batch.cursor.mailbox,
+        )
+        uids = [m.uid for m in batch.messages]
+        seen_uids = set(
+            (
+                await tx.execute(
+                    select(im.c.uid).where(
+                        mine, im.c.uidvalidity == batch.cursor.uidvalidity, im.c.uid.in_(uids)
+                    )
+                )
+            ).scalars()
+        )
+        ids = sorted({m.message_id for m in batch.messages if m.message_id})
+        seen_ids: set[str] = set()
+        if ids:
+            seen_ids = set(
+                (
+                    await tx.execute(
+                        select(im.c.message_id).where(
+                            mine,
+                            im.c.uidvalidity != batch.cursor.uidvalidity,
+                            im.c.message_id.in_(ids),
+                        )
+                    )
+                ).scalars()
+            )
+        fresh = [
+            m
+            for m in batch.messages
+            if m.uid not in seen_uids and not (m.message_id and m.message_id in seen_ids)
+        ]
+        return fresh, len(batch.messages) - len(fresh)
+
+    def _row(
+        self,
+        cursor: MailboxCursor,
+        message: InboundMessage,
+        bounce: dict[str, Any] | None,
+        matched: str | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "tenant_id": self.tenant_id,
+            "account_id": self.account_id,
+            "mailbox": cursor.mailbox,
+            "uidvalidity": cursor.uidvalidity,
+            "uid": message.uid,
+            "message_id": message.message_id,
+            "sender": message.sender,
+            "subject": message.subject,
+            "date": message.date,
+            "received_at": message.received_at,
+            "size": message.size,
+            "raw": message.raw,
+            "truncated": message.truncated,
+            "is_bounce": message.bounce is not None,
+            "bounce": bounce,
+            "matched_message_id": matched,
+            "created_at": now,
+        }
+
+    async def _save_cursor(self, tx: Tx, cursor: MailboxCursor, now: datetime) -> None:
+        mb = inbound_mailboxes
+        values = {"uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "updated_at": now}
+        done = await tx.execute(
+            update(mb)
+            .where(mb.c.account_id == self.account_id, mb.c.mailbox == cursor.mailbox)
+            .values(**values)
+        )
+        if not done.rowcount:
+            await tx.execute(
+                insert(mb).values(account_id=self.account_id, mailbox=cursor.mailbox, **values)
+            )
+
+    async def finish(self, holder: str, *, error: str | None) -> None:
+        """Release the lease and stamp the account with the time and error of this sync."""
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                update(inbound_sync_leases)
+                .where(
+                    inbound_sync_leases.c.account_id == self.account_id,
+                    inbound_sync_leases.c.owner == holder,
+                )
+                .values(owner=None, expires_at=None)
+            )
+            await tx.execute(
+                update(email_accounts)
+                .where(
+                    email_accounts.c.tenant_id == self.tenant_id,
+                    email_accounts.c.id == self.account_id,
+                )
+                .values(last_sync_at=now, last_sync_error=error[:_ERROR_CHARS] if error else None)
+            )
+
+
+# Bounce matching ---------------------------------------------------------------------------
+
+
+def _bounce_json(bounce: Bounce, applied: Sequence[bool]) -> dict[str, Any]:
+    return {
+        "format": bounce.format.value,
+        "original_message_id": bounce.original_message_id,
+        "reporting_mta": bounce.reporting_mta,
+        "recipients": [
+            {
+                "email": r.email,
+                "action": r.action.value,
+                "status": r.status,
+                "code": r.code,
+                "diagnostic": r.diagnostic,
+                "applied": done,
+            }
+            for r, done in zip(bounce.recipients, applied, strict=True)
+        ],
+    }
+
+
+async def _apply_bounce(
+    tx: Tx, tenant_id: str, inbound: InboundMessage, bounce: Bounce, *, now: datetime
+) -> tuple[str | None, list[bool]]:
+    """Mark the recipients ``bounce`` reports failed on the tenant's sent message.
+
+    Returns the matched message's id (None: no message of this tenant has that
+    Message-ID) and, per reported recipient, whether it was marked bounced. Only a
+    recipient whose status is ``sent`` changes, so a bounce read twice (or a delay
+    notice) never emits a second event.
+    """
+    applied = [False] * len(bounce.recipients)
+    if not bounce.original_message_id:
+        return None, applied
+    message = (
+        await tx.execute(
+            select(messages.c.id, messages.c.message_id, messages.c.attempts, messages.c.server_id)
+            .where(
+                messages.c.tenant_id == tenant_id,
+                messages.c.message_id == bounce.original_message_id,
+            )
+            .order_by(messages.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if message is None:
+        return None, applied
+    rows = await tx.execute(
+        select(message_recipients.c.position, message_recipients.c.email).where(
+            message_recipients.c.message_id == message.id,
+            message_recipients.c.status == RecipientStatus.SENT.value,
+        )
+    )
+    sent = {str(email).lower(): position for position, email in rows}
+    events: list[BouncedRecipient] = []
+    for index, recipient in enumerate(bounce.recipients):
+        position = sent.get(recipient.email.lower())
+        if position is None or not recipient.is_failure:
+            continue
+        reply = _reply(recipient)
+        await tx.execute(
+            update(message_recipients)
+            .where(
+                message_recipients.c.message_id == message.id,
+                message_recipients.c.position == position,
+                message_recipients.c.status == RecipientStatus.SENT.value,
+            )
+            .values(
+                status=RecipientStatus.BOUNCED.value,
+                code=recipient.code,
+                reply=reply,
+                updated_at=now,
+            )
+        )
+        applied[index] = True
+        events.append(recipient)
+    if events:
+        await _log_bounce(tx, message, inbound, bounce, events, now=now)
+        await _record_events(tx, tenant_id, message, bounce, events, now=now)
+    return message.id, applied
+
+
+def _reply(recipient: BouncedRecipient) -> str:
+    parts = [recipient.status or "", recipient.diagnostic or "bounced"]
+    return " ".join(p for p in parts if p)[:_ERROR_CHARS]
+
+
+async def _log_bounce(
+    tx: Tx,
+    message: Any,
+    inbound: InboundMessage,
+    bounce: Bounce,
+    recipients: Sequence[BouncedRecipient],
+    *,
+    now: datetime,
+) -> None:
+    """One delivery-log entry per bounce: the attempt it returns, engine ``imap``."""
+    lines = [
+        f"bounce ({bounce.format.value}) received {now.isoformat(timespec='seconds')}",
+        f"inbound message: {inbound.message_id or '(no Message-ID)'} from {inbound.sender}",
+    ]
+    if bounce.reporting_mta:
+        lines.append(f"reporting MTA: {bounce.reporting_mta}")
+    lines += [f"{r.email}: {r.action.value} {_reply(r)}" for r in recipients]
+    first = recipients[0]
+    await tx.execute(
+        insert(attempts).values(
+            message_id=message.id,
+            n=max(int(message.attempts or 0), 1),
+            started_at=now,
+            finished_at=now,
+            server_id=message.server_id,
+            engine=BOUNCE_ENGINE,
+            worker=None,
+            outcome=RecipientStatus.BOUNCED.value,
+            code=first.code,
+            reply=_reply(first),
+            tls_version=None,
+            duration_ms=0.0,
+            possible_duplicate=False,
+            transcript="\n".join(lines),
+        )
+    )
+
+
+async def _record_events(
+    tx: Tx,
+    tenant_id: str,
+    message: Any,
+    bounce: Bounce,
+    recipients: Sequence[BouncedRecipient],
+    *,
+    now: datetime,
+) -> None:
+    """A ``message.bounced`` delivery for every active endpoint subscribed to it."""
+    hooks = [
+        hook_id
+        for hook_id, events in await tx.execute(
+            select(webhooks.c.id, webhooks.c.events).where(
+                webhooks.c.tenant_id == tenant_id,
+                webhooks.c.status == WebhookStatus.ACTIVE.value,
+            )
+        )
+        if WebhookEvent.BOUNCED.value in events
+    ]
+    if not hooks:
+        return
+    slug = (await tx.execute(select(tenants.c.slug).where(tenants.c.id == tenant_id))).scalar_one()
+    out: list[dict[str, Any]] = []
+    for recipient in recipients:
+        payload = event_payload(
+            event_id=new_id(),
+            event=WebhookEvent.BOUNCED,
+            created_at=now,
+            tenant=slug,
+            message_id=message.id,
+            rfc_message_id=message.message_id,
+            recipient=recipient.email,
+            outcome=RecipientStatus.BOUNCED.value,
+            code=recipient.code,
+            reply=_reply(recipient),
+            attempt=max(int(message.attempts or 0), 1),
+        )
+        payload["bounce"] = {
+            "status": recipient.status,
+            "action": recipient.action.value,
+            "diagnostic": recipient.diagnostic,
+            "reporting_mta": bounce.reporting_mta,
+            "format": bounce.format.value,
+        }
+        out += [
+            {
+                "id": new_id(),
+                "webhook_id": hook_id,
+                "event": WebhookEvent.BOUNCED.value,
+                "payload": payload,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for hook_id in hooks
+        ]
+    await tx.execute(insert(webhook_deliveries), out)
+
+
+# Reading -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One ingested message as the inbox lists it (without its bytes)."""
+
+    id: str
+    mailbox: str
+    uidvalidity: int
+    uid: int
+    message_id: str | None
+    sender: str
+    subject: str
+    date: datetime | None
+    received_at: datetime | None
+    size: int
+    truncated: bool
+    is_bounce: bool
+    bounce: dict[str, Any] | None
+    matched_message_id: str | None
+    created_at: datetime
+
+
+_INBOX_COLUMNS = [c for c in inbound_messages.c if c.name not in ("raw", "tenant_id", "account_id")]
+
+
+async def list_inbox(
+    tx: Tx,
+    tenant_id: str,
+    account_id: str,
+    *,
+    limit: int,
+    before: str | None = None,
+    bounces_only: bool = False,
+) -> list[InboxItem]:
+    """Newest first; ``before`` is the last id of the previous page."""
+    im = inbound_messages
+    query = (
+        select(*_INBOX_COLUMNS)
+        .where(im.c.tenant_id == tenant_id, im.c.account_id == account_id)
+        .order_by(im.c.id.desc())
+        .limit(limit)
+    )
+    if before:
+        query = query.where(im.c.id < before)
+    if bounces_only:
+        query = query.where(im.c.is_bounce.is_(True))
+    out = []
+    for row in await tx.execute(query):
+        data = dict(row._mapping)
+        for key in ("date", "received_at", "created_at"):
+            data[key] = as_utc(data[key])
+        out.append(InboxItem(**data))
+    return out
+
+
+async def raw_of(tx: Tx, tenant_id: str, account_id: str, item_id: str) -> bytes:
+    raw = (
+        await tx.execute(
+            select(inbound_messages.c.raw).where(
+                inbound_messages.c.tenant_id == tenant_id,
+                inbound_messages.c.account_id == account_id,
+                inbound_messages.c.id == item_id,
+            )
+        )
+    ).scalar_one_or_none()
+    if raw is None:
+        raise NotFound(f"No inbound message {item_id!r}.")
+    return bytes(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class DueAccount:
+    tenant_id: str
+    account_id: str
+
+
+async def due_accounts(
+    tx: Tx, *, now: datetime, default_interval: timedelta, limit: int = 100
+) -> list[DueAccount]:
+    """Accounts with an IMAP inbox whose interval has passed since their last sync and
+    that no sync holds; the longest-waiting first.
+
+    An account's ``imap.sync_interval_minutes`` overrides ``default_interval``; ``0`` means
+    manual sync only.
+    """
+    lease = inbound_sync_leases
+    rows = await tx.execute(
+        select(
+            email_accounts.c.id,
+            email_accounts.c.tenant_id,
+            email_accounts.c.imap,
+            email_accounts.c.last_sync_at,
+        )
+        .select_from(email_accounts.outerjoin(lease, lease.c.account_id == email_accounts.c.id))
+        .where(or_(lease.c.owner.is_(None), lease.c.expires_at < now))
+        .order_by(func.coalesce(email_accounts.c.last_sync_at, email_accounts.c.created_at))
+    )
+    due: list[DueAccount] = []
+    for account_id, tenant_id, imap, last in rows:
+        if not isinstance(imap, dict) or not imap.get("host"):
+            continue
+        minutes = imap.get("sync_interval_minutes")
+        if minutes is not None and int(minutes) <= 0:
+            continue
+        interval = timedelta(minutes=int(minutes)) if minutes is not None else default_interval
+        last_at = as_utc(last)
+        if last_at is None or last_at + interval <= now:
+            due.append(DueAccount(tenant_id=tenant_id, account_id=account_id))
+            if len(due) >= limit:
+                break
+    return due
