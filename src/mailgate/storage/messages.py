@@ -11,9 +11,9 @@ from sqlalchemy import delete, exists, select, update
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.errors import Conflict, NotFound
 from mailgate.storage.base import Tx, as_utc, utcnow
-from mailgate.storage.tables import attempts, message_recipients, messages
+from mailgate.storage.tables import attempts, message_bodies, message_recipients, messages
 
-_SUMMARY_COLUMNS = [c for c in messages.c if c.name != "raw"]
+_SUMMARY_COLUMNS = list(messages.c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +108,9 @@ async def attempts_of(tx: Tx, message_id: str) -> list[dict[str, Any]]:
 async def raw_of(tx: Tx, tenant_id: str, message_id: str) -> bytes:
     raw = (
         await tx.execute(
-            select(messages.c.raw).where(
-                messages.c.tenant_id == tenant_id, messages.c.id == message_id
-            )
+            select(message_bodies.c.raw)
+            .join(messages, messages.c.id == message_bodies.c.message_id)
+            .where(messages.c.tenant_id == tenant_id, messages.c.id == message_id)
         )
     ).scalar_one_or_none()
     if raw is None:

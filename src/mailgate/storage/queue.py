@@ -111,7 +111,7 @@ class Completion:
 _MESSAGE_COLUMNS = (
     "id", "tenant_id", "app_id", "stage", "account_id", "server_id", "status", "message_id",
     "mail_from", "from_header", "subject", "redirected", "original_recipients", "smtputf8",
-    "size", "raw", "meta", "send_at", "next_attempt_at", "attempts", "possible_duplicate",
+    "size", "meta", "send_at", "next_attempt_at", "attempts", "possible_duplicate",
     "held", "created_at", "updated_at",
 )  # fmt: skip
 
@@ -129,13 +129,14 @@ async def enqueue(tx: Tx, items: Sequence[NewMessage], *, now: datetime) -> None
             (
                 m.id, m.tenant_id, m.app_id, m.stage, m.account_id, m.server_id, queued,
                 m.message_id, m.mail_from, m.from_header, m.subject, b.flag(m.redirected),
-                b.json(m.original_recipients), b.flag(m.smtputf8), len(m.raw), m.raw,
+                b.json(m.original_recipients), b.flag(m.smtputf8), len(m.raw),
                 b.json(m.meta), b.time(m.send_at),
                 b.time(max(m.send_at, now)) if m.send_at else stamp, 0, no, no, stamp, stamp,
             )
             for m in items
         ],
     )  # fmt: skip
+    await b.insert("message_bodies", ("message_id", "raw"), [(m.id, m.raw) for m in items])
     pending = RecipientStatus.PENDING.value
     await b.insert(
         "message_recipients",
@@ -151,7 +152,7 @@ WHERE id IN (
     SELECT id FROM messages WHERE next_attempt_at <= {m}
     ORDER BY next_attempt_at LIMIT {m} {lock}
 )
-RETURNING id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, raw, attempts,
+RETURNING id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, attempts,
     possible_duplicate, created_at
 """
 
@@ -179,19 +180,28 @@ async def claim_rows(
     return result.all()
 
 
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else bytes(value)
+
+
 async def jobs_for(tx: Tx, rows: Sequence[Any]) -> list[Job]:
-    """Jobs for claimed rows, with their recipients (a read; needs no write lock)."""
+    """Jobs for claimed rows, with their bodies and recipients (a read; no write lock)."""
     if not rows:
         return []
     b = Bulk(tx)
     ids = [r[0] for r in rows]
     pending: dict[str, list[tuple[int, str]]] = {}
     delivered: set[str] = set()
+    bodies: dict[str, Any] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
+        marks = b.marks(len(chunk))
+        body_query = f"SELECT message_id, raw FROM message_bodies WHERE message_id IN ({marks})"  # noqa: S608
+        stored: Sequence[Any] = (await tx.exec_driver_sql(body_query, tuple(chunk))).all()
+        bodies.update((message_id, raw) for message_id, raw in stored)
         query = (
             "SELECT message_id, position, email, status FROM message_recipients "  # noqa: S608
-            f"WHERE message_id IN ({b.marks(len(chunk))}) ORDER BY message_id, position"
+            f"WHERE message_id IN ({marks}) ORDER BY message_id, position"
         )
         found: Sequence[Any] = (await tx.exec_driver_sql(query, tuple(chunk))).all()
         for message_id, position, email, status in found:
@@ -208,14 +218,14 @@ async def jobs_for(tx: Tx, rows: Sequence[Any]) -> list[Job]:
             stage=stage,
             mail_from=mail_from,
             smtputf8=bool(smtputf8),
-            raw=raw if isinstance(raw, bytes) else bytes(raw),
+            raw=_bytes(bodies[job_id]),
             attempt=attempt,
             possible_duplicate=bool(duplicate),
             created_at=_parse_time(created_at),
             recipients=tuple(pending.get(job_id, ())),
             delivered_before=job_id in delivered,
         )
-        for (job_id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, raw, attempt,
+        for (job_id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, attempt,
              duplicate, created_at) in rows
     ]  # fmt: skip
 

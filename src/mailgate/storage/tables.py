@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -224,7 +225,6 @@ messages = Table(
     Column("original_recipients", JSON, nullable=True),
     Column("smtputf8", Boolean, nullable=False),
     Column("size", Integer, nullable=False),
-    Column("raw", LargeBinary, nullable=False),
     Column("meta", JSON, nullable=True),
     Column("send_at", DateTime(timezone=True), nullable=True),
     # Due time for the next attempt; NULL while sending, final or held.
@@ -241,10 +241,36 @@ messages = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
-    Index("ix_messages_due", "next_attempt_at"),
-    Index("ix_messages_lease", "status", "lease_expires_at"),
+    # Partial indexes: only due and sending rows are indexed, so the rows of finished mail
+    # (nearly all of them) cost nothing on the queue's hot path.
+    Index(
+        "ix_messages_due",
+        "next_attempt_at",
+        sqlite_where=text("next_attempt_at IS NOT NULL"),
+        postgresql_where=text("next_attempt_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_messages_lease",
+        "lease_expires_at",
+        sqlite_where=text("status = 'sending'"),
+        postgresql_where=text("status = 'sending'"),
+    ),
     Index("ix_messages_tenant_created", "tenant_id", "id"),
     Index("ix_messages_server_held", "server_id", "held"),
+)
+
+# The composed bytes live apart from the message row: the queue updates a message row two
+# or three times per attempt, and a row that carried the body would be rewritten each time.
+message_bodies = Table(
+    "message_bodies",
+    metadata,
+    Column(
+        "message_id",
+        String(ID),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("raw", LargeBinary, nullable=False),
 )
 
 message_recipients = Table(
