@@ -1,0 +1,212 @@
+"""Sign-in, sessions, CSRF and sign-in throttling of the web UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import ADMIN_TOKEN
+from tests.ui.conftest import PASSWORD, add_tenant, add_user
+
+
+async def _owner(api: httpx.AsyncClient) -> None:
+    await add_tenant(api, "acme")
+    await add_user(api, "acme", "owner@acme.test", "owner")
+
+
+async def test_pages_redirect_to_sign_in_with_the_page_to_return_to(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    for path in ("/t/acme/settings", "/t/acme/logs", "/t/acme/captured", "/tenants", "/t/acme/"):
+        r = await b.get(path)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/login"), path
+    r = await b.get("/t/acme/logs?status=sent")
+    assert r.headers["location"] == "/login?next=%2Ft%2Facme%2Flogs%3Fstatus%3Dsent"
+
+
+async def test_sign_in_sets_a_hardened_cookie_and_lands_on_the_tenant(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    r = await b.sign_in("owner@acme.test")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/t/acme/"
+    cookie = r.headers["set-cookie"]
+    assert "mailgate_session=" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert PASSWORD not in cookie and "owner@acme.test" not in cookie  # sealed, not readable
+    r = await b.get("/t/acme/")
+    assert r.headers["location"] == "/t/acme/settings"
+    r = await b.get("/t/acme/settings")
+    assert r.status_code == 200
+    assert "<h1>Email Settings</h1>" in r.text
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_sign_in_returns_to_the_page_asked_for_but_never_off_site(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.get("/login?next=/t/acme/logs")
+    r = await b.post(
+        "/login", {"email": "owner@acme.test", "password": PASSWORD, "next": "/t/acme/logs"}
+    )
+    assert r.headers["location"] == "/t/acme/logs"
+    b2 = browser_factory()
+    await b2.get("/login")
+    r = await b2.post(
+        "/login", {"email": "owner@acme.test", "password": PASSWORD, "next": "//evil.test/x"}
+    )
+    assert r.headers["location"] == "/t/acme/"
+
+
+async def test_wrong_password_is_refused_without_saying_which_part_was_wrong(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    wrong = await b.sign_in("owner@acme.test", "not the password")
+    unknown = await b.sign_in("nobody@acme.test")
+    for r in (wrong, unknown):
+        assert r.status_code == 401
+        assert "Wrong e-mail address or password." in r.text
+    assert (await b.get("/t/acme/settings")).status_code == 303
+
+
+async def test_failed_sign_ins_lock_the_address_out_even_for_the_right_password(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    for _ in range(5):
+        assert (await b.sign_in("owner@acme.test", "guess")).status_code == 401
+    r = await b.sign_in("owner@acme.test")
+    assert r.status_code == 429
+    assert "Too many failed sign-ins" in r.text
+    # Another address is not locked by these failures.
+    await add_user(api, "acme", "viewer@acme.test", "viewer")
+    assert (await b.sign_in("viewer@acme.test")).status_code == 303
+
+
+async def test_sign_in_without_the_form_token_is_refused(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.get("/login")
+    r = await b.client.post("/login", data={"email": "owner@acme.test", "password": PASSWORD})
+    assert r.status_code == 403
+    fresh = browser_factory()  # no cookie at all: the token cannot match
+    r = await fresh.client.post(
+        "/login", data={"email": "owner@acme.test", "password": PASSWORD, "csrf_token": "x"}
+    )
+    assert r.status_code == 403
+
+
+async def test_posts_without_the_sessions_csrf_token_or_from_elsewhere_are_refused(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    await b.get("/t/acme/apps")
+    form = {"name": "billing"}
+    missing = await b.client.post("/t/acme/apps", data=form)
+    wrong = await b.client.post("/t/acme/apps", data={**form, "csrf_token": "forged"})
+    other_site = await b.post("/t/acme/apps", form, headers={"Origin": "https://evil.test"})
+    for r in (missing, wrong, other_site):
+        assert r.status_code == 403
+        assert "did not come from this site" in r.text
+    header = await b.client.post(
+        "/t/acme/settings/servers/test", data={"engine": "capture"},
+        headers={"X-CSRF-Token": "forged", "Accept": "application/json"},
+    )
+    assert header.status_code == 403
+    assert header.json()["status"] == 403
+    r = await b.get("/t/acme/apps")
+    assert "billing" not in r.text
+    ok = await b.post("/t/acme/apps", form, headers={"Origin": "http://mailgate.test"})
+    assert ok.status_code == 303
+    assert "billing" in (await b.get("/t/acme/apps")).text
+
+
+async def test_a_tampered_cookie_is_no_session(browser_factory: Any, api: httpx.AsyncClient) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    value = b.client.cookies["mailgate_session"]
+    b.client.cookies.set("mailgate_session", value[:-4] + ("AAAA" if value[-4:] != "AAAA" else "BBBB"))
+    r = await b.get("/t/acme/settings")
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/login")
+
+
+async def test_sign_out_ends_the_session(browser_factory: Any, api: httpx.AsyncClient) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    await b.get("/t/acme/settings")
+    r = await b.post("/logout")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login"
+    assert (await b.get("/t/acme/settings")).status_code == 303
+    assert "You are signed out." in (await b.get("/login")).text
+
+
+async def test_a_deleted_user_or_a_changed_password_ends_the_session(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    from tests.conftest import ADMIN
+
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    assert (await b.get("/t/acme/settings")).status_code == 200
+    users = (await api.get("/api/v1/tenants/acme/users", headers=ADMIN)).json()["items"]
+    user_id = users[0]["id"]
+    r = await api.patch(
+        f"/api/v1/tenants/acme/users/{user_id}", json={"password": "a new one!"}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    assert (await b.get("/t/acme/settings")).status_code == 303
+    await b.sign_in("owner@acme.test", "a new one!")
+    assert (await b.get("/t/acme/settings")).status_code == 200
+    await api.delete(f"/api/v1/tenants/acme/users/{user_id}", headers=ADMIN)
+    assert (await b.get("/t/acme/settings")).status_code == 303
+
+
+async def test_instance_admin_signs_in_with_the_token_and_picks_a_tenant(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await add_tenant(api, "acme")
+    await add_tenant(api, "globex")
+    b = browser_factory()
+    await b.get("/login")
+    bad = await b.post("/login/admin", {"token": "mg_not_a_token"})
+    assert bad.status_code == 401
+    r = await b.post("/login/admin", {"token": ADMIN_TOKEN})
+    assert r.headers["location"] == "/tenants"
+    picker = await b.get("/tenants")
+    assert picker.status_code == 200
+    assert 'href="/t/acme/"' in picker.text and 'href="/t/globex/"' in picker.text
+    assert ADMIN_TOKEN not in picker.text
+    assert (await b.get("/t/globex/settings")).status_code == 200
+
+
+async def test_a_user_of_one_tenant_skips_the_picker(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    r = await b.get("/tenants")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/t/acme/"
