@@ -48,6 +48,19 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP listen address.")
     port: int = Field(8025, ge=0, le=65535, description="HTTP listen port.")
     smtp_port: int = Field(2525, ge=0, le=65535, description="SMTP submission port; 0 disables.")
+    smtp_tls_cert: Path | None = Field(
+        None,
+        description="PEM certificate (chain) for SMTP submission; with the key, STARTTLS is "
+        "offered and AUTH waits for it.",
+    )
+    smtp_tls_key: Path | None = Field(
+        None, description="PEM private key of `smtp_tls_cert` for SMTP submission."
+    )
+    smtp_allow_insecure_auth: bool = Field(
+        False,
+        description="Allow SMTP submission AUTH without TLS on a non-loopback listener "
+        "(e.g. behind a TLS-terminating proxy). Tokens then cross the network in clear.",
+    )
     allow_port_25: bool = Field(False, description="Allow mail servers on port 25.")
     allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

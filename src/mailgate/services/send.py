@@ -28,6 +28,7 @@ from typing import Any
 from mailgate.compose import Address, check_limits, compose, make_draft, new_message_id
 from mailgate.compose.addresses import parse_address
 from mailgate.domain.ids import new_id
+from mailgate.domain.model import EmailAccount
 from mailgate.domain.routing import (
     Recipients,
     RouteError,
@@ -92,6 +93,41 @@ def _resolve_app(caller: Caller, snap: RoutingSnapshot, requested: str | None) -
     return app.id
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one message goes: its app, stage, sender account and mail server."""
+
+    app_id: str | None
+    stage: str | None
+    account: EmailAccount
+    server_id: str
+
+
+def resolve_route(
+    caller: Caller,
+    snap: RoutingSnapshot,
+    *,
+    app: str | None,
+    stage: str | None,
+    sender: str | None,
+) -> Route:
+    """The app (an app-bound token binds it), the stage, the sender account (``sender`` is
+    an address, None for the tenant default) and the mail server of one message (SPEC.md
+    section 2); a ValidationFailed names ``app``, ``stage`` or ``from``. Does no IO."""
+    app_id = _resolve_app(caller, snap, app)
+    if stage is not None and stage not in snap.stage_servers:
+        raise ValidationFailed.field("stage", f"no stage named {stage!r} in this tenant")
+    try:
+        account = choose_sender(snap.accounts_by_address, snap.default_account, sender)
+        stage_server = snap.stage_servers.get(stage) if stage else None
+        server_id = choose_server(
+            stage_server=stage_server, account=account, default_server=snap.default_server
+        )
+    except RouteError as exc:
+        raise _route_error(exc) from None
+    return Route(app_id=app_id, stage=stage, account=account, server_id=server_id)
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
@@ -103,22 +139,16 @@ def prepare(
 ) -> queue.NewMessage:
     """Validate, route, render, compose and sign one message; raises a RequestError naming
     the field. Does no IO: everything it needs is in ``snap``."""
-    app_id = _resolve_app(caller, snap, item.get("app"))
-    stage = item.get("stage")
-    if stage is not None and stage not in snap.stage_servers:
-        raise ValidationFailed.field("stage", f"no stage named {stage!r} in this tenant")
     requested_from = item.get("from")
-    try:
-        wanted = parse_address(requested_from, field="from") if requested_from else None
-        account = choose_sender(
-            snap.accounts_by_address, snap.default_account, wanted.email if wanted else None
-        )
-        stage_server = snap.stage_servers.get(stage) if stage else None
-        server_id = choose_server(
-            stage_server=stage_server, account=account, default_server=snap.default_server
-        )
-    except RouteError as exc:
-        raise _route_error(exc) from None
+    wanted = parse_address(requested_from, field="from") if requested_from else None
+    route = resolve_route(
+        caller,
+        snap,
+        app=item.get("app"),
+        stage=item.get("stage"),
+        sender=wanted.email if wanted else None,
+    )
+    app_id, stage, account, server_id = route.app_id, route.stage, route.account, route.server_id
     sender = {"email": account.address, "name": account.display_name}
     reply_to = item.get("reply_to")
     if reply_to is None and account.reply_to:
@@ -211,7 +241,7 @@ async def _replay(
     return SendOutcome(stored.status_code, stored.response)
 
 
-async def _commit(
+async def commit(
     ctx: Context,
     caller: Caller,
     items: Sequence[queue.NewMessage],
@@ -221,6 +251,8 @@ async def _commit(
     digest: str,
     now: datetime,
 ) -> None:
+    """Commit ``items`` (and the idempotency record for ``key``) in one transaction, then
+    wake in-process workers; once this returns the messages are durable."""
     async with ctx.db.transaction() as tx:
         await queue.enqueue(tx, items, now=now)
         if key is not None:
@@ -255,7 +287,7 @@ async def send_one(
     outcome = SendOutcome(
         202, {"id": message.id, "status": "queued", "message_id": message.message_id}
     )
-    await _commit(ctx, caller, [message], outcome, key=idempotency_key, digest=digest, now=now)
+    await commit(ctx, caller, [message], outcome, key=idempotency_key, digest=digest, now=now)
     return outcome
 
 
@@ -346,5 +378,5 @@ async def send_batch(
     else:
         accepted, results = _prepare_batch(ctx, caller, snap, items, now=now)
     outcome = SendOutcome(200, {"items": results})
-    await _commit(ctx, caller, accepted, outcome, key=idempotency_key, digest=digest, now=now)
+    await commit(ctx, caller, accepted, outcome, key=idempotency_key, digest=digest, now=now)
     return outcome

@@ -1,0 +1,171 @@
+"""The SMTP submission listener: aiosmtpd on the caller's event loop, with a clean stop.
+
+aiosmtpd's ``Controller`` runs the server in a thread with its own event loop; Mailgate's
+database and queue live on the loop of ``mailgate serve``, so the listener is created on
+that loop directly (``loop.create_server``) with one aiosmtpd ``SMTP`` protocol per
+connection.
+
+Extensions offered: SIZE (the instance's ``max_message_bytes``, RFC 1870), 8BITMIME
+(RFC 6152), SMTPUTF8 (RFC 6531), STARTTLS when a certificate is configured (RFC 3207),
+AUTH PLAIN and LOGIN (RFC 4954) when :class:`SubmissionConfig` allows it on this connection.
+
+``stop`` stops accepting, waits up to ``shutdown_grace`` seconds for messages being
+committed, then answers ``421`` on every open connection and closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session
+
+from mailgate.errors import ConfigurationError
+from mailgate.services.context import Context
+from mailgate.settings import Settings
+from mailgate.submission import replies
+from mailgate.submission.config import MAX_AUTH_ATTEMPTS, SubmissionConfig
+from mailgate.submission.handler import SubmissionHandler
+
+log = logging.getLogger("mailgate.submission")
+
+#: How long ``stop`` waits for closed connections to wind down.
+_CLOSE_WAIT = 5.0
+
+
+class _Session(Session):
+    """aiosmtpd's session without its deprecated ``login_data`` (which logs a warning on
+    every successful AUTH); Mailgate keeps the login in ``auth_data``."""
+
+    @property
+    def login_data(self) -> None:
+        return None
+
+    @login_data.setter
+    def login_data(self, value: object) -> None:
+        pass
+
+
+class _Protocol(SMTP):
+    """One connection; registers itself so that ``stop`` can close it."""
+
+    def __init__(self, handler: SubmissionHandler, open_: set[_Protocol], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._open = open_
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._open.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._open.discard(self)
+        super().connection_lost(error)
+
+    def say_goodbye(self) -> asyncio.Task[None] | None:
+        """Answer 421 and close; the task that served the connection, to wait for."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(replies.SHUTTING_DOWN.encode() + b"\r\n")
+            transport.close()
+        task: asyncio.Task[None] | None = self._handler_coroutine
+        return task
+
+
+class SubmissionServer:
+    """A running listener; ``await stop()`` (or ``async with``) ends it."""
+
+    def __init__(
+        self,
+        server: asyncio.Server,
+        handler: SubmissionHandler,
+        connections: set[_Protocol],
+        config: SubmissionConfig,
+    ) -> None:
+        self._server = server
+        self._handler = handler
+        self._connections = connections
+        self.config = config
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on (the chosen one when the configured port was 0)."""
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop accepting, let commits finish, close every connection (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.close()
+        await self._handler.drain(self.config.shutdown_grace)
+        tasks = [t for c in list(self._connections) if (t := c.say_goodbye()) is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CLOSE_WAIT)
+        await self._server.wait_closed()
+        log.info("SMTP submission stopped")
+
+    async def __aenter__(self) -> SubmissionServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve_submission(ctx: Context, config: SubmissionConfig) -> SubmissionServer:
+    """Listen as ``config`` says (port 0: a free port) and serve until ``stop``."""
+    tls = config.tls_context()
+    hostname = config.hostname
+    if hostname is None:
+        hostname = await asyncio.to_thread(socket.getfqdn)
+    handler = SubmissionHandler(ctx, hostname=hostname)
+    connections: set[_Protocol] = set()
+    loop = asyncio.get_running_loop()
+    options: dict[str, Any] = {
+        "hostname": hostname,
+        "ident": "Mailgate ESMTP",
+        "data_size_limit": ctx.policy.max_message_bytes,
+        "enable_SMTPUTF8": True,
+        "tls_context": tls,
+        "auth_require_tls": config.auth_needs_tls,
+        "timeout": config.idle_timeout,
+        # aiosmtpd's "*" covers every other command; only AUTH is kept short.
+        "command_call_limit": {"AUTH": MAX_AUTH_ATTEMPTS, "*": 1_000_000},
+        "loop": loop,
+    }
+
+    def factory() -> _Protocol:
+        return _Protocol(handler, connections, **options)
+
+    try:
+        server = await loop.create_server(factory, host=config.host, port=config.port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"SMTP submission cannot listen on {config.host}:{config.port}: {exc.strerror}; "
+            "choose another MAILGATE_SMTP_PORT (0 disables the listener)"
+        ) from exc
+    # aiosmtpd logs every command at INFO; Mailgate logs what matters itself.
+    quiet = logging.getLogger("mail.log")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.WARNING)
+    running = SubmissionServer(server, handler, connections, config)
+    tls_note = "STARTTLS" if tls else "no TLS"
+    log.info("SMTP submission on %s:%d (%s)", config.host, running.port, tls_note)
+    if config.warning:
+        log.warning(config.warning)
+    return running
+
+
+async def start_submission(ctx: Context, settings: Settings) -> SubmissionServer | None:
+    """The submission listener ``settings`` describe, started; None when ``smtp_port`` is 0.
+
+    Raises :class:`~mailgate.errors.ConfigurationError` for an unusable certificate or key.
+    """
+    if settings.smtp_port == 0:
+        return None
+    return await serve_submission(ctx, SubmissionConfig.from_settings(settings))
