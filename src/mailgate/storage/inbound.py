@@ -184,7 +184,9 @@ class InboundStore:
             now = self.clock()
             bounces = applied = 0
             rows: list[dict[str, Any]] = []
-            for message in fresh:
+            # Ids sort by time; sorted within the batch, they also follow the UIDs.
+            ids = sorted(new_id() for _ in fresh)
+            for row_id, message in zip(ids, fresh, strict=True):
                 matched: str | None = None
                 bounce_json: dict[str, Any] | None = None
                 if message.bounce is not None:
@@ -194,7 +196,7 @@ class InboundStore:
                     )
                     applied += sum(results)
                     bounce_json = _bounce_json(message.bounce, results)
-                rows.append(self._row(batch.cursor, message, bounce_json, matched, now))
+                rows.append(self._row(row_id, batch.cursor, message, bounce_json, matched, now))
             if rows:
                 await tx.execute(insert(inbound_messages), rows)
             await self._save_cursor(tx, batch.cursor, now)
@@ -247,6 +249,7 @@ class InboundStore:
 
     def _row(
         self,
+        row_id: str,
         cursor: MailboxCursor,
         message: InboundMessage,
         bounce: dict[str, Any] | None,
@@ -254,7 +257,7 @@ class InboundStore:
         now: datetime,
     ) -> dict[str, Any]:
         return {
-            "id": new_id(),
+            "id": row_id,
             "tenant_id": self.tenant_id,
             "account_id": self.account_id,
             "mailbox": cursor.mailbox,

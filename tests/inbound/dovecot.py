@@ -1,0 +1,190 @@
+"""A private Dovecot IMAP server for tests, listening on 127.0.0.1 only.
+
+Each instance has its own configuration, runtime directory, passwd-file users and maildirs,
+all in one short temporary directory (Dovecot's unix sockets must fit in 108 bytes, and
+the mail user must be able to reach the maildir). Two listeners: implicit TLS and plain
+IMAP with STARTTLS, each on a free ephemeral port. The default certificate is issued for
+``127.0.0.1``; SNI ``imap.mailgate.test`` selects a second one (the pinning test).
+
+Run as root (CI), Dovecot drops privileges: login processes run as ``dovenull``, mail
+processes as the ``dovecot`` user, who owns the maildirs. Run as anyone else, every
+process stays that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.tls import CertFiles
+
+
+def dovecot_binary() -> str | None:
+    found = shutil.which("dovecot")
+    if found:
+        return found
+    return "/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None
+
+
+def doveadm_binary() -> str | None:
+    found = shutil.which("doveadm")
+    if found:
+        return found
+    return "/usr/bin/doveadm" if os.access("/usr/bin/doveadm", os.X_OK) else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dovecot exited: {log.read_text(errors='replace')}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"dovecot did not listen on {port}: {log.read_text(errors='replace')}")
+
+
+class Dovecot:
+    """A running Dovecot; ``users`` maps user names to passwords."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, *, cert: CertFiles, sni_cert: CertFiles, users: dict[str, str]) -> None:
+        binary, doveadm = dovecot_binary(), doveadm_binary()
+        assert binary and doveadm
+        self.binary, self.doveadm = binary, doveadm
+        self.users = users
+        self.dir = Path(tempfile.mkdtemp(prefix="mg-dovecot-"))
+        self.tls_port = _free_port()
+        self.starttls_port = _free_port()
+        self.log = self.dir / "dovecot.log"
+        self.config = self.dir / "dovecot.conf"
+        root = os.geteuid() == 0
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        mail = pwd.getpwnam("dovecot") if root else pwd.getpwuid(os.geteuid())
+        mail_dir = self.dir / "mail"
+        mail_dir.mkdir()
+        (self.dir / "passwd").write_text(
+            "".join(f"{name}:{{PLAIN}}{password}\n" for name, password in users.items())
+        )
+        if root:
+            self.dir.chmod(0o755)
+            os.chown(mail_dir, mail.pw_uid, mail.pw_gid)
+        self.config.write_text(
+            _CONFIG.format(
+                dir=self.dir,
+                internal_user="dovecot" if root else me,
+                login_user="dovenull" if root else me,
+                uid=mail.pw_uid,
+                gid=mail.pw_gid,
+                tls_port=self.tls_port,
+                starttls_port=self.starttls_port,
+                cert=cert.cert_file,
+                key=cert.key_file,
+                sni_cert=sni_cert.cert_file,
+                sni_key=sni_cert.key_file,
+            )
+        )
+        self.proc = subprocess.Popen(
+            [self.binary, "-F", "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_listening(self.tls_port, self.proc, self.log)
+            _wait_listening(self.starttls_port, self.proc, self.log)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _doveadm(self, *args: str, data: bytes | None = None) -> None:
+        subprocess.run(
+            [self.doveadm, "-c", str(self.config), *args],
+            input=data,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+    def deliver(self, user: str, raw: bytes, *, folder: str = "INBOX") -> None:
+        """Put ``raw`` into the user's folder (as the mail user, through Dovecot)."""
+        self._doveadm("save", "-u", user, "-m", folder, data=raw)
+
+    def set_uidvalidity(self, user: str, value: int, *, folder: str = "INBOX") -> None:
+        """Give the folder a new UIDVALIDITY, as a server that rebuilt its index would."""
+        self._doveadm("mailbox", "update", "-u", user, "--uid-validity", str(value), folder)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_CONFIG = """\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {dir}/run
+state_dir = {dir}/state
+instance_name = mailgate-test-{tls_port}
+log_path = {dir}/dovecot.log
+default_internal_user = {internal_user}
+default_internal_group = {internal_user}
+default_login_user = {login_user}
+first_valid_uid = 1
+auth_mechanisms = plain login
+disable_plaintext_auth = yes
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+local_name imap.mailgate.test {{
+  ssl_cert = <{sni_cert}
+  ssl_key = <{sni_key}
+}}
+login_trusted_networks =
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {dir}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={dir}/mail/%u
+}}
+mail_location = maildir:~/Maildir
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {starttls_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
