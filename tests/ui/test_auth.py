@@ -126,7 +126,8 @@ async def test_posts_without_the_sessions_csrf_token_or_from_elsewhere_are_refus
         assert r.status_code == 403
         assert "did not come from this site" in r.text
     header = await b.client.post(
-        "/t/acme/settings/servers/test", data={"engine": "capture"},
+        "/t/acme/settings/servers/test",
+        data={"engine": "capture"},
         headers={"X-CSRF-Token": "forged", "Accept": "application/json"},
     )
     assert header.status_code == 403
@@ -138,12 +139,16 @@ async def test_posts_without_the_sessions_csrf_token_or_from_elsewhere_are_refus
     assert "billing" in (await b.get("/t/acme/apps")).text
 
 
-async def test_a_tampered_cookie_is_no_session(browser_factory: Any, api: httpx.AsyncClient) -> None:
+async def test_a_tampered_cookie_is_no_session(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
     await _owner(api)
     b = browser_factory()
     await b.sign_in("owner@acme.test")
     value = b.client.cookies["mailgate_session"]
-    b.client.cookies.set("mailgate_session", value[:-4] + ("AAAA" if value[-4:] != "AAAA" else "BBBB"))
+    b.client.cookies.set(
+        "mailgate_session", value[:-4] + ("AAAA" if value[-4:] != "AAAA" else "BBBB")
+    )
     r = await b.get("/t/acme/settings")
     assert r.status_code == 303
     assert r.headers["location"].startswith("/login")

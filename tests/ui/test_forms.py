@@ -173,7 +173,9 @@ async def test_accounts_need_a_server_and_keep_their_address(
     assert r.status_code == 422
     assert "read-only after creation" in field_error(r.text, "address")
     page = await b.get("/t/acme/settings")
-    assert "Are you sure you want to delete the account Support? This cannot be undone." in page.text
+    assert (
+        "Are you sure you want to delete the account Support? This cannot be undone." in page.text
+    )
     assert 'data-sync-url="/api/v1/tenants/acme/email-accounts/' in page.text
     assert "Default" in page.text
 

@@ -71,9 +71,11 @@
         body: new FormData(form),
         headers: { "X-Mailgate-Fragment": "1", "X-CSRF-Token": csrf() },
         credentials: "same-origin",
+        // Saved: the 303 (and its one-time message cookie) is left to the reload below.
+        redirect: "manual",
       });
-      if (response.redirected) {
-        window.location.href = response.url;
+      if (response.type === "opaqueredirect") {
+        window.location.reload();
         return;
       }
       const type = response.headers.get("content-type") || "";
