@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -149,3 +151,37 @@ def unfolded_head(raw: bytes) -> list[str]:
     """The header fields of ``raw``, each unfolded onto one line (RFC 5322 section 2.2.3)."""
     head = raw.split(b"\r\n\r\n", 1)[0].decode()
     return head.replace("\r\n ", " ").replace("\r\n\t", "\t").split("\r\n")
+
+
+async def raw_send(port: int, data: bytes, *, token: str, rcpt: str = "a@example.com") -> str:
+    """Send ``data`` octet for octet (no client repairs line ends, as aiosmtplib does) and
+    return the reply to the final dot, e.g. ``554 5.6.0 ...`` (lines joined with LF)."""
+    reader, writer = await asyncio.open_connection(LOCAL, port)
+
+    async def reply() -> str:
+        lines = [await reader.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(await reader.readline())
+        return "\n".join(line.decode().rstrip("\r\n") for line in lines)
+
+    try:
+        assert (await reply()).startswith("220")
+        plain = base64.b64encode(f"\0{SLUG}\0{token}".encode())
+        for command in (
+            b"EHLO app.acme.test",
+            b"AUTH PLAIN " + plain,
+            f"MAIL FROM:<{SENDER}>".encode(),
+            f"RCPT TO:<{rcpt}>".encode(),
+            b"DATA",
+        ):
+            writer.write(command + b"\r\n")
+            answer = await reply()
+            assert answer[:1] in "23", (command[:4], answer)
+        writer.write(data + b".\r\n")
+        final = await reply()
+        writer.write(b"QUIT\r\n")
+        await reply()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return final

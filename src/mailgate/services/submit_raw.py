@@ -54,8 +54,11 @@ from mailgate.storage.base import utcnow
 #: event loop keeps serving other connections meanwhile.
 THREAD_MIN_BYTES: Final = 256 * 1024
 
+#: The field naming a refused sender account (From names an address that is not an
+#: account, or the account cannot sign), as opposed to a malformed ``From`` field.
+SENDER_FIELD: Final = "sender"
 # The REST field names that resolve_route and sign_message report, as a submitter knows them.
-_FIELD_NAMES: Final = {"app": APP_HEADER, "stage": STAGE_HEADER, "from": "From"}
+_FIELD_NAMES: Final = {"app": APP_HEADER, "stage": STAGE_HEADER, "from": SENDER_FIELD}
 
 
 @dataclass(frozen=True, slots=True)

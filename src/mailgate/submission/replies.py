@@ -11,7 +11,7 @@ Reply codes follow RFC 5321 section 4.2 and enhanced status codes RFC 3463 / RFC
 | malformed MAIL FROM / RCPT TO address | ``553 5.1.7`` / ``553 5.1.3`` |
 | more recipients than allowed | ``452 4.5.3`` (RFC 5321 section 4.5.3.1.10) |
 | message larger than allowed | ``552 5.3.4`` |
-| sender, app or stage refused (From, X-Mailgate-App, X-Mailgate-Stage) | ``550 5.7.1`` |
+| sender account, app or stage refused (``sender``, ``X-Mailgate-App``/``-Stage``) | ``550 5.7.1`` |
 | anything else wrong with the message | ``554 5.6.0``, one line per problem |
 | database busy or Mailgate failing: nothing was queued | ``451 4.3.0`` |
 | Mailgate misconfigured (e.g. secret keys): nothing was queued | ``451 4.3.5`` |
@@ -28,6 +28,7 @@ from typing import Final
 
 from mailgate.errors import RateLimited, RequestError, TooLarge, ValidationFailed
 from mailgate.services.submit_headers import APP_HEADER, STAGE_HEADER
+from mailgate.services.submit_raw import SENDER_FIELD
 
 #: Problems listed in one reply at most (the rest are summarised).
 MAX_LINES: Final = 10
@@ -44,7 +45,7 @@ MISCONFIGURED: Final = (
 )
 SHUTTING_DOWN: Final = "421 4.3.2 Mailgate is shutting down; try again later"
 
-_ROUTING_FIELDS: Final = frozenset({"From", APP_HEADER, STAGE_HEADER})
+_ROUTING_FIELDS: Final = frozenset({SENDER_FIELD, APP_HEADER, STAGE_HEADER})
 
 
 def clean(text: str) -> str:
