@@ -420,6 +420,7 @@ async def _log_bounce(
     first = recipients[0]
     await tx.execute(
         insert(attempts).values(
+            id=new_id(),
             message_id=message.id,
             n=max(int(message.attempts or 0), 1),
             started_at=now,
