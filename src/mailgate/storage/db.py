@@ -7,6 +7,9 @@ psycopg 3. Everything above storage sees a :class:`Database` and opaque transact
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -55,6 +58,55 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class HostWriteLock:
+    """An exclusive ``flock`` on a file beside the SQLite database, taken by every writer.
+
+    SQLite lets one writer in at a time and makes the others wait in its busy handler, which
+    sleeps and retries (1 ms, 2 ms, 5 ms … up to 100 ms per try). Several worker processes
+    taking turns hundreds of times a second then spend most of their time asleep. With this
+    lock the kernel wakes the next writer the moment the lock is released, and ``BEGIN
+    IMMEDIATE`` finds the database free; the busy handler stays as the fallback for writers
+    that are not Mailgate.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
+
+    async def acquire(self) -> None:
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # The thread may still get the lock after we gave up: give it back then.
+            waiting.add_done_callback(self._release_if_taken)
+            raise
+
+    def _release_if_taken(self, waiting: asyncio.Future[None]) -> None:
+        if not waiting.cancelled() and waiting.exception() is None:
+            self.release()
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Database:
     """One database: an async engine plus transaction helpers."""
 
@@ -63,9 +115,11 @@ class Database:
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
+        self._host_lock: HostWriteLock | None = None
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                self._host_lock = HostWriteLock(Path(parsed.database + ".writer-lock"))
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         elif self.dialect == "postgresql":
             kwargs["pool_size"] = pool_size
@@ -93,9 +147,10 @@ class Database:
 
         On SQLite it starts with ``BEGIN IMMEDIATE`` so writers queue on the database lock
         instead of failing with "database is locked" when upgrading a read lock; and the
-        writers of one process queue on an asyncio lock first, because SQLite's own busy
-        handler waits by sleeping (a millisecond and more per try), which would stall a
-        process whose claim and flush transactions take turns hundreds of times a second.
+        writers of one process queue on an asyncio lock first, and the processes of one host
+        on a :class:`HostWriteLock`, because SQLite's own busy handler waits by sleeping (a
+        millisecond and more per try), which would stall processes whose claim and flush
+        transactions take turns hundreds of times a second.
         """
         if self._write_lock is None or _holds_write_lock.get():
             async with self._begin() as conn:
@@ -103,10 +158,15 @@ class Database:
             return
         async with self._write_lock:
             token = _holds_write_lock.set(True)
+            host = self._host_lock
+            if host is not None:
+                await host.acquire()
             try:
                 async with self._begin() as conn:
                     yield conn
             finally:
+                if host is not None:
+                    host.release()
                 _holds_write_lock.reset(token)
 
     @asynccontextmanager
@@ -145,3 +205,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._host_lock is not None:
+            with contextlib.suppress(OSError):
+                self._host_lock.close()
