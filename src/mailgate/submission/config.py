@@ -30,7 +30,7 @@ from mailgate.settings import Settings
 MAX_AUTH_ATTEMPTS = 3
 #: Seconds a connection may stay idle between commands (RFC 5321 section 4.5.3.2.7).
 IDLE_TIMEOUT = 300.0
-#: Seconds ``stop`` waits for messages being committed before it closes connections.
+#: Seconds ``stop`` lets a DATA command in progress finish before it closes connections.
 SHUTDOWN_GRACE = 10.0
 
 

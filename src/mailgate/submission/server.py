@@ -9,8 +9,9 @@ Extensions offered: SIZE (the instance's ``max_message_bytes``, RFC 1870), 8BITM
 (RFC 6152), SMTPUTF8 (RFC 6531), STARTTLS when a certificate is configured (RFC 3207),
 AUTH PLAIN and LOGIN (RFC 4954) when :class:`SubmissionConfig` allows it on this connection.
 
-``stop`` stops accepting, waits up to ``shutdown_grace`` seconds for messages being
-committed, then answers ``421`` on every open connection and closes it.
+``stop`` stops accepting and answers ``421`` on every open connection and closes it; a
+connection in the middle of DATA first finishes it (its commit and the reply), for at most
+``shutdown_grace`` seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import socket
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import SMTP, Session, syntax
 
 from mailgate.errors import ConfigurationError
 from mailgate.services.context import Context
@@ -30,9 +31,6 @@ from mailgate.submission.config import MAX_AUTH_ATTEMPTS, SubmissionConfig
 from mailgate.submission.handler import SubmissionHandler
 
 log = logging.getLogger("mailgate.submission")
-
-#: How long ``stop`` waits for closed connections to wind down.
-_CLOSE_WAIT = 5.0
 
 
 class _Session(Session):
@@ -49,11 +47,14 @@ class _Session(Session):
 
 
 class _Protocol(SMTP):
-    """One connection; registers itself so that ``stop`` can close it."""
+    """One connection; registers itself so that ``stop`` can close it, and finishes the
+    DATA command in progress (the commit and its reply) before it does."""
 
     def __init__(self, handler: SubmissionHandler, open_: set[_Protocol], **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._open = open_
+        self._in_data = False
+        self._leaving = False
 
     def _create_session(self) -> Session:
         return _Session(self.loop)
@@ -66,14 +67,35 @@ class _Protocol(SMTP):
         self._open.discard(self)
         super().connection_lost(error)
 
-    def say_goodbye(self) -> asyncio.Task[None] | None:
-        """Answer 421 and close; the task that served the connection, to wait for."""
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+            if self._leaving:
+                self._close(replies.SHUTTING_DOWN)
+
+    def _close(self, reply: str) -> None:
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
-            transport.write(replies.SHUTTING_DOWN.encode() + b"\r\n")
+            transport.write(reply.encode() + b"\r\n")
             transport.close()
+
+    def say_goodbye(self) -> asyncio.Task[None] | None:
+        """Answer 421 and close, at once or after the DATA command in progress; the task
+        serving the connection, to wait for."""
+        self._leaving = True
+        if not self._in_data:
+            self._close(replies.SHUTTING_DOWN)
         task: asyncio.Task[None] | None = self._handler_coroutine
         return task
+
+    def abort(self) -> None:
+        """Close now, whatever the connection was doing."""
+        if self.transport is not None:
+            self.transport.close()
 
 
 class SubmissionServer:
@@ -103,10 +125,14 @@ class SubmissionServer:
             return
         self._stopped = True
         self._server.close()
-        await self._handler.drain(self.config.shutdown_grace)
+        grace = self.config.shutdown_grace
         tasks = [t for c in list(self._connections) if (t := c.say_goodbye()) is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=_CLOSE_WAIT)
+            await asyncio.wait(tasks, timeout=grace)
+        for connection in list(self._connections):
+            connection.abort()
+        # A commit whose client is gone still runs (it is shielded): let it end.
+        await self._handler.drain(grace)
         await self._server.wait_closed()
         log.info("SMTP submission stopped")
 
