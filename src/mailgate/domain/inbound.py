@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class ImapSecurity(StrEnum):
@@ -151,3 +152,33 @@ class SyncCounts:
             bounced_recipients=self.bounced_recipients + result.bounced_recipients,
             uidvalidity_changed=self.uidvalidity_changed,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One stored inbound message as the inbox lists it (without its bytes); ``bounce``
+    is what the bounce said and which recipients it changed."""
+
+    id: str
+    mailbox: str
+    uidvalidity: int
+    uid: int
+    message_id: str | None
+    sender: str
+    subject: str
+    date: datetime | None
+    received_at: datetime | None
+    size: int
+    truncated: bool
+    is_bounce: bool
+    bounce: dict[str, Any] | None
+    matched_message_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DueAccount:
+    """An account whose inbox the scheduler should read now."""
+
+    tenant_id: str
+    account_id: str

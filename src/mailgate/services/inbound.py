@@ -13,7 +13,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
-from mailgate.domain.inbound import SyncCounts
+from mailgate.domain.inbound import InboxItem, SyncCounts
 from mailgate.engines.guarded_dialer import GuardedDialer
 from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.errors import FieldError, RequestError, ValidationFailed
@@ -23,7 +23,7 @@ from mailgate.runtime import InstancePolicy
 from mailgate.services.context import Caller, Context
 from mailgate.storage import inbound as store
 from mailgate.storage.accounts import AccountRepo
-from mailgate.storage.inbound import InboundStore, InboxItem
+from mailgate.storage.inbound import InboundStore
 
 DialerFactory = Callable[[InstancePolicy], Dialer]
 

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,10 +29,12 @@ from mailgate.domain.inbound import (
     BatchResult,
     Bounce,
     BouncedRecipient,
+    DueAccount,
     ImapSecurity,
     ImapTarget,
     InboundBatch,
     InboundMessage,
+    InboxItem,
     MailboxCursor,
 )
 from mailgate.domain.webhooks import DeliveryStatus, WebhookEvent, WebhookStatus, event_payload
@@ -315,20 +316,23 @@ class InboundStore:
 # Bounce matching ---------------------------------------------------------------------------
 
 
+def _recipient_json(recipient: BouncedRecipient) -> dict[str, Any]:
+    return {
+        "email": recipient.email,
+        "action": recipient.action.value,
+        "status": recipient.status,
+        "code": recipient.code,
+        "diagnostic": recipient.diagnostic,
+    }
+
+
 def _bounce_json(bounce: Bounce, applied: Sequence[bool]) -> dict[str, Any]:
     return {
         "format": bounce.format.value,
         "original_message_id": bounce.original_message_id,
         "reporting_mta": bounce.reporting_mta,
         "recipients": [
-            {
-                "email": r.email,
-                "action": r.action.value,
-                "status": r.status,
-                "code": r.code,
-                "diagnostic": r.diagnostic,
-                "applied": done,
-            }
+            {**_recipient_json(r), "applied": done}
             for r, done in zip(bounce.recipients, applied, strict=True)
         ],
     }
@@ -478,9 +482,7 @@ async def _record_events(
             attempt=max(int(message.attempts or 0), 1),
         )
         payload["bounce"] = {
-            "status": recipient.status,
-            "action": recipient.action.value,
-            "diagnostic": recipient.diagnostic,
+            **_recipient_json(recipient),
             "reporting_mta": bounce.reporting_mta,
             "format": bounce.format.value,
         }
@@ -501,27 +503,6 @@ async def _record_events(
 
 
 # Reading -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InboxItem:
-    """One ingested message as the inbox lists it (without its bytes)."""
-
-    id: str
-    mailbox: str
-    uidvalidity: int
-    uid: int
-    message_id: str | None
-    sender: str
-    subject: str
-    date: datetime | None
-    received_at: datetime | None
-    size: int
-    truncated: bool
-    is_bounce: bool
-    bounce: dict[str, Any] | None
-    matched_message_id: str | None
-    created_at: datetime
 
 
 _INBOX_COLUMNS = [c for c in inbound_messages.c if c.name not in ("raw", "tenant_id", "account_id")]
@@ -570,12 +551,6 @@ async def raw_of(tx: Tx, tenant_id: str, account_id: str, item_id: str) -> bytes
     if raw is None:
         raise NotFound(f"No inbound message {item_id!r}.")
     return bytes(raw)
-
-
-@dataclass(frozen=True, slots=True)
-class DueAccount:
-    tenant_id: str
-    account_id: str
 
 
 async def due_accounts(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from mailgate.domain.inbound import DueAccount
 from mailgate.engines.guarded_dialer import GuardedDialer
 from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.errors import Conflict, MailgateError
@@ -78,7 +79,7 @@ class ImapSyncScheduler:
         results = await asyncio.gather(*(self._sync(account) for account in due))
         return sum(results)
 
-    async def _sync(self, account: store.DueAccount) -> bool:
+    async def _sync(self, account: DueAccount) -> bool:
         async with self._slots:
             inbox = store.InboundStore(
                 self.ctx.db,
