@@ -347,3 +347,33 @@ async def test_a_failing_database_gets_451_and_nothing_is_queued(
     monkeypatch.setattr("mailgate.services.submit_raw.commit", send_service.commit)
     assert queued_id(await send(plain.port, message(), token=token_of(tenant)))
     assert await message_count(tenant) == 1
+
+
+# -- signing -----------------------------------------------------------------------------
+
+
+async def test_submitted_mail_is_dkim_signed_like_api_mail(
+    tenant: Tenant, plain: SubmissionServer
+) -> None:
+    from mailgate.services import routing_snapshot
+    from tests.delivery.test_signing import dkim_verifies, unstuff
+
+    routing_snapshot.clear_caches()
+    r = await tenant.client.post(
+        f"{T}/dkim-keys",
+        json={"domain": "acme.example", "selector": "s1", "algorithm": "ed25519"},
+        headers=ADMIN,
+    )
+    assert r.status_code == 201, r.text
+    record = r.json()["dns_record"]
+    data = message(extra="X-Mailgate-Stage: production\r\n", body="Hello.\r\n.leading dot\r\n")
+    async with RawSmtpServer.scripted() as wire:
+        await tenant.server(wire.port)
+        message_id = queued_id(await send(plain.port, data, token=token_of(tenant)))
+        await drain(tenant.ctx)
+    assert (await tenant.message(message_id))["status"] == "sent"
+    received = unstuff(wire.contents[0])
+    assert received.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256")
+    assert received.endswith(b"\r\n\r\nHello.\r\n.leading dot\r\n")
+    assert dkim_verifies(received, record)
+    assert not dkim_verifies(received.replace(b"Hello.", b"Hallo."), record)
