@@ -202,3 +202,23 @@ async def test_insecure_auth_setting_allows_auth_before_tls(
         _errors, reply = await smtp.sendmail(SENDER, ["a@example.com"], message())
     head = unfolded_head(await raw_of(tenant, queued_id(reply)))
     assert " with ESMTPA id " in head[0]
+
+
+async def test_three_auth_attempts_per_connection(tenant: Tenant, plain: SubmissionServer) -> None:
+    async with client(plain.port) as smtp:
+        await smtp.ehlo()
+        for _ in range(3):
+            with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+                await smtp.auth_plain(SLUG, "mg_guess")
+        fourth = await smtp.execute_command(b"AUTH", b"PLAIN", b"AGFjbWUAeA==")
+        assert fourth.code == 421
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await smtp.noop()
+
+
+async def test_the_null_reverse_path_is_refused(tenant: Tenant, plain: SubmissionServer) -> None:
+    async with client(plain.port) as smtp:
+        await smtp.login(SLUG, token_of(tenant))
+        refused = await smtp.execute_command(b"MAIL", b"FROM:<>")
+    assert refused.code == 553
+    assert "5.1.7 MAIL FROM:<> is for bounces" in refused.message

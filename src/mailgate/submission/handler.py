@@ -171,6 +171,9 @@ class SubmissionHandler:
             session.authenticated, session.auth_data = False, None
             return f"{replies.AUTH_REQUIRED}: the credentials are no longer valid"
         login.caller = caller
+        if address in {"", "<>"}:
+            # RFC 5321 section 4.5.5: the null reverse path is for notifications (bounces).
+            return replies.reply(553, "5.1.7", "MAIL FROM:<> is for bounces; give a sender")
         try:
             parse_address(address, field="MAIL FROM")
         except ValidationFailed as exc:
