@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint typecheck contracts pytest bench clean
+.PHONY: run test lint typecheck contracts pytest system-packages bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,15 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+# Real peers for the tests, from Debian's packages: Chromium (web UI) and Dovecot (IMAP).
+# As root a failed install fails the run; otherwise the tests that need them skip and say why.
+system-packages:
+	@for script in scripts/install_chromium.sh scripts/install_dovecot.sh; do \
+		if [ "$$(id -u)" -eq 0 ]; then bash $$script || exit 1; \
+		else bash $$script || echo "warning: $$script needs root; the tests that need it skip"; fi; \
+	done
+
+pytest: $(STAMP) system-packages
 	@if [ -z "$$MAILGATE_TEST_DATABASE_URL" ] && $(BIN)/python scripts/pg_available.py "$(PG_URL)"; then \
 		echo "PostgreSQL answers on 127.0.0.1:5432: storage tests run on SQLite and PostgreSQL"; \
 		MAILGATE_TEST_DATABASE_URL="$(PG_URL)" $(BIN)/pytest; \

@@ -11,6 +11,7 @@ from mailgate.services.context import Context
 from mailgate.web import problems
 from mailgate.web.api import (
     config,
+    inbound,
     members,
     messages,
     probe,
@@ -19,6 +20,7 @@ from mailgate.web.api import (
     tenants,
     webhooks,
 )
+from mailgate.web.ui import mount_ui
 
 
 def create_app(ctx: Context) -> FastAPI:
@@ -40,6 +42,7 @@ def create_app(ctx: Context) -> FastAPI:
         probe.router,
         webhooks.router,
         signing.router,
+        inbound.router,
     ):
         app.include_router(router)
 
@@ -68,4 +71,5 @@ def create_app(ctx: Context) -> FastAPI:
         ready = await ctx.db.ping()
         return JSONResponse({"database": ready}, status_code=200 if ready else 503)
 
+    mount_ui(app, ctx)
     return app
