@@ -24,7 +24,30 @@ async def get_principal(
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         token = ""
+    if not header and hasattr(request.app.state, "mailgate_ui"):
+        signed_in = await _ui_principal(request, ctx)
+        if signed_in is not None:
+            return signed_in
     return await auth.authenticate(ctx, token.strip() or None)
+
+
+async def _ui_principal(request: Request, ctx: Context) -> Principal | None:
+    """The signed-in web UI user, so the UI's own scripts can call the API (e.g. sync).
+
+    Writes need the session's CSRF token in ``X-CSRF-Token`` and a same-origin request:
+    a cookie alone never authorises a change.
+    """
+    from mailgate.web.ui.pages import load_session
+    from mailgate.web.ui.session import csrf_matches, principal_for, same_origin
+
+    session = load_session(request, request.app.state.mailgate_ui)
+    if not session.signed_in:
+        return None
+    if request.method not in ("GET", "HEAD") and not (
+        same_origin(request) and csrf_matches(session, request.headers.get("x-csrf-token"))
+    ):
+        return None
+    return await principal_for(ctx, session, request.path_params.get("tenant", ""))
 
 
 CtxDep = Annotated[Context, Depends(get_context)]
