@@ -23,6 +23,7 @@ import contextlib
 import imaplib
 import socket
 import ssl
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,10 +39,17 @@ class _PinnedIMAP4(imaplib.IMAP4):
     """``imaplib.IMAP4`` on an already connected socket; implicit TLS when ``tls`` is set."""
 
     def __init__(
-        self, sock: socket.socket, host: str, *, tls: ssl.SSLContext | None, timeout: float
+        self,
+        sock: socket.socket,
+        host: str,
+        *,
+        tls: ssl.SSLContext | None,
+        timeout: float,
+        progress: list[Step],
     ) -> None:
         self._pinned = sock
         self._tls = tls
+        self._progress = progress
         super().__init__(host, 0, timeout=timeout)
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
@@ -51,7 +59,9 @@ class _PinnedIMAP4(imaplib.IMAP4):
         if self._tls is None:
             return sock
         # The configured host name, not the pinned address, is what the certificate proves.
-        return self._tls.wrap_socket(sock, server_hostname=self.host)
+        wrapped = self._tls.wrap_socket(sock, server_hostname=self.host)
+        self._progress[0] = Step.GREETING
+        return wrapped
 
 
 class _Client(IMAPClient):  # type: ignore[misc]
@@ -98,6 +108,9 @@ class ImapSession:
     def __init__(self, client: Any, target: ImapTarget) -> None:
         self._client = client
         self.target = target
+        # One command at a time: a sync whose task is cancelled closes the session from
+        # another thread while a command may still be running (see :meth:`close`).
+        self._busy = threading.Lock()
 
     @classmethod
     def open(
@@ -111,23 +124,28 @@ class ImapSession:
         """TLS (or STARTTLS), greeting and LOGIN on ``sock``; closes ``sock`` on failure."""
         context = context or tls_context()
         implicit = target.security is ImapSecurity.TLS
-        step = Step.TLS if implicit else Step.GREETING
+        # The step reached so far: imaplib reads the greeting and asks for CAPABILITY while
+        # it sets the connection up, after the TLS handshake of implicit TLS.
+        progress = [Step.TLS if implicit else Step.GREETING]
         client: Any = None
         try:
             imap = _PinnedIMAP4(
-                sock, target.host, tls=context if implicit else None, timeout=timeout
+                sock,
+                target.host,
+                tls=context if implicit else None,
+                timeout=timeout,
+                progress=progress,
             )
-            step = Step.GREETING
             client = _Client(imap, target.host, tls=implicit, timeout=timeout)
             client.normalise_times = False  # keep INTERNALDATE's own offset
             if not implicit:
-                step = Step.STARTTLS
+                progress[0] = Step.STARTTLS
                 client.starttls(context)
-            step = Step.LOGIN
+            progress[0] = Step.LOGIN
             client.login(target.username, target.password)
         except Exception as exc:
             _discard(client, sock)
-            error = translate(exc, step, target)
+            error = translate(exc, progress[0], target)
             if error is None:
                 raise
             raise error from exc
@@ -135,7 +153,8 @@ class ImapSession:
 
     def _call(self, step: Step, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return getattr(self._client, method)(*args, **kwargs)
+            with self._busy:
+                return getattr(self._client, method)(*args, **kwargs)
         except Exception as exc:
             error = translate(exc, step, self.target)
             if error is None:
@@ -199,8 +218,19 @@ class ImapSession:
         return out
 
     def close(self) -> None:
-        """LOGOUT; a connection that is already broken is just closed."""
-        _discard(self._client, None, logout=True)
+        """LOGOUT; a connection that is already broken is just closed.
+
+        A command still running in another thread is cut short by shutting the socket
+        down, instead of waiting for its timeout.
+        """
+        if not self._busy.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                self._client.socket().shutdown(socket.SHUT_RDWR)
+            self._busy.acquire()
+        try:
+            _discard(self._client, None, logout=True)
+        finally:
+            self._busy.release()
 
 
 def _discard(client: Any, sock: socket.socket | None, *, logout: bool = False) -> None:
