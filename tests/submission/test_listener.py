@@ -182,3 +182,21 @@ async def test_stop_lets_a_message_being_committed_finish(
     reply = await asyncio.wait_for(sending, 10)
     stored = await tenant.message(queued_id(reply))
     assert stored["status"] == "queued"
+
+
+async def test_stop_hangs_up_on_a_tls_handshake_in_progress(
+    tenant: Tenant, serve: Serve, cert: CertFiles
+) -> None:
+    async with serve(tls_cert=cert.cert_file, tls_key=cert.key_file, shutdown_grace=30) as server:
+        reader, writer = await asyncio.open_connection(LOCAL, server.port)
+        await reader.readline()
+        writer.write(b"EHLO app.acme.test\r\n")
+        while (await reader.readline())[3:4] == b"-":
+            pass
+        writer.write(b"STARTTLS\r\n")
+        assert (await reader.readline()).startswith(b"220 ")
+        # The client never sends its TLS hello: the server waits in the handshake.
+        await asyncio.wait_for(server.stop(), 5)
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()

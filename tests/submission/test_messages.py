@@ -377,3 +377,22 @@ async def test_submitted_mail_is_dkim_signed_like_api_mail(
     assert received.endswith(b"\r\n\r\nHello.\r\n.leading dot\r\n")
     assert dkim_verifies(received, record)
     assert not dkim_verifies(received.replace(b"Hello.", b"Hallo."), record)
+
+
+async def test_a_large_message_is_accepted_intact(tenant: Tenant, plain: SubmissionServer) -> None:
+    # Large messages are checked and signed in a worker thread (THREAD_MIN_BYTES).
+    payload = bytes(range(256)) * 2048  # 512 KiB, base64 on the wire
+    composed = EmailMessage()
+    composed["From"] = SENDER
+    composed["To"] = "a@example.com"
+    composed["Subject"] = "Archive"
+    composed.set_content("See the attachment.\n")
+    composed.add_attachment(payload, maintype="application", subtype="octet-stream")
+    async with client(plain.port) as smtp:
+        await smtp.login(SLUG, token_of(tenant))
+        _errors, reply = await smtp.send_message(composed)
+    raw = await raw_of(tenant, queued_id(reply))
+    assert len(raw) > 600_000
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    [attachment] = parsed.iter_attachments()
+    assert attachment.get_content() == payload

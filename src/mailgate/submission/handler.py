@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, TLSSetupException
 
 from mailgate.compose import parse_address
 from mailgate.domain.roles import Permission
@@ -246,7 +246,11 @@ class SubmissionHandler:
         return f"250 2.0.0 Ok: queued as {accepted.id}"
 
     async def handle_exception(self, error: Exception) -> str:
-        log.error("SMTP submission error: %s", type(error).__name__, exc_info=error)
+        if isinstance(error, TLSSetupException):
+            # A client that gives up on our certificate, or a scanner: not Mailgate's fault.
+            log.info("SMTP STARTTLS handshake failed: %s", error.__cause__ or error)
+        else:
+            log.error("SMTP submission error: %s", type(error).__name__, exc_info=error)
         return replies.TEMPORARY
 
     async def drain(self, timeout: float) -> None:

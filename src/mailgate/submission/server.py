@@ -77,7 +77,15 @@ class _Protocol(SMTP):
             if self._leaving:
                 self._close(replies.SHUTTING_DOWN)
 
+    def _handshaking(self) -> bool:
+        """Whether a STARTTLS handshake is under way (no channel to reply on yet)."""
+        session = self.session
+        return self._tls_protocol is not None and (session is None or session.ssl is None)
+
     def _close(self, reply: str) -> None:
+        if self._handshaking():
+            self.abort()
+            return
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             transport.write(reply.encode() + b"\r\n")
@@ -93,9 +101,16 @@ class _Protocol(SMTP):
         return task
 
     def abort(self) -> None:
-        """Close now, whatever the connection was doing."""
-        if self.transport is not None:
-            self.transport.close()
+        """Close now, whatever the connection was doing (the TCP connection under TLS too)
+        and end the task serving it: a TLS handshake cut short never reports the lost
+        connection to aiosmtpd, whose task would wait for a command until the idle timeout."""
+        for transport in (self.transport, self._original_transport):
+            if transport is not None:
+                transport.close()
+        self._open.discard(self)
+        task: asyncio.Task[None] | None = self._handler_coroutine
+        if task is not None:
+            task.cancel()
 
 
 class SubmissionServer:
