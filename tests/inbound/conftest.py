@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,22 +26,6 @@ needs_dovecot = pytest.mark.skipif(
     dovecot_binary() is None or doveadm_binary() is None,
     reason="Dovecot is not installed: run `bash scripts/install_dovecot.sh` (as root)",
 )
-
-
-@pytest.fixture
-async def client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
-    """The app as the factory builds it, with the inbound routes (until the factory
-    includes them itself, which makes the inclusion here a no-op)."""
-    from mailgate.web.api import inbound as inbound_api
-    from mailgate.web.app import create_app
-
-    app = create_app(ctx)
-    paths = {getattr(route, "path", None) for route in app.routes}
-    if f"{inbound_api.router.prefix}/{{account_id}}/sync" not in paths:
-        app.include_router(inbound_api.router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://mailgate.test") as c:
-        yield c
 
 
 @pytest.fixture
