@@ -217,8 +217,12 @@ async def test_other_tenants_get_404_and_roles_are_checked(inbox: Inbox) -> None
     assert (await inbox.client.post(f"{rival_path}/sync", headers=rival)).status_code == 404
     assert (await inbox.client.get(f"{rival_path}/inbox", headers=rival)).status_code == 404
 
+    for role in ("viewer", "developer", "sender"):
+        token = await token_for(inbox.client, "acme", role)
+        assert (await inbox.client.post(f"{path}/sync", headers=token)).status_code == 403
+    admin = await token_for(inbox.client, "acme", "admin")
+    assert (await inbox.client.post(f"{path}/sync", headers=admin)).status_code == 200
     viewer = await token_for(inbox.client, "acme", "viewer")
-    assert (await inbox.client.post(f"{path}/sync", headers=viewer)).status_code == 403
     assert (await inbox.client.get(f"{path}/inbox", headers=viewer)).status_code == 200
     sender = await token_for(inbox.client, "acme", "sender")
     assert (await inbox.client.get(f"{path}/inbox", headers=sender)).status_code == 403
