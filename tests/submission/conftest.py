@@ -123,11 +123,14 @@ async def send(
     rcpts: list[str] | None = None,
     username: str = SLUG,
     mail_from: str = SENDER,
+    mail_options: list[str] | None = None,
 ) -> str:
     """Log in and send ``data``; the final reply's text."""
     async with client(port) as smtp:
         await smtp.login(username, token)
-        _errors, reply = await smtp.sendmail(mail_from, rcpts or ["a@example.com"], data)
+        _errors, reply = await smtp.sendmail(
+            mail_from, rcpts or ["a@example.com"], data, mail_options=mail_options
+        )
     return reply
 
 

@@ -396,3 +396,33 @@ async def test_a_large_message_is_accepted_intact(tenant: Tenant, plain: Submiss
     parsed = email.message_from_bytes(raw, policy=policy.default)
     [attachment] = parsed.iter_attachments()
     assert attachment.get_content() == payload
+
+
+async def test_internationalised_addresses_need_smtputf8_downstream(
+    tenant: Tenant, plain: SubmissionServer
+) -> None:
+    data = message(to="Jörg <jörg@bücher.example>").replace(b"charset=us-ascii", b"charset=utf-8")
+    async with client(plain.port) as smtp:
+        await smtp.login(SLUG, token_of(tenant))
+        assert smtp.supports_extension("smtputf8")
+        _errors, reply = await smtp.sendmail(
+            SENDER, ["jörg@bücher.example"], data, mail_options=["SMTPUTF8"]
+        )
+    stored = await tenant.message(queued_id(reply))
+    # A non-ASCII local part has no ASCII form: the address travels as UTF-8 (RFC 6531).
+    assert [r["email"] for r in stored["recipients"]] == ["jörg@bücher.example"]
+    async with RawSmtpServer.scripted() as wire:
+        await tenant.server(wire.port)
+        again = await send(
+            plain.port,
+            data.replace(b"MIME-Version", b"X-Mailgate-Stage: production\r\nMIME-Version"),
+            token=token_of(tenant),
+            rcpts=["jörg@bücher.example"],
+            mail_options=["SMTPUTF8"],
+        )
+        await drain(tenant.ctx)
+    assert (await tenant.message(queued_id(again)))["status"] == "sent"
+    mail = [c for c in wire.received.split(b"\r\n") if c.startswith(b"MAIL FROM")]
+    assert len(mail) == 1 and mail[0].startswith(b"MAIL FROM:<noreply@acme.example> ")
+    assert b" SMTPUTF8" in mail[0]
+    assert "RCPT TO:<jörg@bücher.example>".encode() in wire.received
