@@ -109,16 +109,20 @@ def resolve_route(
     *,
     app: str | None,
     stage: str | None,
-    sender: str | None,
+    sender: object,
 ) -> Route:
     """The app (an app-bound token binds it), the stage, the sender account (``sender`` is
-    an address, None for the tenant default) and the mail server of one message (SPEC.md
-    section 2); a ValidationFailed names ``app``, ``stage`` or ``from``. Does no IO."""
+    the requested ``from`` address, None for the tenant default) and the mail server of one
+    message (SPEC.md section 2); a ValidationFailed names ``app``, ``stage`` or ``from``.
+    Does no IO."""
     app_id = _resolve_app(caller, snap, app)
     if stage is not None and stage not in snap.stage_servers:
         raise ValidationFailed.field("stage", f"no stage named {stage!r} in this tenant")
     try:
-        account = choose_sender(snap.accounts_by_address, snap.default_account, sender)
+        wanted = parse_address(sender, field="from") if sender else None
+        account = choose_sender(
+            snap.accounts_by_address, snap.default_account, wanted.email if wanted else None
+        )
         stage_server = snap.stage_servers.get(stage) if stage else None
         server_id = choose_server(
             stage_server=stage_server, account=account, default_server=snap.default_server
@@ -139,14 +143,8 @@ def prepare(
 ) -> queue.NewMessage:
     """Validate, route, render, compose and sign one message; raises a RequestError naming
     the field. Does no IO: everything it needs is in ``snap``."""
-    requested_from = item.get("from")
-    wanted = parse_address(requested_from, field="from") if requested_from else None
     route = resolve_route(
-        caller,
-        snap,
-        app=item.get("app"),
-        stage=item.get("stage"),
-        sender=wanted.email if wanted else None,
+        caller, snap, app=item.get("app"), stage=item.get("stage"), sender=item.get("from")
     )
     app_id, stage, account, server_id = route.app_id, route.stage, route.account, route.server_id
     sender = {"email": account.address, "name": account.display_name}
