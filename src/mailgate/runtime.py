@@ -24,6 +24,7 @@ class InstancePolicy:
     give_up_hours: float = 72.0
     retention_days: float = 30.0
     lease_seconds: float = 120.0
+    imap_sync_interval: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InstancePolicy:
@@ -35,6 +36,7 @@ class InstancePolicy:
             give_up_hours=settings.give_up_hours,
             retention_days=settings.retention_days,
             lease_seconds=settings.lease_seconds,
+            imap_sync_interval=settings.imap_sync_interval,
         )
 
 

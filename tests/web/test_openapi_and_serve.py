@@ -41,6 +41,8 @@ ROUTES = [
     ("get", "/api/v1/tenants/{tenant}/email-accounts/{account_id}"),
     ("patch", "/api/v1/tenants/{tenant}/email-accounts/{account_id}"),
     ("delete", "/api/v1/tenants/{tenant}/email-accounts/{account_id}"),
+    ("post", "/api/v1/tenants/{tenant}/email-accounts/{account_id}/sync"),
+    ("get", "/api/v1/tenants/{tenant}/email-accounts/{account_id}/inbox"),
     ("get", "/api/v1/tenants/{tenant}/apps"),
     ("post", "/api/v1/tenants/{tenant}/apps"),
     ("get", "/api/v1/tenants/{tenant}/apps/{name}"),

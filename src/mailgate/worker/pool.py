@@ -14,7 +14,7 @@ from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.engines.oauth import token_source_for
 from mailgate.runtime import Context
 from mailgate.storage.listen import listen
-from mailgate.worker import maintenance
+from mailgate.worker import imap_sync, maintenance
 from mailgate.worker import webhooks as webhook_dispatch
 from mailgate.worker.runner import Worker, WorkerOptions
 
@@ -74,6 +74,10 @@ class WorkerPool:
             asyncio.create_task(listen(self.ctx.db, self.wake, stop), name="listen"),
             asyncio.create_task(maintenance.run(self.ctx, stop), name="maintenance"),
             asyncio.create_task(webhook_dispatch.run(self.ctx, stop), name="webhooks"),
+            asyncio.create_task(
+                imap_sync.run(self.ctx, stop, interval=self.ctx.policy.imap_sync_interval),
+                name="imap-sync",
+            ),
         ]
         try:
             await asyncio.gather(*workers)
