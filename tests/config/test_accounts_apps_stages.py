@@ -103,12 +103,23 @@ async def test_imap_password_write_only_and_kept(client: httpx.AsyncClient) -> N
     account = (await _account(client, server["id"], imap=imap)).json()
     assert account["imap"]["password_set"] is True and "password" not in account["imap"]
     assert account["imap"]["port"] == 993 and account["imap"]["folder"] == "INBOX"
+    url = f"{ACCOUNTS}/{account['id']}"
     r = await client.patch(
-        f"{ACCOUNTS}/{account['id']}",
-        json={"imap": {"host": "imap2.acme.example", "username": "ops"}},
-        headers=ADMIN,
+        url, json={"imap": {**imap, "password": "", "folder": "Bounces"}}, headers=ADMIN
     )
     assert r.status_code == 200 and r.json()["imap"]["password_set"] is True
+    assert r.json()["imap"]["folder"] == "Bounces"
+    # A stored password never follows the inbox to another server without being re-entered.
+    for change in ({"host": "imap2.acme.example"}, {"username": "other"}, {"port": 1993}):
+        moved = {"host": "imap.acme.example", "username": "ops", **change}
+        r = await client.patch(url, json={"imap": moved}, headers=ADMIN)
+        assert r.status_code == 422 and field_names(r) == ["imap.password"], r.text
+    r = await client.patch(
+        url,
+        json={"imap": {"host": "imap2.acme.example", "username": "ops", "password": "new-6"}},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200 and r.json()["imap"]["host"] == "imap2.acme.example"
 
 
 async def test_apps_and_test_lists(client: httpx.AsyncClient) -> None:

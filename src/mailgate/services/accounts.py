@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mailgate.compose.addresses import parse_address
-from mailgate.domain.model import EmailAccount
+from mailgate.domain.model import EmailAccount, ImapSettings
 from mailgate.errors import ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
@@ -26,6 +26,28 @@ def check_address(value: str, field: str) -> str:
     if address.name is not None:
         raise ValidationFailed.field(field, "give the bare address, without a display name")
     return address.email
+
+
+#: Changing any of these sends the stored password somewhere new: it must be given again.
+_IMAP_PASSWORD_BOUND = ("host", "port", "security", "username")
+
+
+def _require_imap_password_again(stored: ImapSettings | None, new: Mapping[str, Any]) -> None:
+    """The same rule as for mail servers: a stored secret never goes to a server it was not
+    entered for."""
+    defaults = ImapSettings(host="")
+    current = stored or defaults
+    changed = [
+        name
+        for name in _IMAP_PASSWORD_BOUND
+        if new.get(name, getattr(defaults, name)) != getattr(current, name)
+    ]
+    if changed:
+        raise ValidationFailed.field(
+            "imap.password",
+            f"changing imap {', '.join(changed)} requires the password again, so a stored "
+            "password is never sent to a server it was not entered for",
+        )
 
 
 def _imap(values: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -163,6 +185,8 @@ async def update_account(
                 secrets.pop("imap_password", None)
             elif password:
                 secrets["imap_password"] = password
+            elif "imap_password" in secrets:
+                _require_imap_password_again(account.imap, imap)
         if "smime" in fields:
             values["smime"] = await _check_smime(tx, ctx, caller, fields["smime"])
         if "mail_server_id" in fields:
