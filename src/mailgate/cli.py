@@ -163,10 +163,11 @@ def serve(
         bool, typer.Option("--demo", help="Create the demo tenant on the capture server.")
     ] = False,
 ) -> None:
-    """Run the API and the delivery workers in one process."""
+    """Run the API and web UI, the SMTP submission listener and the delivery workers."""
     import uvicorn
 
     from mailgate.services import demo
+    from mailgate.submission import start_submission
     from mailgate.web.app import create_app
     from mailgate.worker.pool import WorkerPool
 
@@ -198,11 +199,18 @@ def serve(
                 stop.set()
 
             _on_signals(shutdown)
+            # Started before the workers: a bad certificate or a busy port stops `serve`
+            # with its message before anything else runs.
+            submission = await start_submission(
+                ctx, settings.model_copy(update={"host": listen_host})
+            )
             workers_task = asyncio.create_task(pool.run(stop))
             try:
                 await server.serve()
             finally:
                 stop.set()
+                if submission is not None:
+                    await submission.stop()
                 await workers_task
         finally:
             await ctx.db.dispose()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import smtplib
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from mailgate.services.demo import DEMO_SENDER
 
 # Every route of API.md implemented so far: (method, path).
 ROUTES = [
@@ -81,13 +85,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SMTP_PORT = _free_port()
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A real `mailgate serve --demo` process on a free port; yields its URL and stderr."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A real `mailgate serve --demo` process on a free port (SMTP submission on
+    ``SMTP_PORT``); yields its URL and stderr."""
     workdir: Path = tmp_path_factory.mktemp("serve")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
-    env |= {"MAILGATE_DATA_DIR": str(workdir / "var"), "MAILGATE_SMTP_PORT": "0"}
+    env |= {"MAILGATE_DATA_DIR": str(workdir / "var"), "MAILGATE_SMTP_PORT": str(SMTP_PORT)}
     log = (workdir / "serve.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailgate", "serve", "--demo", "--port", str(port)],
@@ -137,6 +145,30 @@ def test_demo_token_works(served: tuple[str, str]) -> None:
     [server] = r.json()["items"]
     assert server["engine"] == "capture" and server["is_default"] is True
     assert sorted(server["stages"]) == ["development", "production", "test"]
+
+
+def test_serve_accepts_smtp_submission(served: tuple[str, str]) -> None:
+    """`serve` runs the submission listener: an app speaking SMTP gets its mail delivered."""
+    url, output = served
+    token = next(line.strip() for line in output.splitlines() if line.strip().startswith("mg_"))
+    message = (
+        f"From: Demo <{DEMO_SENDER}>\r\nTo: someone@example.test\r\n"
+        "Subject: over SMTP\r\n\r\nHello from an SMTP client.\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", SMTP_PORT, timeout=10) as client:
+        client.login("demo", token)
+        refused = client.sendmail(DEMO_SENDER, ["someone@example.test"], message)
+    assert refused == {}
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = httpx.get(f"{url}/api/v1/tenants/demo/messages", headers=headers).json()["items"]
+        mine = [m for m in found if m["subject"] == "over SMTP"]
+        if mine and mine[0]["status"] == "sent":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the submitted message was not sent: {found}")
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
