@@ -69,8 +69,9 @@ PARAGRAPH = (
     "link in your account; delivery usually takes two to three working days. If anything "
     "is missing or damaged, reply to this message and our team will sort it out.\n\n"
 )
-#: Messages the smtplib yardstick sends (bounded; a few seconds on any machine).
-REFERENCE_COUNT = 5_000
+#: Messages the smtplib yardstick sends (bounded; a few seconds on any machine), in rounds.
+REFERENCE_COUNT = 6_000
+REFERENCE_ROUNDS = 3
 #: smtplib's rate on the machine the 2,000 msg/s targets were set on (from the issue).
 REFERENCE_TARGET_MACHINE = 2_200
 #: Bytes Mailgate adds around the text (From, To, Subject, Date, Message-ID, MIME headers).
@@ -505,32 +506,38 @@ class Run:
 
 
 def smtplib_reference(opts: Options, deadline: Deadline) -> float:
-    """Messages/s of smtplib sending one pre-built ~``opts.size`` message over one connection."""
+    """Messages/s of smtplib sending one pre-built ~``opts.size`` message over one connection.
+
+    The best of ``REFERENCE_ROUNDS`` rounds: on a small virtual machine a single round varies
+    a lot with where the scheduler puts the client and smtp-sink.
+    """
     text = (PARAGRAPH * (opts.size // len(PARAGRAPH) + 1))[: max(opts.size - 200, 64)]
     body = (
         "From: Bench <bench@example.com>\r\nTo: someone@example.com\r\n"
         "Subject: smtplib yardstick\r\nMessage-ID: <yardstick@example.com>\r\n\r\n"
         + text.replace("\n", "\r\n")
     ).encode()
-    count = min(opts.count, REFERENCE_COUNT)
+    count = max(1, min(opts.count, REFERENCE_COUNT) // REFERENCE_ROUNDS)
+    best = 0.0
     with tempfile.TemporaryDirectory(prefix="mailgate-bench-smtplib-") as tmp:
         sink = Sink(Path(tmp))
         try:
             sink.start(deadline)
-            with smtplib.SMTP(LOOPBACK, sink.port, timeout=10) as client:
-                client.ehlo("bench.example.com")
-                started = time.perf_counter()
-                for index in range(count):
-                    client.sendmail("bench@example.com", ["someone@example.com"], body)
-                    if index % 500 == 0:
-                        deadline.check("in the smtplib yardstick")
-                elapsed = time.perf_counter() - started
-            received = sink.wait_quiet(count)
+            for _ in range(REFERENCE_ROUNDS):
+                with smtplib.SMTP(LOOPBACK, sink.port, timeout=10) as client:
+                    client.ehlo("bench.example.com")
+                    started = time.perf_counter()
+                    for index in range(count):
+                        client.sendmail("bench@example.com", ["someone@example.com"], body)
+                        if index % 500 == 0:
+                            deadline.check("in the smtplib yardstick")
+                    best = max(best, count / (time.perf_counter() - started))
+            received = sink.wait_quiet(count * REFERENCE_ROUNDS)
         finally:
             sink.stop()
-    if received != count:
-        raise BenchError(f"smtp-sink received {received} of {count} yardstick messages")
-    return count / elapsed
+    if received != count * REFERENCE_ROUNDS:
+        raise BenchError(f"smtp-sink received {received} of {count * REFERENCE_ROUNDS} messages")
+    return best
 
 
 def run_database(kind: str, opts: Options, deadline: Deadline, pg_url: str | None) -> Figures:
@@ -665,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(
                 f"yardstick smtplib {reference:,.0f} msg/s  (one connection, pre-built messages, "
-                f"{min(opts.count, REFERENCE_COUNT):,} to smtp-sink; "
+                f"best of {REFERENCE_ROUNDS} rounds to smtp-sink; "
                 f"{reference / REFERENCE_TARGET_MACHINE:.2f}x the "
                 f"{REFERENCE_TARGET_MACHINE:,} msg/s of the machine the targets were set on)"
             )
