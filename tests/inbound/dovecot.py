@@ -46,15 +46,24 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _logs(directory: Path) -> str:
+    texts = []
+    for name in ("dovecot.log", "stderr.log"):
+        path = directory / name
+        if path.exists():
+            texts.append(path.read_text(errors="replace"))
+    return "\n".join(texts) or "(no log written)"
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], directory: Path) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"dovecot exited: {log.read_text(errors='replace')}")
+            raise RuntimeError(f"dovecot exited with status {proc.returncode}: {_logs(directory)}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"dovecot did not listen on {port}: {log.read_text(errors='replace')}")
+    raise RuntimeError(f"dovecot did not listen on {port}: {_logs(directory)}")
 
 
 class Dovecot:
@@ -83,29 +92,45 @@ class Dovecot:
         if root:
             self.dir.chmod(0o755)
             os.chown(mail_dir, mail.pw_uid, mail.pw_gid)
+        self._cert, self._sni_cert = cert, sni_cert
+        self._root, self._me, self._mail = root, me, mail
+        # A port picked here can be taken by another process before Dovecot binds it, so a
+        # start that fails is tried again on fresh ports (and says why when it gives up).
+        failures: list[str] = []
+        for _ in range(3):
+            try:
+                self._start()
+                return
+            except RuntimeError as exc:
+                failures.append(str(exc))
+                self.tls_port, self.starttls_port = _free_port(), _free_port()
+        raise RuntimeError("dovecot would not start:\n" + "\n".join(failures))
+
+    def _start(self) -> None:
         self.config.write_text(
             _CONFIG.format(
                 dir=self.dir,
-                internal_user="dovecot" if root else me,
-                login_user="dovenull" if root else me,
-                uid=mail.pw_uid,
-                gid=mail.pw_gid,
+                internal_user="dovecot" if self._root else self._me,
+                login_user="dovenull" if self._root else self._me,
+                uid=self._mail.pw_uid,
+                gid=self._mail.pw_gid,
                 tls_port=self.tls_port,
                 starttls_port=self.starttls_port,
-                cert=cert.cert_file,
-                key=cert.key_file,
-                sni_cert=sni_cert.cert_file,
-                sni_key=sni_cert.key_file,
+                cert=self._cert.cert_file,
+                key=self._cert.key_file,
+                sni_cert=self._sni_cert.cert_file,
+                sni_key=self._sni_cert.key_file,
             )
         )
-        self.proc = subprocess.Popen(
-            [self.binary, "-F", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with (self.dir / "stderr.log").open("ab") as stderr:
+            self.proc = subprocess.Popen(
+                [self.binary, "-F", "-c", str(self.config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         try:
-            _wait_listening(self.tls_port, self.proc, self.log)
-            _wait_listening(self.starttls_port, self.proc, self.log)
+            _wait_listening(self.tls_port, self.proc, self.dir)
+            _wait_listening(self.starttls_port, self.proc, self.dir)
         except BaseException:
             self.stop()
             raise
