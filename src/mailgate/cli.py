@@ -370,7 +370,8 @@ def _print_demo(found: Demo, host: str, port: int) -> None:
         {"to": ["someone@example.test"], "subject": "Hello from Mailgate", "text": "It works."}
     )
     console.print(f"\n[bold]Mailgate[/] on {base}  (API docs: {base}/docs)")
-    console.print(f"instance admin token:\n  {found.admin_token}")
+    console.print(f"instance admin token (also the web UI sign-in at {base}/login):")
+    console.print(f"  {found.admin_token}")
     console.print(f"demo tenant [bold]{found.tenant}[/], owner token:\n  {found.token}")
     console.print("send a message:")
     console.print(
