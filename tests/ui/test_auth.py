@@ -215,3 +215,36 @@ async def test_a_user_of_one_tenant_skips_the_picker(
     r = await b.get("/tenants")
     assert r.status_code == 303
     assert r.headers["location"] == "/t/acme/"
+
+
+async def test_one_address_in_two_tenants_opens_the_tenants_its_password_belongs_to(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await add_tenant(api, "acme")
+    await add_tenant(api, "globex")
+    await add_tenant(api, "initech")
+    await add_user(api, "acme", "pat@example.test", "owner")
+    await add_user(api, "globex", "pat@example.test", "viewer")
+    r = await api.post(
+        "/api/v1/tenants/initech/users",
+        json={"email": "pat@example.test", "password": "initech only pw", "role": "owner"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert r.status_code == 201, r.text
+
+    shared = browser_factory()
+    r = await shared.sign_in("pat@example.test")
+    assert r.status_code == 303 and r.headers["location"] == "/tenants"
+    picker = await shared.get("/tenants")
+    assert "/t/acme/" in picker.text and "/t/globex/" in picker.text
+    assert "/t/initech/" not in picker.text
+    assert (await shared.get("/t/initech/settings")).status_code == 404
+
+    only = browser_factory()
+    r = await only.sign_in("pat@example.test", "initech only pw")
+    assert r.status_code == 303 and r.headers["location"] == "/t/initech/"
+    assert (await only.get("/t/acme/settings")).status_code == 404
+
+    wrong = browser_factory()
+    r = await wrong.sign_in("pat@example.test", "nobody's password")
+    assert r.status_code == 401

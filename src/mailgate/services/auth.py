@@ -8,13 +8,15 @@ from datetime import UTC, datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from mailgate.domain.model import Tenant
+from mailgate.domain.model import Tenant, User
 from mailgate.domain.roles import Permission, Principal, PrincipalKind, Role
 from mailgate.errors import Unauthenticated
 from mailgate.services.context import Caller, Context, check_tenant_access
 from mailgate.storage import members, tenants
 
 _hasher = PasswordHasher()
+#: Checked against when no user has the address (a hash of a random, discarded password).
+_DECOY_HASH = _hasher.hash(hmac.new(b"mailgate", b"decoy", "sha256").hexdigest())
 
 INSTANCE_ADMIN_ROLE = "instance_admin"
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -71,19 +73,23 @@ async def authorize(
     return check_tenant_access(principal, tenant, permission)
 
 
-async def sign_in(ctx: Context, email: str, password: str) -> Principal:
-    """A user principal for e-mail and password (web UI), or 401."""
+async def sign_in(ctx: Context, email: str, password: str) -> list[User]:
+    """The users (one per tenant) that ``email`` and ``password`` open (web UI), or 401.
+
+    The same address may be a user of several tenants, each with its own password: each row
+    is checked on its own, so a password set in one tenant never opens another.
+    """
     async with ctx.db.read() as tx:
-        found = await members.find_user_by_email(tx, email)
-    if found is None or not verify_password(found[1], password):
+        found = await members.find_users_by_email(tx, email)
+    if not found:
+        # Spend the time of one check anyway, so that timing does not tell which addresses
+        # have an account.
+        verify_password(_DECOY_HASH, password)
         raise Unauthenticated("Wrong e-mail address or password.")
-    user = found[0]
-    return Principal(
-        kind=PrincipalKind.USER,
-        actor=f"user:{user.email}",
-        tenant_id=user.tenant_id,
-        role=user.role,
-    )
+    opened = [user for user, stored in found if verify_password(stored, password)]
+    if not opened:
+        raise Unauthenticated("Wrong e-mail address or password.")
+    return opened
 
 
 async def create_admin_token(ctx: Context, name: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailgate.domain.roles import Principal, PrincipalKind, Role
-from mailgate.errors import NotFound, Unauthenticated
+from mailgate.errors import NotFound
 from mailgate.services import auth
 from mailgate.services.context import Context
 from mailgate.storage import members, tenants
@@ -51,26 +51,23 @@ async def sign_in(ctx: Context, email: str, password: str) -> list[Membership]:
     Passwords are checked by :func:`mailgate.services.auth.sign_in` (argon2), once per user
     row, so a password set in one tenant never opens another.
     """
-    principal = await auth.sign_in(ctx, email.strip(), password)
-    if principal.tenant_id is None:  # pragma: no cover - users always belong to a tenant
-        raise Unauthenticated("Wrong e-mail address or password.")
+    opened = await auth.sign_in(ctx, email.strip(), password)
+    memberships = []
     async with ctx.db.read() as tx:
-        tenant = await tenants.get_tenant_by_id(tx, principal.tenant_id)
-        found = await members.find_user_by_email(tx, email.strip())
-    if found is None:  # pragma: no cover - deleted between the two reads
-        raise Unauthenticated("Wrong e-mail address or password.")
-    user = found[0]
-    return [
-        Membership(
-            tenant_id=tenant.id,
-            tenant_slug=tenant.slug,
-            tenant_name=tenant.name,
-            user_id=user.id,
-            email=user.email,
-            role=user.role,
-            stamp=_stamp(user.updated_at),
-        )
-    ]
+        for user in opened:
+            tenant = await tenants.get_tenant_by_id(tx, user.tenant_id)
+            memberships.append(
+                Membership(
+                    tenant_id=tenant.id,
+                    tenant_slug=tenant.slug,
+                    tenant_name=tenant.name,
+                    user_id=user.id,
+                    email=user.email,
+                    role=user.role,
+                    stamp=_stamp(user.updated_at),
+                )
+            )
+    return sorted(memberships, key=lambda m: m.tenant_name.lower())
 
 
 async def refresh(ctx: Context, membership: Membership) -> Membership | None:

@@ -154,10 +154,10 @@ async def get_user(tx: Tx, tenant_id: str, user_id: str) -> User:
     return _user(row)
 
 
-async def find_user_by_email(tx: Tx, email: str) -> tuple[User, str] | None:
-    """A user by e-mail (any tenant) with the stored password hash, for sign-in."""
-    row = (await tx.execute(select(users).where(users.c.email == email))).first()
-    return (_user(row), row.password_hash) if row else None
+async def find_users_by_email(tx: Tx, email: str) -> list[tuple[User, str]]:
+    """Every user with this e-mail (one per tenant) with its password hash, for sign-in."""
+    rows = await tx.execute(select(users).where(users.c.email == email).order_by(users.c.id))
+    return [(_user(row), row.password_hash) for row in rows]
 
 
 async def update_user(tx: Tx, user: User, *, role: Role | None, password_hash: str | None) -> User:
