@@ -230,8 +230,8 @@ async def test_users_with_argon2_passwords(client: httpx.AsyncClient, ctx: objec
         headers=ADMIN,
     )
     assert r.status_code == 201 and "password" not in r.json()
-    principal = await auth.sign_in(ctx, "ann@acme.example", "correct horse battery")
-    assert principal.role is not None and principal.role.value == "admin"
+    [user] = await auth.sign_in(ctx, "ann@acme.example", "correct horse battery")
+    assert user.role.value == "admin" and user.email == "ann@acme.example"
     from mailgate.errors import Unauthenticated
 
     with pytest.raises(Unauthenticated):
