@@ -22,7 +22,13 @@ from mailgate.compose.addresses import Address
 from mailgate.compose.dkim import DkimSigner, generate_key
 from mailgate.compose.message import Attachment, Draft, compose
 from mailgate.compose.signing_errors import SigningError, SigningFailure
-from mailgate.compose.smime import Keystore, load_pkcs12, select_entry, smime_sign
+from mailgate.compose.smime import (
+    Keystore,
+    is_smime_signed,
+    load_pkcs12,
+    select_entry,
+    smime_sign,
+)
 from mailgate.errors import ValidationFailed
 
 NOW = datetime(2024, 3, 31, 12, 0, tzinfo=UTC)
@@ -362,3 +368,22 @@ def test_dkim_applied_last_keeps_both_signatures_valid(pki: Pki, tmp_path: Path)
     assert dkim.verify(dkim_signed, dnsfunc=lambda name, timeout=5: record)
     result = openssl_verify(smtp_round_trip(dkim_signed), pki, tmp_path)
     assert result.returncode == 0, result.stderr.decode()
+
+
+@pytest.mark.parametrize("case", sorted(MESSAGES))
+def test_signed_mail_is_recognised(case: str, pki: Pki) -> None:
+    plain = composed(case)
+    assert not is_smime_signed(plain)
+    assert is_smime_signed(sign(pki, plain))
+
+
+def test_a_signature_inside_the_body_is_not_the_message_being_signed(pki: Pki) -> None:
+    """Only the top-level header counts: a forwarded signed message stays an ordinary one."""
+    inner = sign(pki, composed(sorted(MESSAGES)[0]))
+    forwarded = b"From: a@acme.test\r\nSubject: Fwd\r\nContent-Type: text/plain\r\n\r\n" + inner
+    assert not is_smime_signed(forwarded)
+    folded = (
+        b"From: a@acme.test\r\nContent-Type: multipart/signed;\r\n micalg=sha-256;\r\n"
+        b' protocol="application/pkcs7-signature"; boundary="b"\r\n\r\n--b--\r\n'
+    )
+    assert is_smime_signed(folded)

@@ -29,7 +29,8 @@ from mailgate.storage.secretbox import SecretBox, generate_key
 from tests.compose.test_dkim import ed25519_for_dkimpy  # noqa: F401 - autouse fixture
 from tests.conftest import ADMIN
 from tests.delivery.conftest import T, Tenant, drain, make_due
-from tests.support.smtp_servers import RawConnection, RawSmtpServer
+from tests.support.http_fakes import HttpResponse, HttpServer
+from tests.support.smtp_servers import RawConnection, RawSmtpServer, free_port
 
 OPENSSL = shutil.which("openssl")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
@@ -350,3 +351,39 @@ async def test_rotation_reseals_dkim_keys_and_keystores(
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed.get_content_type() == "multipart/signed"
     assert dkim_verifies(raw, key["dns_record"])
+
+
+async def test_an_http_fallback_never_carries_smime_mail(tenant: Tenant, pki: Pki) -> None:
+    """The primary is down and its fallback is SendGrid, which rebuilds messages: S/MIME mail
+    waits for the primary instead of going out unsigned; unsigned mail does use the fallback."""
+    async with HttpServer.answering(HttpResponse(202)) as sendgrid:
+        fallback = await tenant.client.post(
+            f"{T}/mail-servers",
+            json={
+                "name": "SendGrid",
+                "engine": "sendgrid",
+                "api_key": "SG.fallback-key",
+                "api_base_url": sendgrid.url(),
+            },
+            headers=ADMIN,
+        )
+        assert fallback.status_code == 201, fallback.text
+        await tenant.server(free_port(), name="Down", fallback_server_id=fallback.json()["id"])
+        await smime_identity(tenant, pki.pkcs12("pw"), "pw", None)
+        signed = await tenant.send_ok(stage="production")
+        await drain(tenant.ctx)
+        message = await tenant.message(signed)
+        assert message["status"] == "deferred"
+        assert {a["server_id"] for a in message["attempts"]} == {message["server_id"]}
+        assert sendgrid.requests == []
+
+        accounts = await tenant.client.get(f"{T}/email-accounts", headers=ADMIN)
+        account_id = accounts.json()["items"][0]["id"]
+        r = await tenant.client.patch(
+            f"{T}/email-accounts/{account_id}", json={"smime": None}, headers=ADMIN
+        )
+        assert r.status_code == 200, r.text
+        plain = await tenant.send_ok(stage="production")
+        await drain(tenant.ctx)
+        assert (await tenant.message(plain))["status"] == "sent"
+        assert len(sendgrid.requests) == 1

@@ -12,6 +12,11 @@ class Engine(StrEnum):
     CAPTURE = "capture"
 
 
+#: Engines that rebuild a message from its parts (their APIs take JSON, not MIME), so a
+#: signed MIME structure (S/MIME) cannot survive them.
+RECOMPOSING_ENGINES = frozenset({Engine.SENDGRID.value, Engine.MSGRAPH.value})
+
+
 class Security(StrEnum):
     STARTTLS = "starttls"
     TLS = "tls"

@@ -32,6 +32,7 @@ from mailgate.compose.dkim import DkimKeyMaterial, DkimSigner, generate_key
 from mailgate.compose.signing_errors import SigningError
 from mailgate.compose.smime import KeystoreEntry, load_pkcs12, smime_sign
 from mailgate.domain.model import EmailAccount
+from mailgate.domain.servers import RECOMPOSING_ENGINES
 from mailgate.errors import Conflict, FieldError, ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
@@ -63,9 +64,6 @@ KEYSTORE_KINDS: Final = ("pkcs12", "ca")
 _LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN: Final = re.compile(rf"(?:{_LABEL}\.)+[a-z0-9-]{{2,63}}")
 _SELECTOR: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.IGNORECASE)
-#: Engines that rebuild a message from its parts (their APIs take JSON, not MIME), so a
-#: signed MIME structure cannot survive them.
-RECOMPOSING_ENGINES: Final = frozenset({"sendgrid", "msgraph"})
 
 
 @dataclass(frozen=True, slots=True)

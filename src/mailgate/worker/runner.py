@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from mailgate.compose.smime import is_smime_signed
 from mailgate.domain.delivery import (
     DeliveryResult,
     Envelope,
@@ -27,7 +28,7 @@ from mailgate.domain.delivery import (
     RecipientStatus,
 )
 from mailgate.domain.retry import RetryPolicy
-from mailgate.domain.servers import ServerStatus
+from mailgate.domain.servers import RECOMPOSING_ENGINES, ServerStatus
 from mailgate.engines.factory import EngineCache
 from mailgate.errors import MailgateError
 from mailgate.runtime import Context
@@ -261,6 +262,8 @@ class Worker:
             smtputf8=job.smtputf8,
         )
         fallback = entries.get(entry.server.fallback_server_id or "")
+        if fallback is not None and not _can_carry(fallback, job):
+            fallback = None
         first = entry
         if fallback is not None and self.servers.is_failing(entry.server.id):
             first = fallback
@@ -386,3 +389,10 @@ class Worker:
                     tx, aborted, worker=self.name, when=utcnow(), possible_duplicate=True
                 )
             log.warning("released %d unfinished message(s) on shutdown", len(aborted))
+
+
+def _can_carry(entry: ServerEntry, job: Job) -> bool:
+    """Whether ``entry``'s engine can deliver ``job`` as signed: an S/MIME signature does not
+    survive an HTTP engine that rebuilds the message, and mail is never sent unsigned, so
+    such a fallback is skipped (the mail waits for its own server)."""
+    return entry.server.engine.value not in RECOMPOSING_ENGINES or not is_smime_signed(job.raw)
