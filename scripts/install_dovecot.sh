@@ -26,31 +26,12 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-
-# Tell invoke-rc.d not to start any service while the package installs (exit 101 = "action
-# forbidden"). Only add the policy when none is present, and remove what we added.
-policy=/usr/sbin/policy-rc.d
-added_policy=0
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-    added_policy=1
-fi
-cleanup() {
-    if [ "$added_policy" -eq 1 ]; then
-        rm -f "$policy"
-    fi
-}
-trap cleanup EXIT
-
-apt-get update
-apt-get install -y --no-install-recommends dovecot-imapd
+# shellcheck source=scripts/apt_without_services.sh
+. "$(dirname "$0")/apt_without_services.sh"
+apt_install_without_services dovecot-imapd
 
 # Make sure no system Dovecot was left running or listening on ports 143/993.
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now dovecot >/dev/null 2>&1 || true
-fi
+stop_system_service dovecot
 if [ -e /run/dovecot/master.pid ]; then
     doveadm stop >/dev/null 2>&1 || true
 fi

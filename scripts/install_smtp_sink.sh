@@ -27,38 +27,20 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-
-# Tell invoke-rc.d not to start any service while the package installs (exit 101 = "action
-# forbidden"). Only add the policy when none is present, and remove what we added.
-policy=/usr/sbin/policy-rc.d
-added_policy=0
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-    added_policy=1
-fi
-cleanup() {
-    if [ "$added_policy" -eq 1 ]; then
-        rm -f "$policy"
-    fi
-}
-trap cleanup EXIT
+# shellcheck source=scripts/apt_without_services.sh
+. "$(dirname "$0")/apt_without_services.sh"
 
 # A local-only configuration so debconf asks nothing.
 echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
 echo "postfix postfix/mailname string localhost" | debconf-set-selections
 
-apt-get update
-apt-get install -y --no-install-recommends postfix
+apt_install_without_services postfix
 
 # Make sure no postfix daemon was left running or listening on port 25.
 if command -v postfix >/dev/null 2>&1; then
     postfix stop >/dev/null 2>&1 || true
 fi
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now postfix >/dev/null 2>&1 || true
-fi
+stop_system_service postfix
 
 sink="$(find_sink)" || {
     echo "postfix installed but smtp-sink was not found" >&2
