@@ -169,6 +169,7 @@ def serve(
     from mailgate.services import demo
     from mailgate.submission import start_submission
     from mailgate.web.app import create_app
+    from mailgate.web.ui import UiOptions
     from mailgate.worker.pool import WorkerPool
 
     settings = _settings()
@@ -186,7 +187,7 @@ def serve(
                 found = await demo.ensure_demo(ctx)
                 _print_demo(found, listen_host, listen_port)
             config = uvicorn.Config(
-                create_app(ctx),
+                create_app(ctx, ui=UiOptions.from_settings(settings)),
                 host=listen_host,
                 port=listen_port,
                 log_config=None,

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         description="Allow SMTP submission AUTH without TLS on a non-loopback listener "
         "(e.g. behind a TLS-terminating proxy). Tokens then cross the network in clear.",
     )
+    ui_secure_cookies: Literal["auto", "true", "false"] = Field(
+        "auto",
+        description="Mark web UI cookies Secure: always, never, or when the request came over "
+        "HTTPS (behind a proxy, run with forwarded headers).",
+    )
+    ui_session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="How long a web UI sign-in lasts."
+    )
     allow_port_25: bool = Field(False, description="Allow mail servers on port 25.")
     allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

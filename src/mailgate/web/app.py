@@ -20,11 +20,12 @@ from mailgate.web.api import (
     tenants,
     webhooks,
 )
-from mailgate.web.ui import mount_ui
+from mailgate.web.ui import UiOptions, mount_ui
 
 
-def create_app(ctx: Context) -> FastAPI:
-    """An app serving the REST API over ``ctx``; the caller owns ``ctx``'s lifetime."""
+def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
+    """An app serving the REST API and the web UI over ``ctx``; the caller owns ``ctx``'s
+    lifetime."""
     app = FastAPI(
         title="Mailgate",
         version=__version__,
@@ -71,5 +72,5 @@ def create_app(ctx: Context) -> FastAPI:
         ready = await ctx.db.ping()
         return JSONResponse({"database": ready}, status_code=200 if ready else 503)
 
-    mount_ui(app, ctx)
+    mount_ui(app, ctx, options=ui)
     return app

@@ -8,8 +8,6 @@ with the same tenant and permission checks. See ``docs/web-ui.md``.
 
 from __future__ import annotations
 
-import os
-
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -26,10 +24,10 @@ STATIC_PATH = "/static/ui"
 def mount_ui(app: FastAPI, ctx: Context, *, options: UiOptions | None = None) -> None:
     """Serve the web UI from ``app`` over ``ctx``.
 
-    ``options`` default to the environment (``MAILGATE_UI_SECURE_COOKIES``,
-    ``MAILGATE_UI_SESSION_HOURS``; see :meth:`UiOptions.from_environ`).
+    ``options`` come from the instance settings (:meth:`UiOptions.from_settings`); the
+    defaults are secure cookies over HTTPS and 12-hour sessions.
     """
-    chosen = options or UiOptions.from_environ(os.environ)
+    chosen = options or UiOptions()
     env = make_environment()
     env.globals["static"] = STATIC_PATH
     app.state.mailgate_ui = Ui(

@@ -31,6 +31,7 @@ from mailgate.errors import MailgateError, Unauthenticated
 from mailgate.services import auth, ui_sessions
 from mailgate.services.context import Context
 from mailgate.services.ui_sessions import Membership
+from mailgate.settings import Settings
 
 COOKIE = "mailgate_session"
 FLASH_COOKIE = "mailgate_flash"
@@ -54,15 +55,10 @@ class UiOptions:
     failure_window_seconds: float = 15 * 60.0
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> UiOptions:
-        """``MAILGATE_UI_SECURE_COOKIES`` (true, false, auto) and ``MAILGATE_UI_SESSION_HOURS``."""
-        raw = environ.get("MAILGATE_UI_SECURE_COOKIES", "auto").strip().lower()
-        secure = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-        hours = environ.get("MAILGATE_UI_SESSION_HOURS", "").strip()
-        return cls(
-            secure_cookies=secure.get(raw),
-            session_hours=float(hours) if hours else DEFAULT_SESSION_HOURS,
-        )
+    def from_settings(cls, settings: Settings) -> UiOptions:
+        """``MAILGATE_UI_SECURE_COOKIES`` (auto, true, false) and ``MAILGATE_UI_SESSION_HOURS``."""
+        secure = {"true": True, "false": False}.get(settings.ui_secure_cookies)
+        return cls(secure_cookies=secure, session_hours=settings.ui_session_hours)
 
 
 @dataclass(frozen=True, slots=True)
