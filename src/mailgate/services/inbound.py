@@ -3,9 +3,11 @@
 A manual sync runs the same pipeline as the scheduler (``mailgate.inbound.sync``) with the
 instance network policy, and answers with its counts. What can go wrong maps to clear
 errors: 404 for an account of another tenant, 422 when the account has no IMAP inbox or
-no password, 409 while another sync of the account runs (in any process), and 502 with
-an error code and a hint when the IMAP server cannot be reached, fails TLS or refuses
-the login. The password never appears in any of them.
+no password, 429 with ``retry_after`` past the manual-sync rate limits
+(:class:`~mailgate.services.ratelimit.SyncRateLimit`, checked before anything is dialled),
+409 while another sync of the account runs (in any process), and 502 with an error code
+and a hint when the IMAP server cannot be reached, fails TLS or refuses the login. The
+password never appears in any of them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mailgate.inbound.errors import ImapSyncError, SyncErrorCode
 from mailgate.inbound.sync import Dialer, SyncOptions, sync_account
 from mailgate.runtime import InstancePolicy
 from mailgate.services.context import Caller, Context
+from mailgate.services.ratelimit import RateLimit, principal_key
 from mailgate.storage import inbound as store
 from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.inbound import InboundStore
@@ -53,11 +56,17 @@ async def sync_now(
     caller: Caller,
     account_id: str,
     *,
+    limiter: RateLimit | None = None,
     dialer: DialerFactory = guarded_dialer,
     options: SyncOptions | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> SyncCounts:
-    """Sync one account of the caller's tenant and return what the sync did."""
+    """Sync one account of the caller's tenant and return what the sync did.
+
+    ``limiter`` admits the sync once the account is known to be syncable and before any
+    connection is opened (``RateLimited`` otherwise); a refused or invalid request does not
+    count. Without one the sync is not limited (the scheduler limits itself by interval).
+    """
     async with ctx.db.read() as tx:
         account = await AccountRepo(tx, ctx.box, caller.tenant_id).get(account_id)
     if account.imap is None:
@@ -70,6 +79,8 @@ async def sync_now(
         raise ValidationFailed.field(
             "imap.password", "is not set; set it on the account to sync its inbox"
         )
+    if limiter is not None:
+        limiter.acquire(principal=principal_key(caller.principal), tenant=caller.tenant_id)
     inbox = InboundStore(ctx.db, ctx.box, tenant_id=caller.tenant_id, account_id=account_id)
     try:
         return await sync_account(

@@ -35,7 +35,7 @@ from mailgate.engines.probe_report import ProbeReport
 from mailgate.errors import NotFound
 from mailgate.services import auth
 from mailgate.services.context import Caller, Context
-from mailgate.services.ratelimit import ProbeRateLimit
+from mailgate.services.ratelimit import ProbeRateLimit, principal_key
 from mailgate.services.server_config import server_config
 from mailgate.services.servers import draft_server
 from mailgate.storage import audit
@@ -77,11 +77,6 @@ def _oauth_tokens(dialer: Dialer) -> OAuthTokenSource:
             await source.aclose()
 
     return fetch
-
-
-def principal_key(principal: Principal) -> str:
-    """The rate-limit key of a principal: its token when it has one, else its actor name."""
-    return f"token:{principal.token_id}" if principal.token_id else principal.actor
 
 
 class Prober:

@@ -1,18 +1,28 @@
-"""In-process sliding-window rate limits (SPEC.md section 5: "test connection is rate-limited").
+"""In-process sliding-window rate limits on actions that reach out on a caller's behalf.
 
-A connection probe makes Mailgate open an outbound connection on a caller's behalf. Without a
-limit, a token holding ``email_configurations:manage`` could turn the instance into a port
-scanner or a password-guessing relay against someone else's mail server. Two limits apply to
-every probe, and both must admit it:
+Two actions are limited: test connection (SPEC.md section 5: "test connection is
+rate-limited") and a manual IMAP sync (SPEC.md section 6). Both make Mailgate open an
+outbound connection for a caller. Without a limit, a token holding
+``email_configurations:manage`` could turn the instance into a port scanner or a
+password-guessing relay against someone else's server, or have it pull one mailbox over and
+over. Two limits apply to every attempt of an action, and both must admit it:
 
-* per principal (API token, user or the instance admin): :data:`PROBES_PER_PRINCIPAL`
-  probes per :data:`PROBE_WINDOW_SECONDS`;
-* per tenant (all of its principals together): :data:`PROBES_PER_TENANT` per window.
+* per principal (API token, user or the instance admin): ``per_principal`` attempts per
+  ``window_seconds``;
+* per tenant (all of its principals together): ``per_tenant`` attempts per window.
+
+=================  =============  ==========  ======
+action             per principal  per tenant  window
+=================  =============  ==========  ======
+connection tests   10             30          60 s
+inbox syncs        6              20          60 s
+=================  =============  ==========  ======
 
 The windows slide: an attempt counts for exactly ``window`` seconds after it was made, so
 there is no burst at a window boundary. A refused attempt does not count. State lives in the
-process (one :class:`ProbeRateLimit` per web application); several Mailgate processes each
-apply the limits on their own, which bounds the total by the number of processes.
+process (one :class:`RateLimit` per action per web application); several Mailgate processes
+each apply the limits on their own, which bounds the total by the number of processes. The
+actions are counted apart: syncing does not use up connection tests.
 """
 
 from __future__ import annotations
@@ -23,23 +33,40 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailgate.domain.roles import Principal
 from mailgate.errors import RateLimited
 
 __all__ = [
     "PROBES_PER_PRINCIPAL",
     "PROBES_PER_TENANT",
     "PROBE_WINDOW_SECONDS",
+    "SYNCS_PER_PRINCIPAL",
+    "SYNCS_PER_TENANT",
+    "SYNC_WINDOW_SECONDS",
     "Clock",
+    "Limits",
+    "ProbeLimits",
     "ProbeRateLimit",
+    "RateLimit",
     "SlidingWindow",
+    "SyncLimits",
+    "SyncRateLimit",
+    "principal_key",
 ]
 
 #: Probes one principal may start per window.
 PROBES_PER_PRINCIPAL = 10
 #: Probes all principals of one tenant may start together per window.
 PROBES_PER_TENANT = 30
-#: The window of both limits, in seconds.
+#: The window of both probe limits, in seconds.
 PROBE_WINDOW_SECONDS = 60.0
+#: Manual inbox syncs one principal may start per window. A sync downloads mail, so it is
+#: held tighter than a probe; the scheduler's own syncs are not counted.
+SYNCS_PER_PRINCIPAL = 6
+#: Manual inbox syncs all principals of one tenant may start together per window.
+SYNCS_PER_TENANT = 20
+#: The window of both sync limits, in seconds.
+SYNC_WINDOW_SECONDS = 60.0
 
 #: A monotonic clock in seconds (``time.monotonic``); tests pass a fake one.
 Clock = Callable[[], float]
@@ -87,19 +114,45 @@ class SlidingWindow:
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeLimits:
-    """The limits of one :class:`ProbeRateLimit`; the defaults are the documented ones."""
+class Limits:
+    """The two limits of one action; ``action`` names it (plural) in the 429 detail."""
+
+    per_principal: int
+    per_tenant: int
+    window_seconds: float
+    action: str
+
+
+@dataclass(frozen=True)
+class ProbeLimits(Limits):
+    """The limits of test connection; the defaults are the documented ones."""
 
     per_principal: int = PROBES_PER_PRINCIPAL
     per_tenant: int = PROBES_PER_TENANT
     window_seconds: float = PROBE_WINDOW_SECONDS
+    action: str = "connection tests"
 
 
-class ProbeRateLimit:
-    """The two probe limits (per principal and per tenant) of one Mailgate process."""
+@dataclass(frozen=True)
+class SyncLimits(Limits):
+    """The limits of a manual inbox sync; the defaults are the documented ones."""
 
-    def __init__(self, limits: ProbeLimits | None = None, *, clock: Clock = time.monotonic) -> None:
-        self.limits = limits or ProbeLimits()
+    per_principal: int = SYNCS_PER_PRINCIPAL
+    per_tenant: int = SYNCS_PER_TENANT
+    window_seconds: float = SYNC_WINDOW_SECONDS
+    action: str = "inbox syncs"
+
+
+def principal_key(principal: Principal) -> str:
+    """The rate-limit key of a principal: its token when it has one, else its actor name."""
+    return f"token:{principal.token_id}" if principal.token_id else principal.actor
+
+
+class RateLimit:
+    """The two limits (per principal and per tenant) of one action in one Mailgate process."""
+
+    def __init__(self, limits: Limits, *, clock: Clock = time.monotonic) -> None:
+        self.limits = limits
         self._principals = SlidingWindow(
             self.limits.per_principal, self.limits.window_seconds, clock=clock
         )
@@ -108,7 +161,7 @@ class ProbeRateLimit:
         )
 
     def acquire(self, *, principal: str, tenant: str) -> None:
-        """Admit one probe for ``principal`` in ``tenant``, or raise.
+        """Admit one attempt for ``principal`` in ``tenant``, or raise.
 
         Raises :class:`~mailgate.errors.RateLimited` with ``retry_after`` (whole seconds,
         at least 1) when either limit is reached; nothing is counted then.
@@ -121,9 +174,23 @@ class ProbeRateLimit:
             if wait > 0:
                 retry_after = max(math.ceil(wait), 1)
                 raise RateLimited(
-                    f"Too many connection tests: {who} may start {limit} per "
+                    f"Too many {self.limits.action}: {who} may start {limit} per "
                     f"{self.limits.window_seconds:g} s. Try again in {retry_after} s.",
                     retry_after=retry_after,
                 )
         self._principals.record(principal)
         self._tenants.record(tenant)
+
+
+class ProbeRateLimit(RateLimit):
+    """The test connection limits (the documented ones unless ``limits`` says otherwise)."""
+
+    def __init__(self, limits: Limits | None = None, *, clock: Clock = time.monotonic) -> None:
+        super().__init__(limits or ProbeLimits(), clock=clock)
+
+
+class SyncRateLimit(RateLimit):
+    """The manual inbox sync limits (the documented ones unless ``limits`` says otherwise)."""
+
+    def __init__(self, limits: Limits | None = None, *, clock: Clock = time.monotonic) -> None:
+        super().__init__(limits or SyncLimits(), clock=clock)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -13,6 +13,7 @@ from mailgate.domain.inbound import SyncCounts
 from mailgate.domain.roles import Permission
 from mailgate.services import inbound as inbound_svc
 from mailgate.services.context import Caller
+from mailgate.services.ratelimit import SyncRateLimit
 from mailgate.web.api.schemas import Page
 from mailgate.web.deps import CtxDep, Limit, ManageConfig, caller
 from mailgate.web.problems import PROBLEM
@@ -20,6 +21,22 @@ from mailgate.web.problems import PROBLEM
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/email-accounts", tags=["email accounts"])
 
 ViewLogs = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_LOGS))]
+
+
+def get_sync_limiter(request: Request) -> SyncRateLimit:
+    """The application's manual-sync rate limits, made on first use.
+
+    An application may set ``app.state.sync_limiter`` itself, for instance with other limits.
+    """
+    state = request.app.state
+    limiter = getattr(state, "sync_limiter", None)
+    if not isinstance(limiter, SyncRateLimit):
+        limiter = SyncRateLimit()
+        state.sync_limiter = limiter
+    return limiter
+
+
+SyncLimiter = Annotated[SyncRateLimit, Depends(get_sync_limiter)]
 
 
 class SyncOut(BaseModel):
@@ -68,22 +85,28 @@ class InboxMessageOut(BaseModel):
 
 
 _SYNC_FAILED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "Too many manual syncs (problem+json, with `Retry-After` in seconds)",
+        "content": {PROBLEM: {}},
+    },
     502: {
         "description": "The IMAP server could not be read (problem+json with `code` and `hint`)",
         "content": {PROBLEM: {}},
-    }
+    },
 }
 
 
 @router.post("/{account_id}/sync", response_model=SyncOut, responses=_SYNC_FAILED)
-async def sync(account_id: str, ctx: CtxDep, who: ManageConfig) -> Any:
+async def sync(account_id: str, ctx: CtxDep, who: ManageConfig, limiter: SyncLimiter) -> Any:
     """Fetch what is new in the account's IMAP inbox now and match the bounces found.
 
-    409 while another sync of the account runs; 422 when it has no IMAP inbox; 502 with an
-    error ``code`` and a ``hint`` when the server cannot be reached or refuses the login.
+    409 while another sync of the account runs; 422 when it has no IMAP inbox; 429 with
+    ``Retry-After`` past the manual-sync rate limits (per token or user, and per tenant;
+    nothing is dialled then); 502 with an error ``code`` and a ``hint`` when the server
+    cannot be reached or refuses the login.
     """
     try:
-        counts = await inbound_svc.sync_now(ctx, who, account_id)
+        counts = await inbound_svc.sync_now(ctx, who, account_id, limiter=limiter)
     except inbound_svc.SyncFailed as exc:
         body = {
             "type": "about:blank",
