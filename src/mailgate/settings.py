@@ -82,7 +82,9 @@ class Settings(BaseSettings):
         25 * 1024 * 1024, ge=1024, description="Body plus attachments allowed on one message."
     )
     give_up_hours: float = Field(72.0, gt=0, description="Age after which delivery gives up.")
-    retention_days: float = Field(30.0, gt=0, description="Delivered mail kept this long.")
+    retention_days: float = Field(
+        30.0, gt=0, description="Sent mail and mail ingested from IMAP inboxes kept this long."
+    )
     lease_seconds: float = Field(120.0, gt=0, description="How long a claimed message is held.")
     imap_sync_interval: float = Field(
         300.0,

@@ -117,8 +117,8 @@ async def test_retention_purges_old_delivered_mail(tenant: Tenant) -> None:
             .where(messages.c.id == old)
             .values(finished_at=utcnow() - timedelta(days=31))
         )
-    purged, _ = await maintenance.purge_once(tenant.ctx)
-    assert purged == 1
+    purged = await maintenance.purge_once(tenant.ctx)
+    assert purged.messages == 1
     async with tenant.ctx.db.read() as tx:
         left = {r[0] for r in await tx.execute(select(messages.c.id))}
     assert left == {new, pending}

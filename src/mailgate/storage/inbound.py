@@ -12,6 +12,9 @@
   written to the message's delivery log (an attempt row, engine ``imap``) and a
   ``message.bounced`` webhook event is recorded in the same transaction.
 * :func:`list_inbox`, :func:`due_accounts` — the inbox listing and the scheduler's query.
+* :func:`purge_ingested` — housekeeping: forget ingested messages past the retention.
+  The mailbox cursors stay, so a purged message is not fetched again, and what a bounce
+  did stays on the message it matched (recipient status, delivery-log entry).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailgate.domain.delivery import RecipientStatus
@@ -588,3 +591,20 @@ async def due_accounts(
             if len(due) >= limit:
                 break
     return due
+
+
+# Housekeeping --------------------------------------------------------------------------------
+
+
+async def purge_ingested(tx: Tx, *, older_than: datetime) -> int:
+    """Delete messages ingested (stored by Mailgate) before ``older_than``; their number.
+
+    Nothing refers to an ingested row: a bounce's effects were written to the sent message
+    it matched when it was ingested (the recipient's ``bounced`` status and an ``imap``
+    entry in the delivery log), so they outlive it. The cursors in ``inbound_mailboxes``
+    are kept, so the next sync does not fetch a purged message again.
+    """
+    result = await tx.execute(
+        delete(inbound_messages).where(inbound_messages.c.created_at < older_than)
+    )
+    return int(result.rowcount or 0)

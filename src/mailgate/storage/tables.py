@@ -460,6 +460,8 @@ inbound_messages = Table(
     ),
     Index("ix_inbound_messages_account", "account_id", "id"),
     Index("ix_inbound_messages_message_id", "account_id", "mailbox", "message_id"),
+    # The retention purge deletes by age.
+    Index("ix_inbound_messages_created", "created_at"),
 )
 
 #: How far each mailbox of an account has been read.

@@ -1,14 +1,22 @@
-"""Housekeeping: purge delivered mail past its retention, forget old idempotency keys."""
+"""Housekeeping: purge delivered and ingested mail past its retention, forget old
+idempotency keys.
+
+One retention (``MAILGATE_RETENTION_DAYS``, :attr:`InstancePolicy.retention_days`) applies to
+sent messages and to messages ingested from IMAP inboxes: a bounce and the message it
+returns then leave the store at about the same time, and an operator has one number to set.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from mailgate.runtime import Context
 from mailgate.storage import idempotency
+from mailgate.storage import inbound as inbound_store
 from mailgate.storage import messages as message_store
 from mailgate.storage.base import utcnow
 
@@ -17,17 +25,37 @@ log = logging.getLogger("mailgate.maintenance")
 INTERVAL_SECONDS = 600.0
 
 
-async def purge_once(ctx: Context) -> tuple[int, int]:
-    """Delete sent messages older than the retention and expired idempotency keys."""
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What one housekeeping pass deleted."""
+
+    #: Sent messages finished before the retention (with recipients, attempts and body).
+    messages: int
+    #: Messages ingested from IMAP inboxes before the retention.
+    inbound: int
+    #: Expired idempotency keys.
+    idempotency_keys: int
+
+
+async def purge_once(ctx: Context) -> Purged:
+    """Delete sent and ingested messages older than the retention and expired
+    idempotency keys, in one transaction."""
     now = utcnow()
+    horizon = now - timedelta(days=ctx.policy.retention_days)
     async with ctx.db.transaction() as tx:
-        messages = await message_store.purge_delivered(
-            tx, older_than=now - timedelta(days=ctx.policy.retention_days)
+        purged = Purged(
+            messages=await message_store.purge_delivered(tx, older_than=horizon),
+            inbound=await inbound_store.purge_ingested(tx, older_than=horizon),
+            idempotency_keys=await idempotency.purge(tx, now=now),
         )
-        keys = await idempotency.purge(tx, now=now)
-    if messages or keys:
-        log.info("purged %d delivered message(s) and %d idempotency key(s)", messages, keys)
-    return messages, keys
+    if purged.messages or purged.inbound or purged.idempotency_keys:
+        log.info(
+            "purged %d delivered message(s), %d ingested message(s) and %d idempotency key(s)",
+            purged.messages,
+            purged.inbound,
+            purged.idempotency_keys,
+        )
+    return purged
 
 
 async def run(ctx: Context, stop: asyncio.Event, *, interval: float = INTERVAL_SECONDS) -> None:
