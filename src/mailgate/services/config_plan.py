@@ -188,6 +188,13 @@ def _compact(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None and v != {} and v != []}
 
 
+def _stage_order(stages: Iterable[Stage]) -> list[str]:
+    """The seeded stages in their order, then the others by name (stable across databases)."""
+    names = {s.name for s in stages}
+    seeded = [n for n in SEEDED_STAGES if n in names]
+    return seeded + sorted(names - set(seeded))
+
+
 def render(states: Iterable[TenantState]) -> dict[str, Any]:
     """The document that describes ``states``; secrets only as ``{"env": ...}`` references."""
     used: set[str] = set()
@@ -205,7 +212,7 @@ def render(states: Iterable[TenantState]) -> dict[str, Any]:
     for state in sorted(states, key=lambda s: s.slug):
         if state.caller is None:
             continue
-        slug, stage_order = state.slug, [s.name for s in state.stages]
+        slug, stage_order = state.slug, _stage_order(state.stages)
         names = {s.id: s.name for s in state.servers}
         servers: dict[str, Any] = {}
         for server in sorted(state.servers, key=lambda s: s.name):
