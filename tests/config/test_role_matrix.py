@@ -103,6 +103,13 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Permission]] = [
     ("GET", "/api/v1/tenants/{t}/webhooks/{webhook}", None, V),
     ("GET", "/api/v1/tenants/{t}/webhooks/{webhook}/deliveries", None, V),
     ("POST", "/api/v1/tenants/{t}/webhooks/{webhook}/enable", None, M),
+    (
+        "PATCH",
+        "/api/v1/tenants/{t}/webhooks/{webhook}",
+        {"events": ["message.sent", "message.failed"]},
+        M,
+    ),
+    ("POST", "/api/v1/tenants/{t}/webhooks/{webhook}/rotate-secret", {"overlap_hours": 1}, M),
     ("DELETE", "/api/v1/tenants/{t}/webhooks/{doomed_webhook}", None, M),
     # DKIM keys, keystores, templates.
     (

@@ -76,6 +76,8 @@ ROUTES = [
     ("get", "/api/v1/tenants/{tenant}/webhooks"),
     ("post", "/api/v1/tenants/{tenant}/webhooks"),
     ("delete", "/api/v1/tenants/{tenant}/webhooks/{webhook_id}"),
+    ("patch", "/api/v1/tenants/{tenant}/webhooks/{webhook_id}"),
+    ("post", "/api/v1/tenants/{tenant}/webhooks/{webhook_id}/rotate-secret"),
 ]
 
 

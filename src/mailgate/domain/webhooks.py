@@ -11,6 +11,11 @@ Pure values and functions (no IO). The rules, stated once:
   ``X-Mailgate-Timestamp`` (unix seconds). Receivers recompute it over the raw body, compare
   in constant time and reject timestamps more than :data:`REPLAY_TOLERANCE_SECONDS` away from
   their clock (:func:`verify_signature`).
+* **Rotation.** A new secret signs every delivery from the moment it is made. With an
+  overlap, deliveries also carry ``X-Mailgate-Signature-Previous``, the same signature made
+  with the previous secret, until the overlap ends (at most :data:`MAX_ROTATION_OVERLAP`),
+  so receivers can switch secrets without dropping a request. ``X-Mailgate-Signature``
+  keeps its one-value format throughout.
 * **Retries.** A delivery that does not get a 2xx is retried with exponential backoff and
   jitter for :attr:`DeliveryPolicy.give_up` (24 h), then it fails.
 * **Disabling.** An endpoint whose attempts have failed continuously (no success in between)
@@ -38,6 +43,11 @@ SNIPPET_CHARS = 200
 #: Total time allowed for one POST, connection and response included.
 REQUEST_TIMEOUT_SECONDS = 10.0
 SIGNATURE_PREFIX = "sha256="
+SIGNATURE_HEADER = "X-Mailgate-Signature"
+#: Sent only during a rotation's overlap: the signature made with the previous secret.
+PREVIOUS_SIGNATURE_HEADER = "X-Mailgate-Signature-Previous"
+#: The longest overlap a rotation may give the previous secret.
+MAX_ROTATION_OVERLAP = timedelta(days=7)
 
 
 class WebhookEvent(StrEnum):
@@ -79,6 +89,8 @@ class Webhook:
     failing_since: datetime | None
     created_at: datetime
     updated_at: datetime
+    #: Until when deliveries also carry the previous secret's signature; None: no overlap.
+    previous_secret_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,17 +171,30 @@ def verify_signature(
 
 
 def request_headers(
-    *, secret: str, event: str, delivery_id: str, timestamp: int, body: bytes
+    *,
+    secret: str,
+    event: str,
+    delivery_id: str,
+    timestamp: int,
+    body: bytes,
+    previous_secret: str | None = None,
 ) -> dict[str, str]:
-    """Every header of a delivery request, the signature included."""
-    return {
+    """Every header of a delivery request, the signature included.
+
+    ``previous_secret`` (during a rotation's overlap) adds the previous secret's signature
+    in its own header; the main signature is always the current secret's.
+    """
+    headers = {
         "Content-Type": "application/json",
         "User-Agent": "Mailgate-Webhooks/1",
         "X-Mailgate-Event": event,
         "X-Mailgate-Delivery": delivery_id,
         "X-Mailgate-Timestamp": str(timestamp),
-        "X-Mailgate-Signature": sign(secret, timestamp, body),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
     }
+    if previous_secret:
+        headers[PREVIOUS_SIGNATURE_HEADER] = sign(previous_secret, timestamp, body)
+    return headers
 
 
 @dataclass(frozen=True, slots=True)

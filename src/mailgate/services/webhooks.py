@@ -1,4 +1,5 @@
-"""Webhook endpoints of a tenant: create, list, read, delete, enable, delivery log.
+"""Webhook endpoints of a tenant: create, list, read, edit, rotate the secret, delete,
+enable, delivery log.
 
 Rules applied here:
 
@@ -7,7 +8,10 @@ Rules applied here:
   naming ``url`` with the policy's generic message, which does not say what the host
   resolved to. The dispatcher checks again at every delivery;
 * the signing secret is write-only: given, it is sealed and never shown; omitted, one is
-  generated and returned once, by the create call only;
+  generated and returned once, by the create call only. A rotation generates the new
+  secret and returns it once, by the rotate call only; with an overlap the previous secret
+  keeps signing deliveries (in a second header) until the overlap ends;
+* an edited URL passes the same checks as a new one; editing never touches the secret;
 * every change is audited without the secret or the URL's query string.
 """
 
@@ -15,15 +19,24 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
-from mailgate.domain.webhooks import Webhook, WebhookDelivery, WebhookEvent, generate_secret
+from mailgate.domain.webhooks import (
+    MAX_ROTATION_OVERLAP,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookStatus,
+    generate_secret,
+)
 from mailgate.engines.guarded_dialer import SystemResolver
 from mailgate.engines.netpolicy import NetworkPolicy, Resolver
 from mailgate.engines.webhook_http import check_destination, parse_url
 from mailgate.errors import PolicyViolation, ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
+from mailgate.storage.base import utcnow
 from mailgate.storage.webhooks import WebhookRepo
 
 MIN_SECRET_LENGTH = 16
@@ -35,6 +48,14 @@ class CreatedWebhook:
 
     webhook: Webhook
     generated_secret: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RotatedSecret:
+    """An endpoint after a secret rotation and its new secret (to show once)."""
+
+    webhook: Webhook
+    secret: str = field(repr=False)
 
 
 def _audit_name(url: str) -> str:
@@ -105,6 +126,100 @@ async def create_webhook(
             changes=["url", "events", "secret"],
         )
         return CreatedWebhook(await repo.get(webhook_id), generated)
+
+
+async def update_webhook(
+    ctx: Context,
+    caller: Caller,
+    webhook_id: str,
+    *,
+    url: str | None = None,
+    events: Sequence[WebhookEvent] | None = None,
+    active: bool | None = None,
+    resolver: Resolver | None = None,
+) -> Webhook:
+    """Change an endpoint's URL, events and/or whether it is active (None: unchanged).
+
+    A changed URL passes the checks of :func:`create_webhook` and starts a fresh failure
+    clock; ``active=True`` re-enables a disabled endpoint as :func:`enable_webhook` does (its
+    URL is checked again); ``active=False`` disables it and fails its pending deliveries.
+    Only what changes is written and audited (by field name).
+    """
+    if events is not None and not events:
+        raise ValidationFailed.field("events", "name at least one event")
+    async with ctx.db.read() as tx:
+        current = await WebhookRepo(tx, ctx.box, caller.tenant_id).get(webhook_id)
+    new_url = url if url is not None and url != current.url else None
+    new_events = tuple(dict.fromkeys(events)) if events is not None else None
+    if new_events == current.events:
+        new_events = None
+    enable = active is True and current.status is WebhookStatus.DISABLED
+    disable = active is False and current.status is WebhookStatus.ACTIVE
+    if new_url is not None or enable:
+        await check_url(ctx, new_url or current.url, resolver=resolver)
+    changes = [
+        name
+        for name, changed in (
+            ("url", new_url is not None),
+            ("events", new_events is not None),
+            ("status", enable or disable),
+        )
+        if changed
+    ]
+    async with ctx.db.transaction() as tx:
+        repo = WebhookRepo(tx, ctx.box, caller.tenant_id)
+        await repo.get(webhook_id)
+        if not changes:
+            return await repo.get(webhook_id)
+        if new_url is not None or new_events is not None:
+            await repo.update(webhook_id, url=new_url, events=new_events)
+        if enable:
+            await repo.enable(webhook_id)
+        if disable:
+            await repo.disable(webhook_id, reason=f"disabled by {caller.actor}")
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="webhook.update",
+            object_type="webhook",
+            object_id=webhook_id,
+            object_name=_audit_name(new_url or current.url),
+            changes=changes,
+        )
+        return await repo.get(webhook_id)
+
+
+async def rotate_secret(
+    ctx: Context, caller: Caller, webhook_id: str, *, overlap: timedelta = timedelta(0)
+) -> RotatedSecret:
+    """Give an endpoint a new, generated signing secret; return it (to show once).
+
+    Deliveries are signed with the new secret from now on. With a positive ``overlap`` (at
+    most :data:`~mailgate.domain.webhooks.MAX_ROTATION_OVERLAP`) they also carry the
+    previous secret's signature until the overlap ends; a rotation during an overlap drops
+    the secret before the previous one. Without it, the previous secret is forgotten at once.
+    """
+    if overlap < timedelta(0) or overlap > MAX_ROTATION_OVERLAP:
+        hours = MAX_ROTATION_OVERLAP.total_seconds() / 3600
+        raise ValidationFailed.field("overlap_hours", f"must be between 0 and {hours:g}")
+    secret = generate_secret()
+    until = utcnow() + overlap if overlap > timedelta(0) else None
+    async with ctx.db.transaction() as tx:
+        repo = WebhookRepo(tx, ctx.box, caller.tenant_id)
+        webhook = await repo.get(webhook_id)
+        await repo.rotate_secret(webhook_id, secret=secret, previous_until=until)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="webhook.rotate_secret",
+            object_type="webhook",
+            object_id=webhook_id,
+            object_name=_audit_name(webhook.url),
+            changes=["secret", f"overlap:{overlap.total_seconds():g}s"],
+        )
+        return RotatedSecret(await repo.get(webhook_id), secret)
 
 
 async def delete_webhook(ctx: Context, caller: Caller, webhook_id: str) -> None:

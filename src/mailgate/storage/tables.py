@@ -391,8 +391,11 @@ webhooks = Table(
     Column("status", String(12), nullable=False),  # active | disabled
     Column("disabled_reason", Text, nullable=True),
     Column("failing_since", DateTime(timezone=True), nullable=True),
-    # The signing secret, sealed; context "webhooks:<id>:secrets".
+    # The signing secret, sealed; context "webhooks:<id>:secrets". Fields: "secret", and
+    # "previous" after a rotation with an overlap.
     Column("secrets", LargeBinary, nullable=False),
+    # Until when deliveries also carry the previous secret's signature (a rotation's overlap).
+    Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
     *_stamps(),
 )
 

@@ -1,7 +1,10 @@
 """Webhook endpoints, the events recorded for them and the claim of due deliveries.
 
 * :class:`WebhookRepo` — one tenant's endpoints; the signing secret is sealed with context
-  ``"webhooks:<id>:secrets"`` (key rotation re-seals it with that context).
+  ``"webhooks:<id>:secrets"`` (key rotation re-seals it with that context). After a secret
+  rotation with an overlap the same sealed value also holds the previous secret, and
+  ``previous_secret_expires_at`` says until when it still signs;
+  :func:`forget_expired_previous` drops it once that time has passed.
 * :func:`record_events` — called by the delivery worker *inside* the transaction that
   records attempt outcomes, so an event exists exactly when its outcome does: never lost,
   never duplicated by a crash.
@@ -57,6 +60,7 @@ def _webhook(row: Any) -> Webhook:
         failing_since=as_utc(row.failing_since),
         created_at=as_utc(row.created_at),  # type: ignore[arg-type]
         updated_at=as_utc(row.updated_at),  # type: ignore[arg-type]
+        previous_secret_expires_at=as_utc(row.previous_secret_expires_at),
     )
 
 
@@ -130,6 +134,56 @@ class WebhookRepo:
                 status=WebhookStatus.ACTIVE.value,
                 disabled_reason=None,
                 failing_since=None,
+                updated_at=utcnow(),
+            )
+        )
+
+    async def update(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[WebhookEvent] | None = None,
+    ) -> None:
+        """Change the URL and/or the events; a new URL starts with a fresh failure clock."""
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        if url is not None:
+            values.update(url=url, failing_since=None)
+        if events is not None:
+            values["events"] = [e.value for e in events]
+        await self.tx.execute(update(webhooks).where(self._mine(webhook_id)).values(**values))
+
+    async def disable(self, webhook_id: str, *, reason: str) -> None:
+        """Disable the endpoint by hand: no new events, and its pending deliveries fail."""
+        await self.tx.execute(
+            update(webhooks)
+            .where(self._mine(webhook_id))
+            .values(
+                status=WebhookStatus.DISABLED.value, disabled_reason=reason, updated_at=utcnow()
+            )
+        )
+        await _fail_pending(self.tx, webhook_id)
+
+    async def rotate_secret(
+        self, webhook_id: str, *, secret: str, previous_until: datetime | None
+    ) -> None:
+        """Make ``secret`` the signing secret. With ``previous_until``, the secret it replaces
+        keeps signing (in the second header) until then; an older previous one is dropped."""
+        context = secret_context(webhook_id)
+        row = (
+            await self.tx.execute(select(webhooks.c.secrets).where(self._mine(webhook_id)))
+        ).first()
+        if row is None:
+            raise NotFound(f"No webhook {webhook_id!r}.")
+        fields = {"secret": secret}
+        if previous_until is not None:
+            fields["previous"] = self.box.open_fields(row.secrets, context=context)["secret"]
+        await self.tx.execute(
+            update(webhooks)
+            .where(self._mine(webhook_id))
+            .values(
+                secrets=self.box.seal_fields(fields, context=context),
+                previous_secret_expires_at=previous_until,
                 updated_at=utcnow(),
             )
         )
@@ -229,6 +283,8 @@ class DueDelivery:
     attempts: int  # including the attempt being made
     created_at: datetime
     secret: str = field(repr=False)
+    #: The previous secret while a rotation's overlap lasts, else None.
+    previous_secret: str | None = field(default=None, repr=False)
 
 
 async def claim_due(
@@ -260,14 +316,19 @@ async def claim_due(
     if not claimed:
         return []
     hook_ids = sorted({r.webhook_id for r in claimed})
-    hooks = {
-        r.id: (r.url, box.open_fields(r.secrets, context=secret_context(r.id))["secret"])
-        for r in await tx.execute(
-            select(webhooks.c.id, webhooks.c.url, webhooks.c.secrets).where(
-                webhooks.c.id.in_(hook_ids)
-            )
-        )
-    }
+    hooks: dict[str, tuple[str, str, str | None]] = {}
+    for r in await tx.execute(
+        select(
+            webhooks.c.id,
+            webhooks.c.url,
+            webhooks.c.secrets,
+            webhooks.c.previous_secret_expires_at,
+        ).where(webhooks.c.id.in_(hook_ids))
+    ):
+        fields = box.open_fields(r.secrets, context=secret_context(r.id))
+        until = as_utc(r.previous_secret_expires_at)
+        previous = fields.get("previous") if until is not None and now < until else None
+        hooks[r.id] = (r.url, fields["secret"], previous)
     return [
         DueDelivery(
             id=r.id,
@@ -278,9 +339,34 @@ async def claim_due(
             attempts=r.attempts,
             created_at=as_utc(r.created_at),  # type: ignore[arg-type]
             secret=hooks[r.webhook_id][1],
+            previous_secret=hooks[r.webhook_id][2],
         )
         for r in sorted(claimed, key=lambda r: r.id)
     ]
+
+
+async def forget_expired_previous(tx: Tx, box: SecretBox, *, now: datetime) -> int:
+    """Drop the previous secrets whose overlap has ended (re-sealing the current one alone);
+    return how many endpoints changed."""
+    rows = (
+        await tx.execute(
+            select(webhooks.c.id, webhooks.c.secrets).where(
+                webhooks.c.previous_secret_expires_at <= now
+            )
+        )
+    ).all()
+    for row in rows:
+        context = secret_context(row.id)
+        current = box.open_fields(row.secrets, context=context)["secret"]
+        await tx.execute(
+            update(webhooks)
+            .where(webhooks.c.id == row.id)
+            .values(
+                secrets=box.seal_fields({"secret": current}, context=context),
+                previous_secret_expires_at=None,
+            )
+        )
+    return len(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,15 +461,7 @@ async def _disable(tx: Tx, hook_id: str, tenant_id: str, url: str, reason: str) 
         .where(webhooks.c.id == hook_id)
         .values(status=WebhookStatus.DISABLED.value, disabled_reason=reason, updated_at=utcnow())
     )
-    await tx.execute(
-        update(wd)
-        .where(wd.c.webhook_id == hook_id, wd.c.status == DeliveryStatus.PENDING.value)
-        .values(
-            status=DeliveryStatus.FAILED.value,
-            next_attempt_at=None,
-            last_error="the endpoint was disabled",
-        )
-    )
+    await _fail_pending(tx, hook_id)
     await audit.record(
         tx,
         tenant_id=tenant_id,
@@ -393,4 +471,16 @@ async def _disable(tx: Tx, hook_id: str, tenant_id: str, url: str, reason: str) 
         object_id=hook_id,
         object_name=url[:320],
         changes=["status", "disabled_reason"],
+    )
+
+
+async def _fail_pending(tx: Tx, hook_id: str) -> None:
+    await tx.execute(
+        update(wd)
+        .where(wd.c.webhook_id == hook_id, wd.c.status == DeliveryStatus.PENDING.value)
+        .values(
+            status=DeliveryStatus.FAILED.value,
+            next_attempt_at=None,
+            last_error="the endpoint was disabled",
+        )
     )

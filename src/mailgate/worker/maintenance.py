@@ -1,5 +1,5 @@
 """Housekeeping: purge delivered and ingested mail past its retention, forget old
-idempotency keys.
+idempotency keys and the previous webhook secrets whose rotation overlap has ended.
 
 One retention (``MAILGATE_RETENTION_DAYS``, :attr:`InstancePolicy.retention_days`) applies to
 sent messages and to messages ingested from IMAP inboxes: a bounce and the message it
@@ -18,6 +18,7 @@ from mailgate.runtime import Context
 from mailgate.storage import idempotency
 from mailgate.storage import inbound as inbound_store
 from mailgate.storage import messages as message_store
+from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
 
 log = logging.getLogger("mailgate.maintenance")
@@ -35,11 +36,13 @@ class Purged:
     inbound: int
     #: Expired idempotency keys.
     idempotency_keys: int
+    #: Webhooks whose previous secret (after a rotation) was dropped: its overlap ended.
+    webhook_secrets: int = 0
 
 
 async def purge_once(ctx: Context) -> Purged:
-    """Delete sent and ingested messages older than the retention and expired
-    idempotency keys, in one transaction."""
+    """Delete sent and ingested messages older than the retention, expired idempotency
+    keys and previous webhook secrets past their overlap, in one transaction."""
     now = utcnow()
     horizon = now - timedelta(days=ctx.policy.retention_days)
     async with ctx.db.transaction() as tx:
@@ -47,6 +50,7 @@ async def purge_once(ctx: Context) -> Purged:
             messages=await message_store.purge_delivered(tx, older_than=horizon),
             inbound=await inbound_store.purge_ingested(tx, older_than=horizon),
             idempotency_keys=await idempotency.purge(tx, now=now),
+            webhook_secrets=await webhook_store.forget_expired_previous(tx, ctx.box, now=now),
         )
     if purged.messages or purged.inbound or purged.idempotency_keys:
         log.info(

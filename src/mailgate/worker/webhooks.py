@@ -1,6 +1,7 @@
 """The webhook dispatcher: claim due deliveries, POST them signed, record what happened.
 
-One pass reads as steps: ``claim → sign → post (bounded concurrency, one deadline each) →
+One pass reads as steps: ``claim → sign (with the previous secret too, during a rotation's
+overlap) → post (bounded concurrency, one deadline each) →
 decide (delivered, retry with backoff, or give up) → record (endpoint health, disabling)``.
 Several dispatchers (one per worker process) may share a database: claims skip rows another
 one has locked, and a claim is a lease, so a dispatcher that dies leaves nothing stuck.
@@ -127,6 +128,7 @@ class Dispatcher:
                 delivery_id=delivery.id,
                 timestamp=int(self.clock().timestamp()),
                 body=body,
+                previous_secret=delivery.previous_secret,
             )
             return await self.poster.post(
                 delivery.url, body, headers, policy=network, allowed=allowed

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mailgate.domain.webhooks import Webhook, WebhookDelivery
+from mailgate.domain.webhooks import MAX_ROTATION_OVERLAP, Webhook, WebhookDelivery
 from mailgate.web.api.schemas import Strict
 
 # Webhooks -------------------------------------------------------------------------------
@@ -26,6 +26,26 @@ class WebhookIn(Strict):
     )
 
 
+class WebhookPatch(Strict):
+    """Fields left out are unchanged; the secret is changed only by ``rotate-secret``."""
+
+    url: str | None = Field(None, min_length=1, max_length=2000)
+    events: list[WebhookEventName] | None = Field(None, min_length=1)
+    active: bool | None = Field(
+        None, description="false disables the endpoint; true re-enables it (URL checked again)."
+    )
+
+
+class WebhookRotateIn(Strict):
+    overlap_hours: float = Field(
+        0,
+        ge=0,
+        le=MAX_ROTATION_OVERLAP.total_seconds() / 3600,
+        description="How long deliveries also carry the previous secret's signature "
+        "(X-Mailgate-Signature-Previous); 0: the previous secret stops signing at once.",
+    )
+
+
 class WebhookOut(BaseModel):
     id: str
     url: str
@@ -34,6 +54,9 @@ class WebhookOut(BaseModel):
     secret_set: bool = True
     disabled_reason: str | None
     failing_since: datetime | None
+    previous_secret_expires_at: datetime | None = Field(
+        None, description="Until when deliveries also carry the previous secret's signature."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -46,6 +69,7 @@ class WebhookOut(BaseModel):
             status="active" if w.status.value == "active" else "disabled",
             disabled_reason=w.disabled_reason,
             failing_since=w.failing_since,
+            previous_secret_expires_at=w.previous_secret_expires_at,
             created_at=w.created_at,
             updated_at=w.updated_at,
         )
@@ -55,6 +79,10 @@ class WebhookCreated(WebhookOut):
     secret: str | None = Field(
         None, description="The generated secret, shown only here; null when one was given."
     )
+
+
+class WebhookRotated(WebhookOut):
+    secret: str = Field(description="The new signing secret, shown only here.")
 
 
 class WebhookDeliveryOut(BaseModel):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Response
 
 from mailgate.domain.webhooks import WebhookEvent
+from mailgate.errors import ValidationFailed
 from mailgate.services import webhooks as webhook_svc
 from mailgate.web.api.schemas import Page
 from mailgate.web.api.schemas_webhooks import (
@@ -12,6 +15,9 @@ from mailgate.web.api.schemas_webhooks import (
     WebhookDeliveryOut,
     WebhookIn,
     WebhookOut,
+    WebhookPatch,
+    WebhookRotated,
+    WebhookRotateIn,
 )
 from mailgate.web.deps import CtxDep, Limit, ManageConfig, ViewConfig, page
 
@@ -45,6 +51,40 @@ async def create_webhook(body: WebhookIn, ctx: CtxDep, who: ManageConfig) -> Web
 @router.get("/webhooks/{webhook_id}")
 async def get_webhook(webhook_id: str, ctx: CtxDep, who: ViewConfig) -> WebhookOut:
     return WebhookOut.of(await webhook_svc.get_webhook(ctx, who, webhook_id))
+
+
+@router.patch("/webhooks/{webhook_id}")
+async def update_webhook(
+    webhook_id: str, body: WebhookPatch, ctx: CtxDep, who: ManageConfig
+) -> WebhookOut:
+    """Change the URL (checked like a new one), the events, or ``active``; fields left out
+    are unchanged. The secret is changed only by ``rotate-secret``."""
+    fields = body.model_dump(exclude_unset=True)
+    for name in ("url", "events", "active"):
+        if name in fields and fields[name] is None:
+            raise ValidationFailed.field(name, "must not be null (leave it out to keep it)")
+    updated = await webhook_svc.update_webhook(
+        ctx,
+        who,
+        webhook_id,
+        url=body.url,
+        events=[WebhookEvent(e) for e in body.events] if body.events is not None else None,
+        active=body.active,
+    )
+    return WebhookOut.of(updated)
+
+
+@router.post("/webhooks/{webhook_id}/rotate-secret")
+async def rotate_secret(
+    webhook_id: str, ctx: CtxDep, who: ManageConfig, body: WebhookRotateIn | None = None
+) -> WebhookRotated:
+    """Replace the signing secret with a generated one, returned here once. With
+    ``overlap_hours``, deliveries also carry the previous secret's signature in
+    ``X-Mailgate-Signature-Previous`` until ``previous_secret_expires_at``."""
+    overlap = timedelta(hours=body.overlap_hours if body is not None else 0)
+    rotated = await webhook_svc.rotate_secret(ctx, who, webhook_id, overlap=overlap)
+    out = WebhookOut.of(rotated.webhook)
+    return WebhookRotated(**out.model_dump(), secret=rotated.secret)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204)
