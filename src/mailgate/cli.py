@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from mailgate import logs
+from mailgate.cli_config import config_app
 from mailgate.cli_server import server_app
 from mailgate.errors import ConfigurationError
 from mailgate.services import boot
@@ -45,6 +46,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 app.add_typer(server_app, name="server")
+app.add_typer(config_app, name="config")
 
 console = Console(stderr=True)
 T = TypeVar("T")

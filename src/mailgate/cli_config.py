@@ -83,7 +83,7 @@ def apply_file(
     ] = False,
 ) -> None:
     """Create what is missing and update what differs, so the instance matches FILE."""
-    from mailgate.services import config_file, config_plan
+    from mailgate.services import config_export, config_file, config_plan
 
     errors = Console(stderr=True)
     settings = _settings(errors)
@@ -95,7 +95,7 @@ def apply_file(
         try:
             principal = _principal()
             states = {
-                slug: await config_plan.read_state(
+                slug: await config_export.read_state(
                     ctx, principal, slug, secrets=True, missing_ok=True
                 )
                 for slug in specs
@@ -145,7 +145,7 @@ def export_file(
 ) -> None:
     """Write the configuration of every tenant (or those named) as a file, secrets as
     environment-variable references, never their values."""
-    from mailgate.services import config_file, config_plan
+    from mailgate.services import config_export, config_file
 
     errors = Console(stderr=True)
     chosen = fmt or (output.suffix.lstrip(".").lower() if output else "") or "json"
@@ -157,7 +157,7 @@ def export_file(
     async def go() -> str:
         ctx = await boot.open_context(settings)
         try:
-            doc = await config_plan.export_document(ctx, _principal(), tenant or None)
+            doc = await config_export.export_document(ctx, _principal(), tenant or None)
         finally:
             await ctx.db.dispose()
         return config_file.dumps_document(doc, fmt=chosen)

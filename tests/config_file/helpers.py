@@ -9,8 +9,9 @@ from typing import Any
 from mailgate.domain.roles import Permission, Principal, PrincipalKind
 from mailgate.services import tenants
 from mailgate.services.auth import authorize
+from mailgate.services.config_export import read_state
 from mailgate.services.config_file import parse
-from mailgate.services.config_plan import Action, Change, apply, plan, read_state
+from mailgate.services.config_plan import Action, Change, apply, plan
 from mailgate.services.context import Context
 
 CLI = Principal(kind=PrincipalKind.INSTANCE_ADMIN, actor="cli:config")

@@ -19,8 +19,8 @@ from mailgate.errors import ConfigurationError
 from mailgate.services import accounts, apps, servers
 from mailgate.services.auth import authorize
 from mailgate.services.boot import open_context
+from mailgate.services.config_export import export_document
 from mailgate.services.config_file import ConfigFileError, dumps_document
-from mailgate.services.config_plan import export_document
 from mailgate.services.context import Context
 from mailgate.settings import Settings
 from mailgate.storage.secretbox import generate_key
