@@ -22,13 +22,8 @@ from mailgate.compose.addresses import Address
 from mailgate.compose.dkim import DkimSigner, generate_key
 from mailgate.compose.message import Attachment, Draft, compose
 from mailgate.compose.signing_errors import SigningError, SigningFailure
-from mailgate.compose.smime import (
-    Keystore,
-    is_smime_signed,
-    load_pkcs12,
-    select_entry,
-    smime_sign,
-)
+from mailgate.compose.smime import Keystore, load_pkcs12, select_entry, smime_sign
+from mailgate.domain.smime import is_smime_signed
 from mailgate.errors import ValidationFailed
 
 NOW = datetime(2024, 3, 31, 12, 0, tzinfo=UTC)

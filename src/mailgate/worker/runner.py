@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from mailgate.compose.smime import is_smime_signed
 from mailgate.domain.delivery import (
     DeliveryResult,
     Envelope,
@@ -29,6 +28,7 @@ from mailgate.domain.delivery import (
 )
 from mailgate.domain.retry import RetryPolicy
 from mailgate.domain.servers import RECOMPOSING_ENGINES, ServerStatus
+from mailgate.domain.smime import is_smime_signed
 from mailgate.engines.factory import EngineCache
 from mailgate.errors import MailgateError
 from mailgate.runtime import Context
