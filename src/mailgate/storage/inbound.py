@@ -7,10 +7,8 @@
   stamps the account's ``last_sync_at`` / ``last_sync_error``.
 * The lease makes one sync per account at a time across every process sharing the
   database; a lease whose holder died expires by itself.
-* A bounce is matched within the account's tenant by the original Message-ID, then by
-  recipient address. A recipient that was ``sent`` becomes ``bounced``; the bounce is
-  written to the message's delivery log (an attempt row, engine ``imap``) and a
-  ``message.bounced`` webhook event is recorded in the same transaction.
+* Bounces found in a batch are matched and applied by :mod:`mailgate.storage.bounces`, in
+  the same transaction.
 * :func:`list_inbox`, :func:`due_accounts` — the inbox listing and the scheduler's query.
 * :func:`purge_ingested` — housekeeping: forget ingested messages past the retention.
   The mailbox cursors stay, so a purged message is not fetched again, and what a bounce
@@ -19,19 +17,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mailgate.domain.delivery import RecipientStatus
 from mailgate.domain.ids import new_id
 from mailgate.domain.inbound import (
     BatchResult,
-    Bounce,
-    BouncedRecipient,
     DueAccount,
     ImapSecurity,
     ImapTarget,
@@ -40,26 +35,19 @@ from mailgate.domain.inbound import (
     InboxItem,
     MailboxCursor,
 )
-from mailgate.domain.webhooks import DeliveryStatus, WebhookEvent, WebhookStatus, event_payload
 from mailgate.errors import Conflict, NotFound
 from mailgate.storage.accounts import secret_context
 from mailgate.storage.base import Tx, as_utc, utcnow
+from mailgate.storage.bounces import apply_bounce, bounce_json
 from mailgate.storage.db import Database
 from mailgate.storage.secretbox import SecretBox
 from mailgate.storage.tables import (
-    attempts,
     email_accounts,
     inbound_mailboxes,
     inbound_messages,
     inbound_sync_leases,
-    message_recipients,
-    messages,
-    tenants,
-    webhook_deliveries,
-    webhooks,
 )
 
-BOUNCE_ENGINE = "imap"
 _ERROR_CHARS = 2000
 
 
@@ -192,15 +180,15 @@ class InboundStore:
             ids = sorted(new_id() for _ in fresh)
             for row_id, message in zip(ids, fresh, strict=True):
                 matched: str | None = None
-                bounce_json: dict[str, Any] | None = None
+                bounce_record: dict[str, Any] | None = None
                 if message.bounce is not None:
                     bounces += 1
-                    matched, results = await _apply_bounce(
+                    matched, results = await apply_bounce(
                         tx, self.tenant_id, message, message.bounce, now=now
                     )
                     applied += sum(results)
-                    bounce_json = _bounce_json(message.bounce, results)
-                rows.append(self._row(row_id, batch.cursor, message, bounce_json, matched, now))
+                    bounce_record = bounce_json(message.bounce, results)
+                rows.append(self._row(row_id, batch.cursor, message, bounce_record, matched, now))
             if rows:
                 await tx.execute(insert(inbound_messages), rows)
             await self._save_cursor(tx, batch.cursor, now)
@@ -314,195 +302,6 @@ class InboundStore:
                 )
                 .values(last_sync_at=now, last_sync_error=error[:_ERROR_CHARS] if error else None)
             )
-
-
-# Bounce matching ---------------------------------------------------------------------------
-
-
-def _recipient_json(recipient: BouncedRecipient) -> dict[str, Any]:
-    return {
-        "email": recipient.email,
-        "action": recipient.action.value,
-        "status": recipient.status,
-        "code": recipient.code,
-        "diagnostic": recipient.diagnostic,
-    }
-
-
-def _bounce_json(bounce: Bounce, applied: Sequence[bool]) -> dict[str, Any]:
-    return {
-        "format": bounce.format.value,
-        "original_message_id": bounce.original_message_id,
-        "reporting_mta": bounce.reporting_mta,
-        "recipients": [
-            {**_recipient_json(r), "applied": done}
-            for r, done in zip(bounce.recipients, applied, strict=True)
-        ],
-    }
-
-
-async def _apply_bounce(
-    tx: Tx, tenant_id: str, inbound: InboundMessage, bounce: Bounce, *, now: datetime
-) -> tuple[str | None, list[bool]]:
-    """Mark the recipients ``bounce`` reports failed on the tenant's sent message.
-
-    Returns the matched message's id (None: no message of this tenant has that
-    Message-ID) and, per reported recipient, whether it was marked bounced. Only a
-    recipient whose status is ``sent`` changes, so a bounce read twice (or a delay
-    notice) never emits a second event.
-    """
-    applied = [False] * len(bounce.recipients)
-    if not bounce.original_message_id:
-        return None, applied
-    message = (
-        await tx.execute(
-            select(messages.c.id, messages.c.message_id, messages.c.attempts, messages.c.server_id)
-            .where(
-                messages.c.tenant_id == tenant_id,
-                messages.c.message_id == bounce.original_message_id,
-            )
-            .order_by(messages.c.id.desc())
-            .limit(1)
-        )
-    ).first()
-    if message is None:
-        return None, applied
-    rows = await tx.execute(
-        select(message_recipients.c.position, message_recipients.c.email).where(
-            message_recipients.c.message_id == message.id,
-            message_recipients.c.status == RecipientStatus.SENT.value,
-        )
-    )
-    sent = {str(email).lower(): position for position, email in rows}
-    events: list[BouncedRecipient] = []
-    for index, recipient in enumerate(bounce.recipients):
-        position = sent.get(recipient.email.lower())
-        if position is None or not recipient.is_failure:
-            continue
-        reply = _reply(recipient)
-        await tx.execute(
-            update(message_recipients)
-            .where(
-                message_recipients.c.message_id == message.id,
-                message_recipients.c.position == position,
-                message_recipients.c.status == RecipientStatus.SENT.value,
-            )
-            .values(
-                status=RecipientStatus.BOUNCED.value,
-                code=recipient.code,
-                reply=reply,
-                updated_at=now,
-            )
-        )
-        applied[index] = True
-        events.append(recipient)
-    if events:
-        await _log_bounce(tx, message, inbound, bounce, events, now=now)
-        await _record_events(tx, tenant_id, message, bounce, events, now=now)
-    return message.id, applied
-
-
-def _reply(recipient: BouncedRecipient) -> str:
-    parts = [recipient.status or "", recipient.diagnostic or "bounced"]
-    return " ".join(p for p in parts if p)[:_ERROR_CHARS]
-
-
-async def _log_bounce(
-    tx: Tx,
-    message: Any,
-    inbound: InboundMessage,
-    bounce: Bounce,
-    recipients: Sequence[BouncedRecipient],
-    *,
-    now: datetime,
-) -> None:
-    """One delivery-log entry per bounce: the attempt it returns, engine ``imap``."""
-    lines = [
-        f"bounce ({bounce.format.value}) received {now.isoformat(timespec='seconds')}",
-        f"inbound message: {inbound.message_id or '(no Message-ID)'} from {inbound.sender}",
-    ]
-    if bounce.reporting_mta:
-        lines.append(f"reporting MTA: {bounce.reporting_mta}")
-    lines += [f"{r.email}: {r.action.value} {_reply(r)}" for r in recipients]
-    first = recipients[0]
-    await tx.execute(
-        insert(attempts).values(
-            id=new_id(),
-            message_id=message.id,
-            n=max(int(message.attempts or 0), 1),
-            started_at=now,
-            finished_at=now,
-            server_id=message.server_id,
-            engine=BOUNCE_ENGINE,
-            worker=None,
-            outcome=RecipientStatus.BOUNCED.value,
-            code=first.code,
-            reply=_reply(first),
-            tls_version=None,
-            duration_ms=0.0,
-            possible_duplicate=False,
-            transcript="\n".join(lines),
-        )
-    )
-
-
-async def _record_events(
-    tx: Tx,
-    tenant_id: str,
-    message: Any,
-    bounce: Bounce,
-    recipients: Sequence[BouncedRecipient],
-    *,
-    now: datetime,
-) -> None:
-    """A ``message.bounced`` delivery for every active endpoint subscribed to it."""
-    hooks = [
-        hook_id
-        for hook_id, events in await tx.execute(
-            select(webhooks.c.id, webhooks.c.events).where(
-                webhooks.c.tenant_id == tenant_id,
-                webhooks.c.status == WebhookStatus.ACTIVE.value,
-            )
-        )
-        if WebhookEvent.BOUNCED.value in events
-    ]
-    if not hooks:
-        return
-    slug = (await tx.execute(select(tenants.c.slug).where(tenants.c.id == tenant_id))).scalar_one()
-    out: list[dict[str, Any]] = []
-    for recipient in recipients:
-        payload = event_payload(
-            event_id=new_id(),
-            event=WebhookEvent.BOUNCED,
-            created_at=now,
-            tenant=slug,
-            message_id=message.id,
-            rfc_message_id=message.message_id,
-            recipient=recipient.email,
-            outcome=RecipientStatus.BOUNCED.value,
-            code=recipient.code,
-            reply=_reply(recipient),
-            attempt=max(int(message.attempts or 0), 1),
-        )
-        payload["bounce"] = {
-            **_recipient_json(recipient),
-            "reporting_mta": bounce.reporting_mta,
-            "format": bounce.format.value,
-        }
-        out += [
-            {
-                "id": new_id(),
-                "webhook_id": hook_id,
-                "event": WebhookEvent.BOUNCED.value,
-                "payload": payload,
-                "status": DeliveryStatus.PENDING.value,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for hook_id in hooks
-        ]
-    await tx.execute(insert(webhook_deliveries), out)
 
 
 # Reading -------------------------------------------------------------------------------------
