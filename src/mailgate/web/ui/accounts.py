@@ -18,7 +18,7 @@ from mailgate.services import accounts as account_svc
 from mailgate.services import servers as server_svc
 from mailgate.services import signing as signing_svc
 from mailgate.web.api.schemas import EmailAccountIn, EmailAccountPatch
-from mailgate.web.ui.forms import FormErrors, account_fields, field_messages, validated
+from mailgate.web.ui.forms import FormErrors, account_fields, form_problem, validated
 from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
 
 router = APIRouter(
@@ -116,15 +116,7 @@ async def create_account(current: Manager) -> Response:
         fields = validated(EmailAccountIn, account_fields(form, editing=False))
         created = await account_svc.create_account(current.ctx, current.caller, fields)
     except (RequestError, FormErrors) as exc:
-        errors, message = field_messages(exc)
-        return await _form_page(
-            current,
-            account=None,
-            values=_submitted(form),
-            status=exc.status if isinstance(exc, RequestError) else 422,
-            errors=errors,
-            message=message,
-        )
+        return await _form_page(current, account=None, values=_submitted(form), **form_problem(exc))
     return redirect(current.url("/settings"), flash=f"Email account {created.address} added.")
 
 
@@ -144,16 +136,8 @@ async def update_account(account_id: str, current: Manager) -> Response:
     except (RequestError, FormErrors) as exc:
         if isinstance(exc, NotFound):
             raise
-        errors, message = field_messages(exc)
         values = {**_submitted(form), "address": account.address}
-        return await _form_page(
-            current,
-            account=account,
-            values=values,
-            status=exc.status if isinstance(exc, RequestError) else 422,
-            errors=errors,
-            message=message,
-        )
+        return await _form_page(current, account=account, values=values, **form_problem(exc))
     return redirect(current.url("/settings"), flash=f"Email account {saved.address} saved.")
 
 

@@ -206,6 +206,14 @@ def validated(model: type[BaseModel], fields: Mapping[str, Any]) -> dict[str, An
         raise FormErrors(errors) from exc
 
 
+def form_problem(exc: RequestError | FormErrors) -> dict[str, Any]:
+    """What a form page shows for ``exc``: its ``errors`` by field, the ``message`` for the
+    whole form and the response ``status`` (422 for the form's own checks)."""
+    errors, message = field_messages(exc)
+    status = exc.status if isinstance(exc, RequestError) else 422
+    return {"errors": errors, "message": message, "status": status}
+
+
 def field_messages(exc: RequestError | FormErrors) -> tuple[dict[str, str], str]:
     """Messages by field name (the first per field) and the message for the whole form."""
     by_field: dict[str, str] = {}

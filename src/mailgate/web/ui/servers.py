@@ -23,7 +23,7 @@ from mailgate.services import servers as server_svc
 from mailgate.services import tenants as tenant_svc
 from mailgate.web.api.probe import ProberDep
 from mailgate.web.api.schemas import MailServerIn, MailServerPatch, MailServerTestIn
-from mailgate.web.ui.forms import FormErrors, field_messages, server_fields, validated
+from mailgate.web.ui.forms import FormErrors, form_problem, server_fields, validated
 from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
 
 router = APIRouter(prefix="/t/{tenant}/settings", route_class=UiRoute, include_in_schema=False)
@@ -167,15 +167,8 @@ async def create_server(current: Manager) -> Response:
         fields = validated(MailServerIn, server_fields(form, editing=False))
         created = await server_svc.create_server(current.ctx, current.caller, fields)
     except (RequestError, FormErrors) as exc:
-        errors, message = field_messages(exc)
-        status = exc.status if isinstance(exc, RequestError) else 422
         return await _form_page(
-            current,
-            server=None,
-            values=submitted_values(form),
-            status=status,
-            errors=errors,
-            message=message,
+            current, server=None, values=submitted_values(form), **form_problem(exc)
         )
     return redirect(current.url("/settings"), flash=f"Mail server {created.name} added.")
 
@@ -196,15 +189,8 @@ async def update_server(server_id: str, current: Manager) -> Response:
     except (RequestError, FormErrors) as exc:
         if isinstance(exc, NotFound):
             raise
-        errors, message = field_messages(exc)
-        status = exc.status if isinstance(exc, RequestError) else 422
         return await _form_page(
-            current,
-            server=server,
-            values=submitted_values(form),
-            status=status,
-            errors=errors,
-            message=message,
+            current, server=server, values=submitted_values(form), **form_problem(exc)
         )
     return redirect(current.url("/settings"), flash=f"Mail server {saved.name} saved.")
 
