@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from mailgate.storage.db import Database, HostWriteLock
 
@@ -59,3 +62,39 @@ async def test_a_cancelled_waiter_does_not_keep_the_lock(tmp_path: Path) -> None
     finally:
         for lock in (holder, waiter, later):
             lock.close()
+
+
+async def test_the_lock_file_is_empty_and_readable_by_every_user(tmp_path: Path) -> None:
+    """flock needs no write access: other users' processes can share a read-only file."""
+    lock = HostWriteLock(tmp_path / "db.writer-lock")
+    try:
+        await lock.acquire()
+        lock.release()
+    finally:
+        lock.close()
+    info = (tmp_path / "db.writer-lock").stat()
+    assert info.st_size == 0
+    assert info.st_mode & 0o444 == 0o444
+    assert info.st_mode & 0o222 == 0  # nobody needs to write to it
+
+
+async def test_writes_go_on_when_the_lock_file_cannot_be_opened(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = tmp_path / "mailgate.db"
+    (tmp_path / "mailgate.db.writer-lock").symlink_to(tmp_path / "missing" / "lock")
+    db = Database(f"sqlite:///{database}")
+    try:
+        with caplog.at_level(logging.WARNING, logger="mailgate.storage"):
+            for n in range(3):
+                async with db.transaction() as tx:
+                    if n == 0:
+                        await tx.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+                    await tx.exec_driver_sql("INSERT INTO t VALUES (?)", (n,))
+        async with db.read() as tx:
+            count = (await tx.exec_driver_sql("SELECT count(*) FROM t")).scalar_one()
+        assert count == 3
+        warnings = [r for r in caplog.records if "writer lock" in r.getMessage()]
+        assert len(warnings) == 1  # said once, not on every write
+    finally:
+        await db.dispose()

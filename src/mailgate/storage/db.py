@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailgate.errors import ConfigurationError
+
+log = logging.getLogger("mailgate.storage")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -72,14 +75,27 @@ class HostWriteLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self._unusable = False
 
-    def _open(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def _open(self) -> int | None:
+        # ``flock`` needs no write access, and the file stays empty: read-only and readable
+        # by all, so processes of other users (an operator's CLI as root, the service as
+        # its own user) share it. When it cannot be opened, SQLite's busy handler alone
+        # serialises writers: slower under contention, never wrong.
+        if self._fd is None and not self._unusable:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
+            except OSError as exc:
+                self._unusable = True
+                log.warning(
+                    "cannot use the SQLite writer lock %s (%s); continuing without", self.path, exc
+                )
         return self._fd
 
     async def acquire(self) -> None:
         fd = self._open()
+        if fd is None:
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
