@@ -51,4 +51,5 @@ def configure(*, fmt: str = "text", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Schema checks run on every start; their chatter is not news.
-    logging.getLogger("alembic.runtime.migration").setLevel(max(logging.WARNING, root.level))
+    for chatter in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+        logging.getLogger(chatter).setLevel(max(logging.WARNING, root.level))
