@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from mailgate.domain.inbound import BounceAction, BounceFormat
-from mailgate.inbound.dsn import normalise_message_id, parse_bounce
+from mailgate.inbound.dsn import MAX_BOUNCED_RECIPIENTS, normalise_message_id, parse_bounce
 from mailgate.inbound.parse import parse_message, to_inbound
 from mailgate.inbound.session import FetchedMail
 from tests.inbound.bounces import exim_bounce, plain_mail, postfix_dsn, qmail_bounce
@@ -136,3 +137,35 @@ def test_malformed_input_does_not_raise() -> None:
     )
     assert item.date is None
     assert "\x00" not in item.subject
+
+
+def _hostile_bounce(body: str, *, failed_header: str = "gone@example.net") -> bytes:
+    head = (
+        "From: MAILER-DAEMON@mx.example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        f"X-Failed-Recipients: {failed_header}\r\nContent-Type: text/plain\r\n\r\n"
+    )
+    return (head + body.replace("\n", "\r\n")).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "failed_header"),
+    [
+        ("The following " + "address" * 30_000 + "\n", "gone@example.net"),
+        ("<" + "@" * 30_000 + "\n", "gone@example.net"),
+        ("Delivery failed.\n", "a" * 60_000 + " gone@example.net"),
+        ("".join(f"<u{n}@example.net>\n" for n in range(20_000)), "gone@example.net"),
+        (
+            "The following addresses failed:\n\n" + "  u@example.net\n" * 20_000,
+            "gone@example.net",
+        ),
+    ],
+    ids=["exim-keywords", "angle-ats", "failed-header", "angle-lines", "exim-lines"],
+)
+def test_hostile_bounces_are_read_in_linear_time(body: str, failed_header: str) -> None:
+    """Anyone can mail the inbox: a crafted bounce must not stall the sync (or the loop)."""
+    raw = _hostile_bounce(body, failed_header=failed_header)
+    started = time.monotonic()
+    bounce = parse_bounce(parse_message(raw))
+    assert time.monotonic() - started < 2
+    assert bounce is not None
+    assert 1 <= len(bounce.recipients) <= MAX_BOUNCED_RECIPIENTS

@@ -31,9 +31,15 @@ _ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _SMTP_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?![\d.])")
 _MESSAGE_ID_LINE = re.compile(r"^message-id:[ \t]*(\S[^\r\n]*)", re.IGNORECASE | re.MULTILINE)
 _ANGLE_ID = re.compile(r"<[^<>\s]+>")
-_ADDRESS = re.compile(r"[^\s<>@,;:\"()\[\]]+@[^\s<>@,;:\"()\[\]]+\.[^\s<>@,;:\"()\[\]]+")
+# Every pattern below runs on text anyone can mail to an inbox, so each is linear: a match
+# starts only where a run of address characters starts (the look-behind), the local part of
+# an angle address holds no "@", and an atomic group keeps the first keyword of a line.
+_ADDRESS = re.compile(
+    r"(?<![^\s<>@,;:\"()\[\]])"
+    r"[^\s<>@,;:\"()\[\]]+@[^\s<>@,;:\"()\[\]]+\.[^\s<>@,;:\"()\[\]]+"
+)
 # qmail and Postfix's human-readable part: "<user@example.com>: reason" starting a line.
-_ANGLE_RECIPIENT_LINE = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:?[ \t]*(.*)$", re.MULTILINE)
+_ANGLE_RECIPIENT_LINE = re.compile(r"^<([^<>\s@]+@[^<>\s]+)>:?[ \t]*(.*)$", re.MULTILINE)
 _BOUNCE_SENDERS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
 _BOUNCE_SUBJECTS = re.compile(
     r"undeliver|returned mail|returned to sender|delivery (status notification|failure|"
@@ -41,7 +47,9 @@ _BOUNCE_SUBJECTS = re.compile(
     r"non[- ]?delivery|could not be delivered|delivery problem",
     re.IGNORECASE,
 )
-_EXIM_FAILED = re.compile(r"(?:address(?:es)?|recipients?)[^\n]*failed:\s*\n", re.IGNORECASE)
+_EXIM_FAILED = re.compile(
+    r"^(?>[^\n]*?(?:address(?:es)?|recipients?))[^\n]*failed:\s*\n", re.IGNORECASE | re.MULTILINE
+)
 # Where quoted bounces start the copy of the original message.
 _QUOTE_MARKERS = re.compile(
     r"^(-+ ?(this is a copy|below this line|original message|the header)|"
@@ -53,6 +61,10 @@ _ORIGINAL_TYPES = frozenset(
     {"message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers"}
 )
 _MAX_DIAGNOSTIC = 1000
+#: Recipients read from one bounce at most (a crafted one may list millions).
+MAX_BOUNCED_RECIPIENTS = 1000
+# How far past a recipient its reason is looked for (the reason is cut to _MAX_DIAGNOSTIC).
+_DIAGNOSTIC_WINDOW = 16 * 1024
 
 
 def normalise_message_id(value: str | None) -> str | None:
@@ -155,6 +167,8 @@ def _parse_dsn(message: Message) -> Bounce | None:
             )
             if email_ is None:
                 continue
+            if len(recipients) >= MAX_BOUNCED_RECIPIENTS:
+                break
             try:
                 action = BounceAction(str(block.get("Action", "failed")).strip().lower())
             except ValueError:
@@ -201,7 +215,7 @@ def _explanation(text: str) -> str:
 def _diagnostic_after(text: str, start: int) -> str | None:
     """The reason following a recipient: the rest of its line and its continuation lines."""
     lines: list[str] = []
-    for line in text[start:].splitlines():
+    for line in text[start : start + _DIAGNOSTIC_WINDOW].splitlines():
         if not line.strip() or (lines and _ANGLE_RECIPIENT_LINE.match(line)):
             if lines:
                 break
@@ -217,23 +231,28 @@ def _quoted_recipients(message: Message, text: str) -> list[BouncedRecipient]:
     found: dict[str, str | None] = {}
     header = message.get("X-Failed-Recipients")
     if header:
-        for address in _ADDRESS.findall(str(header)):
+        for address in _ADDRESS.findall(str(header))[:MAX_BOUNCED_RECIPIENTS]:
             found.setdefault(address.lower(), None)
     for match in _ANGLE_RECIPIENT_LINE.finditer(explanation):
+        if len(found) >= MAX_BOUNCED_RECIPIENTS:
+            break
         reason = _clean(match.group(2)) or _diagnostic_after(explanation, match.end())
         found[match.group(1).lower()] = reason
     exim = _EXIM_FAILED.search(explanation)
     if exim:
         block = explanation[exim.end() :]
+        cursor = exim.end()
         for line in block.splitlines():
             if not line.strip():
                 if found:
                     break
                 continue
+            if len(found) >= MAX_BOUNCED_RECIPIENTS:
+                break
             address = _ADDRESS.fullmatch(line.strip().strip("<>"))
             if address and line[:1].isspace():
-                end = explanation.find(line, exim.end()) + len(line)
-                found[address.group(0).lower()] = _diagnostic_after(explanation, end)
+                cursor = explanation.find(line, cursor) + len(line)
+                found[address.group(0).lower()] = _diagnostic_after(explanation, cursor)
     out = []
     for address, reason in found.items():
         if reason is None:
