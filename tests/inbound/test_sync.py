@@ -226,3 +226,27 @@ async def test_other_tenants_get_404_and_roles_are_checked(inbox: Inbox) -> None
     assert (await inbox.client.get(f"{path}/inbox", headers=viewer)).status_code == 200
     sender = await token_for(inbox.client, "acme", "sender")
     assert (await inbox.client.get(f"{path}/inbox", headers=sender)).status_code == 403
+
+
+def _deeply_nested(depth: int) -> bytes:
+    """A message of ``depth`` nested multiparts: anyone can mail one to the inbox."""
+    head = b"From: mallory@example.com\r\nSubject: Nested\r\nMessage-ID: <deep@example.com>\r\n"
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n)
+        for n in range(depth)
+    )
+    closing = b"".join(b"--b%d--\r\n" % n for n in reversed(range(depth)))
+    return head + b"MIME-Version: 1.0\r\n" + opening + b"\r\nhi\r\n" + closing
+
+
+async def test_a_deeply_nested_message_is_stored_and_never_blocks_the_inbox(
+    inbox: Inbox,
+) -> None:
+    inbox.server.deliver("alice", _deeply_nested(3000))
+    inbox.server.deliver("alice", _mail(2))
+    result = await inbox.sync_ok()
+    assert (result["fetched"], result["stored"]) == (2, 2)
+    items = await inbox.items()
+    assert sorted(i["subject"] for i in items) == ["Message 2", "Nested"]
+    nested = next(i for i in items if i["subject"] == "Nested")
+    assert nested["message_id"] == "<deep@example.com>" and nested["bounce"] is None

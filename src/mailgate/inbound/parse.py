@@ -15,7 +15,7 @@ import email.utils
 from datetime import UTC, datetime
 from email.message import Message
 
-from mailgate.domain.inbound import InboundMessage
+from mailgate.domain.inbound import Bounce, InboundMessage
 from mailgate.inbound.dsn import normalise_message_id, parse_bounce
 from mailgate.inbound.session import FetchedMail
 
@@ -51,10 +51,22 @@ def parse_message(raw: bytes) -> Message:
     return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
 
 
+def _read(fetched: FetchedMail) -> tuple[Message, Bounce | None]:
+    """The message and the bounce it is. MIME parts nested deeper than the interpreter's
+    recursion limit (anyone can mail such a message to the inbox) are not read: the
+    message keeps its header fields and is no bounce, and the sync goes on past it."""
+    try:
+        message = parse_message(fetched.raw)
+        return message, None if fetched.truncated else parse_bounce(message)
+    except RecursionError:
+        parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+        return parser.parsebytes(fetched.raw), None
+
+
 def to_inbound(fetched: FetchedMail) -> InboundMessage:
     """The stored form of one fetched message; a truncated one is never read as a bounce
     (its body, where the report is, was not fetched)."""
-    message = parse_message(fetched.raw)
+    message, bounce = _read(fetched)
     message_id = normalise_message_id(_header(message, "Message-ID", MESSAGE_ID_CHARS))
     received = fetched.internal_date
     if received is not None and received.tzinfo is None:
@@ -69,5 +81,5 @@ def to_inbound(fetched: FetchedMail) -> InboundMessage:
         size=fetched.size,
         raw=fetched.raw,
         truncated=fetched.truncated,
-        bounce=None if fetched.truncated else parse_bounce(message),
+        bounce=bounce,
     )
