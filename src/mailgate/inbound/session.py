@@ -12,6 +12,10 @@ the *configured* host name (``server_hostname=target.host``), never the address.
 The mailbox is opened read-only (EXAMINE), and bodies are fetched with ``BODY.PEEK[]``, so
 syncing never changes the ``\\Seen`` flag or anything else in the user's mailbox.
 
+A literal (``{n}``) longer than the sync's size limit is refused before any of it is read:
+``imaplib`` would otherwise allocate and read whatever length a server announces, whatever
+``RFC822.SIZE`` said before.
+
 ``imaplib`` is blocking: the methods here are plain functions that the sync runs in a
 worker thread, one session per thread at a time. Every socket operation is bounded by
 ``timeout``.
@@ -34,6 +38,11 @@ from imapclient import IMAPClient
 from mailgate.domain.inbound import ImapSecurity, ImapTarget
 from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode, translate
 
+#: The longest literal read by default (the default ``SyncOptions.max_bytes``).
+MAX_LITERAL = 25 * 1024 * 1024
+#: What a literal may exceed the size limit by (a server's RFC822.SIZE may be a little off).
+LITERAL_SLACK = 64 * 1024
+
 
 class _PinnedIMAP4(imaplib.IMAP4):
     """``imaplib.IMAP4`` on an already connected socket; implicit TLS when ``tls`` is set."""
@@ -46,11 +55,26 @@ class _PinnedIMAP4(imaplib.IMAP4):
         tls: ssl.SSLContext | None,
         timeout: float,
         progress: list[Step],
+        target: ImapTarget,
+        max_literal: int,
     ) -> None:
         self._pinned = sock
         self._tls = tls
         self._progress = progress
+        self._target = target
+        self._max_literal = max_literal
         super().__init__(host, 0, timeout=timeout)
+
+    def read(self, size: int) -> bytes:
+        """A literal of ``size`` octets (imaplib reads literals only through here)."""
+        if size > self._max_literal:
+            raise ImapSyncError.of(
+                SyncErrorCode.PROTOCOL_ERROR,
+                f"The server sent a literal of {size} octets, more than the "
+                f"{self._max_literal} allowed.",
+                self._target,
+            )
+        return super().read(size)
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
         sock = self._pinned
@@ -120,8 +144,10 @@ class ImapSession:
         *,
         timeout: float,
         context: ssl.SSLContext | None = None,
+        max_bytes: int = MAX_LITERAL,
     ) -> ImapSession:
-        """TLS (or STARTTLS), greeting and LOGIN on ``sock``; closes ``sock`` on failure."""
+        """TLS (or STARTTLS), greeting and LOGIN on ``sock``; closes ``sock`` on failure.
+        No literal longer than ``max_bytes`` (and a little slack) is read."""
         context = context or tls_context()
         implicit = target.security is ImapSecurity.TLS
         # The step reached so far: imaplib reads the greeting and asks for CAPABILITY while
@@ -135,6 +161,8 @@ class ImapSession:
                 tls=context if implicit else None,
                 timeout=timeout,
                 progress=progress,
+                target=target,
+                max_literal=max_bytes + LITERAL_SLACK,
             )
             client = _Client(imap, target.host, tls=implicit, timeout=timeout)
             client.normalise_times = False  # keep INTERNALDATE's own offset

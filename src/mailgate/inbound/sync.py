@@ -121,7 +121,12 @@ async def _open(
             raise
         raise error from exc
     return await asyncio.to_thread(
-        ImapSession.open, sock, target, timeout=options.timeout, context=tls
+        ImapSession.open,
+        sock,
+        target,
+        timeout=options.timeout,
+        context=tls,
+        max_bytes=options.max_bytes,
     )
 
 
