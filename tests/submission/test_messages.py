@@ -426,3 +426,20 @@ async def test_internationalised_addresses_need_smtputf8_downstream(
     assert len(mail) == 1 and mail[0].startswith(b"MAIL FROM:<noreply@acme.example> ")
     assert b" SMTPUTF8" in mail[0]
     assert "RCPT TO:<jörg@bücher.example>".encode() in wire.received
+
+
+@pytest.mark.parametrize("depth", [1200, 6000], ids=["on-the-loop", "in-a-thread"])
+async def test_multiparts_nested_too_deeply_are_refused_not_deferred(
+    tenant: Tenant, plain: SubmissionServer, depth: int
+) -> None:
+    """A client's mistake gets a 5xx: a 4xx would make it retry the same message forever."""
+    opening = "".join(
+        f'Content-Type: multipart/mixed; boundary="b{n}"\r\n\r\n--b{n}\r\n' for n in range(depth)
+    )
+    closing = "".join(f"--b{n}--\r\n" for n in reversed(range(depth)))
+    head = _OK.replace("Content-Type: text/plain; charset=us-ascii\r\n", "")
+    data = head + opening + "Content-Type: text/plain\r\n\r\nhi\r\n" + closing
+    reply = await raw_send(plain.port, data.encode(), token=token_of(tenant))
+    assert reply.startswith("554 5.6.0 message: "), reply
+    assert "nested" in reply
+    assert await message_count(tenant) == 0

@@ -11,6 +11,7 @@ for the top level, ``part 2``, ``part 2.1`` … inside multiparts). Refused:
   needs BINARYMIME, RFC 3030, which Mailgate does not offer);
 * 8-bit octets in a leaf part that does not declare ``8bit`` (RFC 2045 section 2.7: 7bit,
   quoted-printable and base64 data are ASCII).
+* multiparts nested deeper than the parser can follow (the interpreter's recursion limit).
 
 Nothing is decoded or rewritten: the parser only reads the structure. ``compat32`` is the
 policy because it is the fastest, and the checks here only need the defects it records.
@@ -80,8 +81,13 @@ def _problem(part: Message) -> str | None:
 
 def check_mime(data: bytes) -> None:
     """Refuse ``data`` when its MIME structure is unsound (see the module docstring)."""
-    parsed = BytesParser(policy=policy.compat32).parsebytes(data)
-    for path, part in _walk(parsed, "message"):
-        problem = _problem(part)
-        if problem is not None:
-            raise ValidationFailed.field(path, problem)
+    try:
+        parsed = BytesParser(policy=policy.compat32).parsebytes(data)
+        for path, part in _walk(parsed, "message"):
+            problem = _problem(part)
+            if problem is not None:
+                raise ValidationFailed.field(path, problem)
+    except RecursionError:
+        raise ValidationFailed.field(
+            "message", "has multiparts nested too deeply to be read"
+        ) from None
