@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -94,6 +95,30 @@ async def test_failed_sign_ins_lock_the_address_out_even_for_the_right_password(
     # Another address is not locked by these failures.
     await add_user(api, "acme", "viewer@acme.test", "viewer")
     assert (await b.sign_in("viewer@acme.test")).status_code == 303
+
+
+async def test_spaces_around_the_address_do_not_escape_the_lockout(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    for n in range(5):
+        r = await b.sign_in(" " * n + "owner@acme.test" + " " * (n + 1), "guess")
+        assert r.status_code == 401
+    assert (await b.sign_in("owner@acme.test")).status_code == 429
+
+
+async def test_concurrent_sign_ins_cannot_all_pass_the_check_before_failures_count(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.get("/login")
+    attempts = [
+        b.post("/login", {"email": "owner@acme.test", "password": f"guess {n}"}) for n in range(20)
+    ]
+    statuses = sorted(r.status_code for r in await asyncio.gather(*attempts))
+    assert statuses == [401] * 5 + [429] * 15
 
 
 async def test_sign_in_without_the_form_token_is_refused(

@@ -10,8 +10,11 @@ of the services into HTML pages (or JSON for the few ``fetch`` endpoints).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Annotated, Any
@@ -70,19 +73,49 @@ class CsrfFailed(PermissionDenied):
 
 
 class LoginLimits:
-    """Failed sign-ins per e-mail address and per client; a refused attempt does not count."""
+    """Failed sign-ins per e-mail address and per client; a refused attempt does not count.
+
+    An address counts as sign-in reads it (surrounding spaces dropped, any case). Attempts
+    take :meth:`turn` per address and per client, so that concurrent attempts cannot all
+    pass :meth:`wait` before the first failure is counted.
+    """
 
     def __init__(self, options: UiOptions) -> None:
         window = options.failure_window_seconds
         self._by_address = SlidingWindow(options.failures_per_address, window)
         self._by_client = SlidingWindow(options.failures_per_client, window)
+        # key -> (lock, attempts holding or waiting for it); dropped when none is left.
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @staticmethod
+    def _address(address: str) -> str:
+        return address.strip().lower()
 
     def wait(self, *, address: str, client: str) -> float:
-        return max(self._by_address.wait(address.lower()), self._by_client.wait(client))
+        return max(self._by_address.wait(self._address(address)), self._by_client.wait(client))
 
     def failed(self, *, address: str, client: str) -> None:
-        self._by_address.record(address.lower())
+        self._by_address.record(self._address(address))
         self._by_client.record(client)
+
+    @asynccontextmanager
+    async def turn(self, *, address: str, client: str) -> AsyncIterator[None]:
+        """One attempt at a time for this client and for this address (in that order)."""
+        keys = (f"client:{client}", f"address:{self._address(address)}")
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                lock, users = self._turns.get(key) or (asyncio.Lock(), 0)
+                self._turns[key] = (lock, users + 1)
+                stack.callback(self._leave, key)
+                await stack.enter_async_context(lock)
+            yield
+
+    def _leave(self, key: str) -> None:
+        lock, users = self._turns[key]
+        if users <= 1:
+            del self._turns[key]
+        else:
+            self._turns[key] = (lock, users - 1)
 
 
 @dataclass(slots=True)

@@ -90,16 +90,17 @@ async def login(
     await check_csrf(request, session)
     target = safe_next(next) or ""
     client = _client(request)
-    try:
-        _throttle(ui, address=email, client=client)
-        if not email.strip() or not password:
-            raise Unauthenticated(WRONG)
-        memberships = await ui_sessions.sign_in(ui.ctx, email, password)
-    except RateLimited as exc:
-        return _login_page(request, ui, status=429, error=exc.detail, next=target, email=email)
-    except Unauthenticated:
-        ui.login_limits.failed(address=email, client=client)
-        return _login_page(request, ui, status=401, error=WRONG, next=target, email=email)
+    async with ui.login_limits.turn(address=email, client=client):
+        try:
+            _throttle(ui, address=email, client=client)
+            if not email.strip() or not password:
+                raise Unauthenticated(WRONG)
+            memberships = await ui_sessions.sign_in(ui.ctx, email, password)
+        except RateLimited as exc:
+            return _login_page(request, ui, status=429, error=exc.detail, next=target, email=email)
+        except Unauthenticated:
+            ui.login_limits.failed(address=email, client=client)
+            return _login_page(request, ui, status=401, error=WRONG, next=target, email=email)
     fresh = session.signed_in_as(memberships)
     if target:
         destination = target
@@ -123,16 +124,17 @@ async def login_admin(
     await check_csrf(request, session)
     client = _client(request)
     error = "That is not a valid instance-administrator token."
-    try:
-        _throttle(ui, address="instance-admin", client=client)
-        principal = await auth.authenticate(ui.ctx, token.strip() or None)
-        if not principal.is_instance_admin:
-            raise Unauthenticated(error)
-    except RateLimited as exc:
-        return _login_page(request, ui, status=429, error=exc.detail)
-    except Unauthenticated:
-        ui.login_limits.failed(address="instance-admin", client=client)
-        return _login_page(request, ui, status=401, error=error)
+    async with ui.login_limits.turn(address="instance-admin", client=client):
+        try:
+            _throttle(ui, address="instance-admin", client=client)
+            principal = await auth.authenticate(ui.ctx, token.strip() or None)
+            if not principal.is_instance_admin:
+                raise Unauthenticated(error)
+        except RateLimited as exc:
+            return _login_page(request, ui, status=429, error=exc.detail)
+        except Unauthenticated:
+            ui.login_limits.failed(address="instance-admin", client=client)
+            return _login_page(request, ui, status=401, error=error)
     response = redirect("/tenants")
     ui.codec.write(
         request,
