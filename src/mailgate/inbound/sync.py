@@ -67,6 +67,8 @@ class SyncOptions:
     connect_timeout: float = 15.0
     #: Every socket read and write of the IMAP session.
     timeout: float = 60.0
+    #: The whole sync: a server that answers, but a byte at a time, is stopped here.
+    deadline: float = 600.0
     batch_size: int = 50
     max_messages: int = 1000
     #: Larger messages are stored as their header only (``truncated``).
@@ -94,8 +96,20 @@ async def sync_account(
             SyncErrorCode.NO_INBOX, "This email account has no IMAP inbox configured.", None
         )
     error: str | None = None
+    limit = asyncio.timeout(options.deadline)
     try:
-        return await _sync(store, holder, target, dialer=dialer, options=options, tls=tls)
+        try:
+            async with limit:
+                return await _sync(store, holder, target, dialer=dialer, options=options, tls=tls)
+        except TimeoutError as exc:
+            if not limit.expired():
+                raise
+            raise ImapSyncError.of(
+                SyncErrorCode.TIMEOUT,
+                f"The sync took longer than {options.deadline:g} s and was stopped; what it "
+                "had stored is kept and the next sync carries on from there.",
+                target,
+            ) from exc
     except ImapSyncError as exc:
         error = exc.summary()
         raise
