@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from datetime import UTC, datetime, timedelta
 
@@ -81,12 +82,12 @@ async def sign_in(ctx: Context, email: str, password: str) -> list[User]:
     """
     async with ctx.db.read() as tx:
         found = await members.find_users_by_email(tx, email)
-    if not found:
-        # Spend the time of one check anyway, so that timing does not tell which addresses
-        # have an account.
-        verify_password(_DECOY_HASH, password)
-        raise Unauthenticated("Wrong e-mail address or password.")
-    opened = [user for user, stored in found if verify_password(stored, password)]
+    # Argon2 is slow on purpose (tens of milliseconds): checked in a thread so the event
+    # loop (API, SMTP listener, workers) keeps going. With no such user one check is spent
+    # anyway, so that timing does not tell which addresses have an account.
+    hashes = [stored for _, stored in found] or [_DECOY_HASH]
+    matches = await asyncio.to_thread(lambda: [verify_password(h, password) for h in hashes])
+    opened = [user for (user, _), match in zip(found, matches, strict=False) if match]
     if not opened:
         raise Unauthenticated("Wrong e-mail address or password.")
     return opened
