@@ -160,6 +160,24 @@ def test_a_file_reference_reads_a_container_secret(tmp_path: Path) -> None:
     assert "missing" in error.detail
 
 
+def test_secret_files_must_be_small_regular_utf8_files(tmp_path: Path) -> None:
+    document = doc()
+    for target, expected in (
+        ("/dev/zero", "not a regular file"),
+        (str(tmp_path), "not a regular file"),
+    ):
+        _relay(document)["password"] = {"file": target}
+        assert expected in _error(document).detail
+    (tmp_path / "huge").write_bytes(b"x" * (64 * 1024 + 1))
+    _relay(document)["password"] = {"file": str(tmp_path / "huge")}
+    assert "larger than 65536 bytes" in _error(document).detail
+    (tmp_path / "binary").write_bytes(b"secret\xff\xfe")
+    _relay(document)["password"] = {"file": str(tmp_path / "binary")}
+    error = _error(document)
+    assert "not UTF-8 text" in error.detail
+    assert "0xff" not in error.detail and "position" not in error.detail
+
+
 def test_toml_and_json_read_alike(tmp_path: Path) -> None:
     toml = tmp_path / "mailgate.toml"
     toml.write_text(

@@ -69,6 +69,10 @@ def env_name(*parts: str) -> str:
     return ENV_PREFIX + re.sub(r"_+", "_", words)
 
 
+#: Secret files are small (a password, an API key, a PEM key); anything larger is a mistake.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
 def resolve_secret(
     raw: Any, path: str, *, environ: Mapping[str, str], base_dir: Path, suggest: str
 ) -> Secret:
@@ -95,10 +99,21 @@ def resolve_secret(
     source = Path(target)
     source = source if source.is_absolute() else base_dir / source
     try:
+        if not source.is_file():
+            raise ConfigFileError(path, f"the secret file {target} is not a regular file")
+        with source.open("rb") as handle:
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        if len(data) > MAX_SECRET_FILE_BYTES:
+            raise ConfigFileError(
+                path, f"the secret file {target} is larger than {MAX_SECRET_FILE_BYTES} bytes"
+            )
         # Container secrets end with a newline that is not part of the secret.
-        value = source.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        value = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        # The error's text would quote a byte of the file: say only what is wrong.
+        raise ConfigFileError(path, f"the secret file {target} is not UTF-8 text") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
         raise ConfigFileError(path, f"cannot read the secret file {target}: {reason}") from None
     if not value:
         raise ConfigFileError(path, f"the secret file {target} is empty")
