@@ -171,6 +171,9 @@ class Worker:
     def _forget(self, job_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:
             self._inflight.pop(job_id, None)
+            if self.options.concurrency - len(self._inflight) == self._min_claim:
+                # A worthwhile claim fits again: the claim loop need not wait for a flush.
+                self._flushed.set()
 
         return done
 
