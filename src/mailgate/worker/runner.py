@@ -83,7 +83,8 @@ class Worker:
         self._status_updates: dict[str, tuple[ServerStatus, str | None]] = {}
         self._inflight: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         self._slots = asyncio.Semaphore(self.options.concurrency)
-        self._flushed = asyncio.Event()
+        #: Set when a claim may be worthwhile again: outcomes were flushed or deliveries ended.
+        self._room = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._min_claim = max(1, min(self.options.batch_size, self.options.concurrency) // 2)
         self.delivered = 0
@@ -143,7 +144,7 @@ class Worker:
         self._wake.clear()
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
         if full:
-            waits.append(asyncio.create_task(self._flushed.wait()))
+            waits.append(asyncio.create_task(self._room.wait()))
         try:
             await asyncio.wait(
                 waits, timeout=self.options.poll_interval, return_when=asyncio.FIRST_COMPLETED
@@ -151,7 +152,7 @@ class Worker:
         finally:
             for w in waits:
                 w.cancel()
-        self._flushed.clear()
+        self._room.clear()
 
     async def _start(self, jobs: list[Job]) -> None:
         entries = await self.servers.load({j.server_id for j in jobs if j.server_id})
@@ -173,7 +174,7 @@ class Worker:
             self._inflight.pop(job_id, None)
             if self.options.concurrency - len(self._inflight) == self._min_claim:
                 # A worthwhile claim fits again: the claim loop need not wait for a flush.
-                self._flushed.set()
+                self._room.set()
 
         return done
 
@@ -350,7 +351,7 @@ class Worker:
             await webhook_store.record_events(tx, done)
             if updates:
                 await server_store.set_status_many(tx, updates)
-        self._flushed.set()
+        self._room.set()
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set() or self._inflight:
