@@ -12,6 +12,7 @@ result with the database and applies it through the services.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import re
@@ -24,6 +25,7 @@ from typing import Any
 from mailgate.domain.providers import get_provider
 from mailgate.domain.servers import DEFAULT_PORTS, Security
 from mailgate.errors import ConfigurationError, FieldError, RequestError, ValidationFailed
+from mailgate.services import servers as server_service
 from mailgate.services.accounts import check_address
 from mailgate.services.servers import SECRET_FIELDS as SERVER_SECRETS
 
@@ -274,28 +276,22 @@ def _list(value: Any, path: str) -> list[Any]:
 
 # The desired configuration -----------------------------------------------------------------
 
+
 #: A server's plain settings and their values when the file leaves them out.
-SERVER_DEFAULTS: dict[str, Any] = {
-    "engine": "smtp",
-    "provider": None,
-    "host": None,
-    "port": None,
-    "security": "starttls",
-    "min_tls_version": "1.2",
-    "verify_certificate": True,
-    "ca_certificates": None,
-    "auth": "none",
-    "username": None,
-    "allow_insecure_auth": False,
-    "oauth": None,
-    "api_base_url": None,
-    "sender_upn": None,
-    "timeout_seconds": 30.0,
-    "max_connections": 4,
-    "rate_limit_per_minute": None,
-    "is_default": False,
-    "options": {},
-}
+def _server_defaults() -> dict[str, Any]:
+    """The service's defaults as the file writes them: ``port`` follows ``host`` (None: the
+    security's usual port) and the fallback is named by ``fallback_server``, not an id."""
+    values: dict[str, Any] = {}
+    for key, value in server_service.DEFAULTS.items():
+        if key == "fallback_server_id":
+            continue
+        values[key] = copy.deepcopy(value)  # never share the service's mutable defaults
+        if key == "host":
+            values["port"] = None
+    return values
+
+
+SERVER_DEFAULTS: dict[str, Any] = _server_defaults()
 IMAP_DEFAULTS: dict[str, Any] = {
     "host": None,
     "port": 993,
