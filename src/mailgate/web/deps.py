@@ -87,3 +87,16 @@ ManageConfig = Annotated[Caller, Depends(caller(Permission.MANAGE_EMAIL_CONFIGUR
 ManageApps = Annotated[Caller, Depends(caller(Permission.MANAGE_APPS))]
 ManageMembers = Annotated[Caller, Depends(caller(Permission.MANAGE_MEMBERS))]
 ManageTenant = Annotated[Caller, Depends(caller(Permission.MANAGE_TENANT))]
+
+
+def app_object(request: Request, name: str, kind: type[T], make: Callable[[], T]) -> T:
+    """The application's ``app.state.<name>`` (made on first use), e.g. the rate limiters.
+
+    An application may set it itself beforehand, for instance with other limits.
+    """
+    state = request.app.state
+    found = getattr(state, name, None)
+    if not isinstance(found, kind):
+        found = make()
+        setattr(state, name, found)
+    return found

@@ -15,7 +15,7 @@ from mailgate.services import inbound as inbound_svc
 from mailgate.services.context import Caller
 from mailgate.services.ratelimit import SyncRateLimit
 from mailgate.web.api.schemas import Page
-from mailgate.web.deps import CtxDep, Limit, ManageConfig, caller
+from mailgate.web.deps import CtxDep, Limit, ManageConfig, app_object, caller
 from mailgate.web.problems import PROBLEM
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}/email-accounts", tags=["email accounts"])
@@ -24,16 +24,8 @@ ViewLogs = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_LOGS))]
 
 
 def get_sync_limiter(request: Request) -> SyncRateLimit:
-    """The application's manual-sync rate limits, made on first use.
-
-    An application may set ``app.state.sync_limiter`` itself, for instance with other limits.
-    """
-    state = request.app.state
-    limiter = getattr(state, "sync_limiter", None)
-    if not isinstance(limiter, SyncRateLimit):
-        limiter = SyncRateLimit()
-        state.sync_limiter = limiter
-    return limiter
+    """The application's manual-sync rate limits (``app.state.sync_limiter``)."""
+    return app_object(request, "sync_limiter", SyncRateLimit, SyncRateLimit)
 
 
 SyncLimiter = Annotated[SyncRateLimit, Depends(get_sync_limiter)]

@@ -18,22 +18,14 @@ from fastapi import APIRouter, Depends, Request
 from mailgate.engines.probe_report import ProbeReport
 from mailgate.services.probe import Prober
 from mailgate.web.api.schemas import MailServerTestIn, ProbeReportOut
-from mailgate.web.deps import CtxDep, ManageConfig
+from mailgate.web.deps import CtxDep, ManageConfig, app_object
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}")
 
 
 def get_prober(request: Request) -> Prober:
-    """The application's :class:`Prober` (it holds the rate limits), made on first use.
-
-    An application may set ``app.state.prober`` itself, for instance with other limits.
-    """
-    state = request.app.state
-    prober = getattr(state, "prober", None)
-    if not isinstance(prober, Prober):
-        prober = Prober()
-        state.prober = prober
-    return prober
+    """The application's :class:`Prober`, which holds the rate limits (``app.state.prober``)."""
+    return app_object(request, "prober", Prober, Prober)
 
 
 ProberDep = Annotated[Prober, Depends(get_prober)]
