@@ -10,16 +10,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.inbound.errors import ImapSyncError, SyncErrorCode
 from mailgate.inbound.sync import SyncOptions, sync_account
 from mailgate.runtime import Context
-from mailgate.storage.inbound import InboundStore
 from mailgate.storage.tables import inbound_sync_leases
-from tests.config.helpers import new_tenant
-from tests.conftest import ADMIN
-from tests.inbound.conftest import T
+from tests.inbound.fake_imap import loopback_dialer, store_for
 from tests.support.tls import TestCA
 
 
@@ -48,30 +43,6 @@ async def silent_port(trust_ca: TestCA) -> AsyncIterator[int]:
     await server.wait_closed()
 
 
-async def _store(client: httpx.AsyncClient, ctx: Context, port: int) -> InboundStore:
-    await new_tenant(client)
-    capture = await client.post(
-        f"{T}/mail-servers", json={"name": "Capture", "engine": "capture"}, headers=ADMIN
-    )
-    r = await client.post(
-        f"{T}/email-accounts",
-        json={
-            "address": "noreply@acme.example",
-            "display_name": "Acme",
-            "mail_server_id": capture.json()["id"],
-            "imap": {"host": "127.0.0.1", "port": port, "username": "u", "password": "pw-1234"},
-        },
-        headers=ADMIN,
-    )
-    assert r.status_code == 201, r.text
-    tenant = await client.get(T, headers=ADMIN)
-    return InboundStore(ctx.db, ctx.box, tenant_id=tenant.json()["id"], account_id=r.json()["id"])
-
-
-def _dialer() -> GuardedDialer:
-    return GuardedDialer(NetworkPolicy(["127.0.0.1/32"]))
-
-
 async def _lease_owner(ctx: Context) -> str | None:
     async with ctx.db.read() as tx:
         owner = (await tx.execute(select(inbound_sync_leases.c.owner))).scalar_one_or_none()
@@ -81,10 +52,10 @@ async def _lease_owner(ctx: Context) -> str | None:
 async def test_an_unanswered_command_times_out(
     client: httpx.AsyncClient, ctx: Context, silent_port: int
 ) -> None:
-    store = await _store(client, ctx, silent_port)
+    store = await store_for(client, ctx, silent_port)
     started = time.monotonic()
     with pytest.raises(ImapSyncError) as caught:
-        await sync_account(store, dialer=_dialer(), options=SyncOptions(timeout=0.5))
+        await sync_account(store, dialer=loopback_dialer(), options=SyncOptions(timeout=0.5))
     assert caught.value.code is SyncErrorCode.TIMEOUT
     assert "login" in caught.value.message
     assert time.monotonic() - started < 10
@@ -94,9 +65,9 @@ async def test_an_unanswered_command_times_out(
 async def test_a_cancelled_sync_releases_its_lease_at_once(
     client: httpx.AsyncClient, ctx: Context, silent_port: int
 ) -> None:
-    store = await _store(client, ctx, silent_port)
+    store = await store_for(client, ctx, silent_port)
     task = asyncio.create_task(
-        sync_account(store, dialer=_dialer(), options=SyncOptions(timeout=60))
+        sync_account(store, dialer=loopback_dialer(), options=SyncOptions(timeout=60))
     )
     for _ in range(100):
         if await _lease_owner(ctx):
