@@ -3,7 +3,8 @@
 Rules applied here: one server per stage (409 naming the stage and the server holding it),
 one default per tenant (setting a new default clears the old in the same transaction),
 port 25 refused unless the instance allows it, write-only secrets that an omitted or blank
-value keeps, changing host/port/username/security requires the secret again, and password
+value keeps, changing a field that decides where or how a secret travels (the schema's
+secret-bound fields) requires the secret again, and password
 AUTH over an unencrypted connection only with ``allow_insecure_auth``.
 """
 
@@ -15,9 +16,9 @@ from typing import Any
 
 from mailgate.domain.model import MailServer
 from mailgate.domain.providers import get_provider
+from mailgate.domain.server_schema import changed_secret_bound
 from mailgate.domain.servers import (
     DEFAULT_PORTS,
-    SECRET_BOUND_FIELDS,
     AuthKind,
     Engine,
     Security,
@@ -229,12 +230,23 @@ async def create_server(ctx: Context, caller: Caller, fields: Mapping[str, Any])
         return await repo.get(server_id)
 
 
+def _stored_values(server: MailServer) -> dict[str, Any]:
+    """The plain values of ``server`` as the service handles them (enums as their values)."""
+    current = {k: getattr(server, k) for k in DEFAULTS}
+    current["name"] = server.name
+    current["port"] = server.port
+    for key in ("engine", "security", "auth", "min_tls_version"):
+        current[key] = current[key].value if hasattr(current[key], "value") else current[key]
+    return current
+
+
 def _require_secret_again(
-    server: MailServer, plain: Mapping[str, Any], new_secrets: Mapping[str, str]
+    server: MailServer, new_values: Mapping[str, Any], new_secrets: Mapping[str, str]
 ) -> None:
-    changed = sorted(
-        f for f in SECRET_BOUND_FIELDS if f in plain and plain[f] != getattr(server, f)
-    )
+    """422 naming a stored secret when a field that decides where or how secrets travel
+    (``SERVER_SECRET_BOUND``: host, port, username, security, TLS trust, API and token URLs,
+    ...) differs from the stored one and that secret is not given again."""
+    changed = changed_secret_bound(_stored_values(server), new_values)
     if not changed:
         return
     needed = [
@@ -259,18 +271,14 @@ async def update_server(
     async with ctx.db.transaction() as tx:
         repo = ServerRepo(tx, ctx.box, caller.tenant_id)
         server = await repo.get(server_id)
-        _require_secret_again(server, plain, new_secrets)
-        current = {k: getattr(server, k) for k in DEFAULTS}
-        current["name"] = server.name
-        current["port"] = server.port
-        for key in ("engine", "security", "auth", "min_tls_version"):
-            current[key] = current[key].value if hasattr(current[key], "value") else current[key]
+        current = _stored_values(server)
         updates = {k: v for k, v in plain.items() if k != "stages"}
         if "oauth" in updates and updates["oauth"] is not None and server.oauth:
             updates["oauth"] = {**server.oauth, **updates["oauth"]}
         values = {**current, **updates}
         if plain.get("provider"):
             _fill_from_provider(values, plain)
+        _require_secret_again(server, values, new_secrets)
         secrets = {**await repo.secrets(server_id), **new_secrets}
         _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
         await _check_fallback(repo, values, server_id)
@@ -322,8 +330,9 @@ async def draft_server(
     ``fields`` has the shape of the create body plus an optional ``server_id``. The rules of
     saving apply: defaults, provider presets and validation (422 naming the field; port 25
     included). With ``server_id`` (a server of the caller's tenant, else 404), secrets that
-    are omitted or blank are taken from that server, but only while host, port, username and
-    security equal the stored ones; otherwise 422 naming the secret, as an update would.
+    are omitted or blank are taken from that server, but only while every secret-bound field
+    (``SERVER_SECRET_BOUND``) equals the stored one; otherwise 422 naming the secret, as an
+    update would.
     Nothing is written.
     """
     given = dict(fields)
@@ -339,7 +348,7 @@ async def draft_server(
             repo = ServerRepo(tx, ctx.box, caller.tenant_id)
             stored = await repo.get(str(server_id))
             stored_secrets = await repo.secrets(stored.id)
-        _require_secret_again(stored, {f: values.get(f) for f in SECRET_BOUND_FIELDS}, secrets)
+        _require_secret_again(stored, values, secrets)
         secrets = {**stored_secrets, **secrets}
     _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
     now = datetime.now(UTC)
