@@ -121,10 +121,10 @@ SERVER_FIELDS: tuple[FieldSpec, ...] = (
        exclusive_minimum=True),
     _F("max_connections", "int", 4, nullable=False, minimum=1, maximum=100),
     _F("rate_limit_per_minute", "int", minimum=1, maximum=10_000_000),
-    _F("stages", "list", nullable=False),
+    _F("stages", "list"),
     _F("is_default", "bool", False, nullable=False),
     _F("fallback_server_id", "text", max_length=100),
-    _F("options", "map", nullable=False),
+    _F("options", "map", {}),
 )  # fmt: skip
 
 OAUTH_FIELDS: tuple[FieldSpec, ...] = (

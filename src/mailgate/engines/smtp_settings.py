@@ -4,7 +4,8 @@ Everything is checked once, when the engine is built: a bad option or an unsafe 
 raises :class:`~mailgate.errors.ConfigurationError` naming what to change, instead of
 failing every delivery later.
 
-Recognised ``options`` (all strings, as stored):
+Recognised ``options`` (all strings, as stored; declared in
+:data:`mailgate.domain.server_schema.OPTIONS`):
 
 ``ehlo_name``                    the name sent with EHLO (default: this host's FQDN)
 ``disable_auth_plain``           "true" uses AUTH LOGIN even when PLAIN is offered
@@ -17,21 +18,22 @@ Recognised ``options`` (all strings, as stored):
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 from dataclasses import dataclass
 from functools import cache
 
+from mailgate.domain.server_schema import EHLO_NAME, FALSE_WORDS, TRUE_WORDS
 from mailgate.domain.servers import AuthKind, Engine, Security
 from mailgate.engines.config import Secret, ServerConfig
 from mailgate.engines.tls import client_context
 from mailgate.errors import ConfigurationError
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
-# RFC 5321 section 4.1.1.1: a domain or an address literal; no spaces or controls.
-_EHLO_NAME = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?)$")
+# The option keys and their rules are declared once, in the server schema; saving a server
+# checks them with the same rules, so a saved server always builds.
+_TRUE = TRUE_WORDS
+_FALSE = FALSE_WORDS
+_EHLO_NAME = EHLO_NAME
 
 
 @dataclass(frozen=True, slots=True)

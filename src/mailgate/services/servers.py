@@ -16,7 +16,13 @@ from typing import Any
 
 from mailgate.domain.model import MailServer
 from mailgate.domain.providers import get_provider
-from mailgate.domain.server_schema import changed_secret_bound
+from mailgate.domain.server_schema import (
+    SERVER_FIELDS,
+    SERVER_NOT_NULLABLE,
+    SERVER_SECRETS,
+    changed_secret_bound,
+    server_problems,
+)
 from mailgate.domain.servers import (
     DEFAULT_PORTS,
     AuthKind,
@@ -31,14 +37,8 @@ from mailgate.storage import audit, queue, tenants
 from mailgate.storage.base import Tx
 from mailgate.storage.servers import ServerRepo
 
-#: Secret fields: API name -> key in the sealed mapping.
-SECRET_FIELDS: dict[str, str] = {
-    "password": "password",
-    "api_key": "api_key",
-    "oauth.client_secret": "oauth_client_secret",
-    "oauth.service_account_json": "oauth_service_account_json",
-    "oauth.password": "oauth_password",
-}
+#: Secret fields: API name -> key in the sealed mapping (declared in the server schema).
+SECRET_FIELDS: dict[str, str] = SERVER_SECRETS
 
 PORT_25_MESSAGE = (
     "port 25 is refused: it is meant for server-to-server relay, is blocked by most "
@@ -47,26 +47,11 @@ PORT_25_MESSAGE = (
     "MAILGATE_ALLOW_PORT_25=true."
 )
 
+#: The plain settings a new server gets when they are not given (from the server schema).
 DEFAULTS: dict[str, Any] = {
-    "engine": Engine.SMTP.value,
-    "provider": None,
-    "host": None,
-    "security": Security.STARTTLS.value,
-    "min_tls_version": "1.2",
-    "verify_certificate": True,
-    "ca_certificates": None,
-    "auth": AuthKind.NONE.value,
-    "username": None,
-    "allow_insecure_auth": False,
-    "oauth": None,
-    "api_base_url": None,
-    "sender_upn": None,
-    "timeout_seconds": 30.0,
-    "max_connections": 4,
-    "rate_limit_per_minute": None,
-    "is_default": False,
-    "fallback_server_id": None,
-    "options": {},
+    f.name: f.default
+    for f in SERVER_FIELDS
+    if not f.secret and f.name not in ("name", "port", "stages")
 }
 
 
@@ -112,7 +97,11 @@ def _fill_from_provider(values: dict[str, Any], given: Mapping[str, Any]) -> Non
 def _validate(
     values: Mapping[str, Any], secrets: Mapping[str, str], *, allow_port_25: bool
 ) -> None:
-    errors: list[FieldError] = []
+    problems = server_problems(values)
+    if problems:
+        errors = [FieldError(field, message) for field, message in problems]
+        raise ValidationFailed(errors[0].message, errors=errors)
+    errors = []
     engine = Engine(values["engine"])
     security = Security(values["security"])
     auth = AuthKind(values["auth"])
@@ -152,10 +141,6 @@ def _validate(
             errors.append(FieldError("oauth.client_id", "is required for the msgraph engine"))
         if not oauth.get("tenant_id"):
             errors.append(FieldError("oauth.tenant_id", "is required for the msgraph engine"))
-    if values.get("options"):
-        for key, value in values["options"].items():
-            if any(ord(c) < 32 for c in f"{key}{value}"):
-                errors.append(FieldError(f"options.{key}", "must not contain control characters"))
     if errors:
         raise ValidationFailed(errors[0].message, errors=errors)
 
@@ -266,8 +251,18 @@ def _require_secret_again(
 async def update_server(
     ctx: Context, caller: Caller, server_id: str, fields: Mapping[str, Any]
 ) -> MailServer:
-    """Apply a PATCH: only the fields given change; omitted or blank secrets are kept."""
+    """Apply a PATCH: only the fields given change; omitted or blank secrets are kept.
+
+    An explicit null for a field that cannot be cleared (``SERVER_NOT_NULLABLE``) is a 422.
+    """
     plain, new_secrets = split_secrets(fields)
+    nulls = [
+        FieldError(f, "must not be null")
+        for f in sorted(SERVER_NOT_NULLABLE)
+        if f in plain and plain[f] is None
+    ]
+    if nulls:
+        raise ValidationFailed(nulls[0].message, errors=nulls)
     async with ctx.db.transaction() as tx:
         repo = ServerRepo(tx, ctx.box, caller.tenant_id)
         server = await repo.get(server_id)

@@ -15,6 +15,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
+from mailgate.domain.server_schema import (
+    IMAP_FIELDS,
+    OAUTH_FIELDS,
+    SERVER_FIELDS,
+    SERVER_NOT_NULLABLE,
+)
 from mailgate.errors import FieldError, RequestError, ValidationFailed
 
 #: Server fields of every engine; then those of each engine.
@@ -59,14 +65,13 @@ OAUTH_BY_ENGINE: dict[str, tuple[str, ...]] = {
         "password",
     ),
 }
-SECRETS = frozenset({"password", "api_key", "client_secret", "service_account_json"})
+_ALL_FIELDS = (*SERVER_FIELDS, *OAUTH_FIELDS, *IMAP_FIELDS)
+#: Inputs by their last name (``client_secret`` of ``oauth.client_secret``), from the schema.
+SECRETS = frozenset(f.name.rsplit(".", 1)[-1] for f in _ALL_FIELDS if f.secret)
 #: Fields that cannot be cleared: blank keeps the stored value on edit.
-KEEP_WHEN_BLANK = frozenset(
-    {"name", "engine", "port", "security", "min_tls_version", "auth", "timeout_seconds"}
-    | {"max_connections", "provider"}
-)
-INTEGERS = frozenset({"port", "max_connections", "rate_limit_per_minute", "sync_interval_minutes"})
-NUMBERS = frozenset({"timeout_seconds"})
+KEEP_WHEN_BLANK = SERVER_NOT_NULLABLE | {"provider"}
+INTEGERS = frozenset(f.name.rsplit(".", 1)[-1] for f in _ALL_FIELDS if f.kind == "int")
+NUMBERS = frozenset(f.name.rsplit(".", 1)[-1] for f in _ALL_FIELDS if f.kind == "float")
 
 
 class FormErrors(Exception):
@@ -219,6 +224,9 @@ def field_messages(exc: RequestError | FormErrors) -> tuple[dict[str, str], str]
     by_field: dict[str, str] = {}
     for error in exc.errors:
         name = error.field.split("[", 1)[0]
+        if name.startswith("options."):  # one text area holds every option
+            by_field.setdefault("options", f"{name.split('.', 1)[1]}: {error.message}")
+            continue
         by_field.setdefault(name, error.message)
     if isinstance(exc, FormErrors):
         return by_field, "Some fields need attention."
