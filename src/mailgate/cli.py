@@ -16,6 +16,7 @@ from rich.progress import Progress
 
 from mailgate import logs
 from mailgate.cli_config import config_app
+from mailgate.cli_doctor import doctor
 from mailgate.cli_server import server_app
 from mailgate.errors import ConfigurationError
 from mailgate.services import boot
@@ -47,6 +48,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 app.add_typer(server_app, name="server")
 app.add_typer(config_app, name="config")
+app.command("doctor")(doctor)
 
 console = Console(stderr=True)
 T = TypeVar("T")

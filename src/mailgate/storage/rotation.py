@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select, update
 
+from mailgate.errors import SecretKeyError
 from mailgate.storage.db import Database
 from mailgate.storage.secretbox import SecretBox
 from mailgate.storage.tables import SECRET_COLUMNS
@@ -60,3 +61,23 @@ async def verify_keys(db: Database, box: SecretBox) -> None:
             ).first()
             if row is not None:
                 box.open(row[1], context=f"{table.name}:{row[0]}:{column}")
+
+
+async def undecryptable(db: Database, box: SecretBox) -> list[tuple[str, str, str]]:
+    """Every sealed value that no configured key opens: ``(table, row id, reason)``.
+
+    Unlike :func:`verify_keys`, which opens one value of each kind, this opens them all
+    (``mailgate doctor``).
+    """
+    found: list[tuple[str, str, str]] = []
+    async with db.read() as tx:
+        for table, column in SECRET_COLUMNS:
+            rows = await tx.execute(
+                select(table.c.id, table.c[column]).where(table.c[column].is_not(None))
+            )
+            for row_id, sealed in rows.all():
+                try:
+                    box.open(sealed, context=f"{table.name}:{row_id}:{column}")
+                except SecretKeyError as exc:
+                    found.append((table.name, str(row_id), str(exc)))
+    return found
