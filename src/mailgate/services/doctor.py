@@ -85,7 +85,7 @@ def _server_fix(tenant: Tenant, server: MailServer, field: str) -> str:
         key = field.split(".", 1)[1]
         return (
             f"correct or remove the option {key!r}: {where} with the full 'options' object "
-            "(or edit the server in the web UI); docs/engines.md lists the known options"
+            "(or edit the server in the web UI); docs/configuration.md lists the known options"
         )
     return f"correct '{field}': {where} (or edit the server in the web UI)"
 
