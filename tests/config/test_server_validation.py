@@ -110,3 +110,18 @@ async def test_api_bounds_match_the_config_file(
     r = await client.post(BASE, json=smtp_server(**change), headers=ADMIN)
     assert r.status_code == 422, r.text
     assert field in field_names(r)
+
+
+@pytest.mark.parametrize("host", ["imaps://imap.example.com", "imap.example.com:993", "a b"])
+async def test_bad_imap_hosts_are_refused(client: httpx.AsyncClient, host: str) -> None:
+    await new_tenant(client)
+    server = await create_server(client, "acme")
+    body = {
+        "address": "ops@acme.example",
+        "display_name": "Ops",
+        "mail_server_id": server["id"],
+        "imap": {"host": host, "username": "ops", "password": "imap-secret-5"},
+    }
+    r = await client.post("/api/v1/tenants/acme/email-accounts", json=body, headers=ADMIN)
+    assert r.status_code == 422, r.text
+    assert field_names(r) == ["imap.host"]

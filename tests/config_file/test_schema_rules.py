@@ -46,3 +46,10 @@ def test_display_names_with_controls_are_refused(name: str) -> None:
     document = doc()
     document["tenants"]["acme"]["email_accounts"]["noreply@acme.example"]["display_name"] = name
     assert _error(document).path == f"{NOREPLY}.display_name"
+
+
+def test_a_bad_imap_host_is_refused() -> None:
+    document = doc()
+    account = document["tenants"]["acme"]["email_accounts"]["noreply@acme.example"]
+    account["imap"]["host"] = "imaps://imap.acme.example"
+    assert _error(document).path == f"{NOREPLY}.imap.host"

@@ -7,7 +7,12 @@ from typing import Any
 
 from mailgate.compose.addresses import parse_address
 from mailgate.domain.model import EmailAccount, ImapSettings
-from mailgate.domain.server_schema import DISPLAY_NAME, IMAP_SECRET_BOUND, has_controls
+from mailgate.domain.server_schema import (
+    DISPLAY_NAME,
+    IMAP_SECRET_BOUND,
+    has_controls,
+    host_problem,
+)
 from mailgate.errors import ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
@@ -69,6 +74,9 @@ def _imap(values: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str 
     imap.pop("password_set", None)
     if not imap.get("host"):
         raise ValidationFailed.field("imap.host", "is required when imap is given")
+    problem = host_problem(str(imap["host"]))
+    if problem is not None:
+        raise ValidationFailed.field("imap.host", problem)
     if imap.get("security", "tls") not in ("tls", "starttls"):
         raise ValidationFailed.field("imap.security", "must be tls or starttls")
     return imap, password or None

@@ -488,6 +488,9 @@ def _account(
         imap = {**IMAP_DEFAULTS, **given["imap"]}
         if not imap["host"]:
             raise ConfigFileError(f"{path}.imap.host", "is required when imap is given")
+        problem = schema.host_problem(imap["host"])
+        if problem is not None:
+            raise ConfigFileError(f"{path}.imap.host", problem)
         if "password" in raw["imap"]:
             password = resolve_secret(
                 raw["imap"]["password"],
