@@ -42,7 +42,8 @@ async def test_unsaved_server(
     """Test unsaved settings: connect, TLS, EHLO, STARTTLS, AUTH and QUIT; no mail is sent.
 
     With ``server_id``, omitted or blank secrets are those of that stored server, provided
-    host, port, username and security are unchanged (else 422 naming the secret).
+    every field deciding where or how a secret travels (host, port, username, security,
+    certificate checks, CAs, API and token URLs) is unchanged (else 422 naming the secret).
     """
     fields = body.model_dump(exclude_unset=True)
     return _out(await prober.test_unsaved(ctx, who, fields))

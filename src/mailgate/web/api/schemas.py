@@ -488,7 +488,9 @@ class MailServerTestIn(MailServerIn):
     """Unsaved settings to test: the create body, with ``name`` optional and ``server_id``.
 
     ``server_id`` names a stored server whose secrets are used where the body omits them
-    (or leaves them blank), as long as host, port, username and security are unchanged.
+    (or leaves them blank), as long as every field deciding where or how a secret travels
+    (host, port, username, security, certificate checks, CAs, API and token URLs) is
+    unchanged.
     """
 
     name: str = Field("", max_length=200)
