@@ -149,3 +149,23 @@ def test_secret_bound_fields_include_every_destination_and_trust_setting() -> No
         "oauth.token_url",
     } <= set(schema.SERVER_SECRET_BOUND)
     assert set(schema.IMAP_SECRET_BOUND) == {"host", "port", "security", "username"}
+
+
+def test_field_problems_name_the_rule() -> None:
+    assert schema.SERVER["port"].problem(0) == "must be between 1 and 65535"
+    assert schema.SERVER["port"].problem(True) == "must be a number"
+    assert schema.SERVER["port"].problem(None) == "must not be null"
+    assert schema.SERVER["timeout_seconds"].problem(0) == "must be more than 0 and at most 600"
+    assert schema.SERVER["host"].problem("a\x85b") == "must not contain control characters"
+    assert schema.SERVER["ca_certificates"].problem("line\nline") is None
+    assert schema.SERVER["provider"].problem(None) is None
+
+
+def test_changed_secret_bound_compares_nested_oauth_and_enum_values() -> None:
+    old = {"host": "h", "security": "tls", "oauth": {"token_url": "https://a/t"}}
+    assert schema.changed_secret_bound(old, {**old}) == []
+    new = {**old, "oauth": {"token_url": "https://b/t"}}
+    assert schema.changed_secret_bound(old, new) == ["oauth.token_url"]
+    assert schema.changed_secret_bound(old, {**old, "verify_certificate": False}) == [
+        "verify_certificate"
+    ]

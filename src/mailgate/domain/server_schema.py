@@ -74,11 +74,15 @@ class FieldSpec:
     def _bounds_problem(self, value: float) -> str | None:
         low, high = self.minimum, self.maximum
         too_low = low is not None and (value <= low if self.exclusive_minimum else value < low)
-        if too_low or (high is not None and value > high):
-            if self.exclusive_minimum:
-                return f"must be more than {low:g} and at most {high:g}"
-            return f"must be between {low:g} and {high:g}"
-        return None
+        if not too_low and (high is None or value <= high):
+            return None
+        if low is None:
+            return f"must be at most {high:g}"
+        if high is None:
+            return f"must be {'more than' if self.exclusive_minimum else 'at least'} {low:g}"
+        if self.exclusive_minimum:
+            return f"must be more than {low:g} and at most {high:g}"
+        return f"must be between {low:g} and {high:g}"
 
 
 def has_controls(value: str, *, allow_line_breaks: bool = False) -> bool:
@@ -283,8 +287,7 @@ OPTIONS: dict[str, OptionSpec] = {
         OptionSpec("max_messages_per_connection", "messages sent on one connection (1000)", _count),
     )
 }
-#: The most options a server may have, and the longest value.
-MAX_OPTIONS = len(OPTIONS)
+#: The longest option value.
 MAX_OPTION_LENGTH = 500
 
 
