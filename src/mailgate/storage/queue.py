@@ -66,6 +66,9 @@ class Job:
     created_at: datetime
     recipients: tuple[tuple[int, str], ...] = ()
     delivered_before: bool = False
+    #: Why the claimed row cannot be delivered (its body row is missing, a column cannot be
+    #: read); such a job is quarantined, failed with this reason, instead of attempted.
+    fault: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,25 +212,44 @@ async def jobs_for(tx: Tx, rows: Sequence[Any]) -> list[Job]:
                 pending.setdefault(message_id, []).append((position, email))
             elif status == RecipientStatus.SENT.value:
                 delivered.add(message_id)
-    return [
-        Job(
-            id=job_id,
-            tenant_id=tenant_id,
-            server_id=server_id,
-            account_id=account_id,
-            stage=stage,
-            mail_from=mail_from,
-            smtputf8=bool(smtputf8),
-            raw=_bytes(bodies[job_id]),
-            attempt=attempt,
-            possible_duplicate=bool(duplicate),
-            created_at=_parse_time(created_at),
-            recipients=tuple(pending.get(job_id, ())),
-            delivered_before=job_id in delivered,
-        )
-        for (job_id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, attempt,
-             duplicate, created_at) in rows
-    ]  # fmt: skip
+    return [_job(row, bodies, pending, delivered) for row in rows]
+
+
+def _job(
+    row: Any,
+    bodies: dict[str, Any],
+    pending: dict[str, list[tuple[int, str]]],
+    delivered: set[str],
+) -> Job:
+    (job_id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, attempt,
+     duplicate, created_at) = row  # fmt: skip
+    fault: str | None = None
+    raw = b""
+    try:
+        created = _parse_time(created_at)
+    except (TypeError, ValueError) as exc:
+        created, fault = datetime.now(UTC), f"its creation time cannot be read ({exc})"
+    body = bodies.get(job_id)
+    if body is None:
+        fault = "its stored body is missing"
+    else:
+        raw = _bytes(body)
+    return Job(
+        id=job_id,
+        tenant_id=tenant_id,
+        server_id=server_id,
+        account_id=account_id,
+        stage=stage,
+        mail_from=mail_from,
+        smtputf8=bool(smtputf8),
+        raw=raw,
+        attempt=attempt,
+        possible_duplicate=bool(duplicate),
+        created_at=created,
+        recipients=tuple(pending.get(job_id, ())),
+        delivered_before=job_id in delivered,
+        fault=None if fault is None else f"quarantined: the message cannot be loaded: {fault}",
+    )
 
 
 async def claim(

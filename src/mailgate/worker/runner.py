@@ -37,7 +37,7 @@ from mailgate.storage import servers as server_store
 from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
 from mailgate.storage.queue import AttemptRecord, Completion, Job, RecipientUpdate
-from mailgate.worker.decide import attempt_record, decide
+from mailgate.worker.decide import attempt_record, decide, quarantine
 from mailgate.worker.servers import ServerDirectory, ServerEntry
 
 log = logging.getLogger("mailgate.worker")
@@ -54,6 +54,9 @@ class WorkerOptions:
     flush_interval: float = 0.05
     reclaim_interval: float = 10.0
     shutdown_grace: float = 15.0
+    #: The first wait after a failed claim pass (a database error), doubling up to the cap.
+    error_backoff: float = 0.5
+    error_backoff_cap: float = 30.0
 
 
 def worker_name() -> str:
@@ -71,8 +74,15 @@ class Worker:
         retry: RetryPolicy | None = None,
         options: WorkerOptions | None = None,
         name: str | None = None,
+        slot: str = "worker-0",
+        restarted: bool = False,
     ) -> None:
         self.ctx = ctx
+        self.health = ctx.workers
+        #: The place of this worker in its pool, kept by a replacement after a restart.
+        self.slot = slot
+        self.restarted = restarted
+        self._last_reclaim = 0.0
         self.engines = engines
         self.retry = retry or RetryPolicy(give_up=timedelta(hours=ctx.policy.give_up_hours))
         self.options = options or WorkerOptions()
@@ -96,13 +106,19 @@ class Worker:
     # The loop -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        flusher = asyncio.create_task(self._flush_loop(stop), name="mailgate-flush")
-        keeper = asyncio.create_task(self._lease_loop(stop), name="mailgate-leases")
+        """Deliver until ``stop`` is set. Database errors do not end it (see :meth:`_pass`);
+        if it ends for any other reason, in-flight mail is still finished and recorded, and
+        the exception propagates so that the pool restarts the worker."""
+        ended = asyncio.Event()
+        self.health.started(self.slot, now=time.monotonic(), restart=self.restarted)
+        flusher = asyncio.create_task(self._flush_loop(ended), name="mailgate-flush")
+        keeper = asyncio.create_task(self._lease_loop(ended), name="mailgate-leases")
         try:
             await self._claim_loop(stop)
         finally:
+            self.health.ended(self.slot)
             await self._shutdown()
-            stop.set()
+            ended.set()
             await flusher
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,35 +126,57 @@ class Worker:
             await self._flush()
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
-        last_reclaim = 0.0
+        backoff = self.options.error_backoff
         while not stop.is_set():
-            if time.monotonic() - last_reclaim > self.options.reclaim_interval:
-                last_reclaim = time.monotonic()
-                async with self.ctx.db.transaction() as tx:
-                    reclaimed = await queue.reclaim_expired(tx)
-                if reclaimed:
-                    log.warning("reclaimed %d message(s) from expired leases", reclaimed)
-            room = self.options.concurrency - len(self._inflight)
-            # Claim in worthwhile batches: a transaction per handful of messages costs more
-            # than waiting for the next flush to free room.
-            worthwhile = room >= self._min_claim or not self._inflight
-            jobs: list[Job] = []
-            if room > 0 and worthwhile:
-                async with self.ctx.db.transaction() as tx:
-                    rows = await queue.claim_rows(
-                        tx,
-                        worker=self.name,
-                        limit=min(self.options.batch_size, room),
-                        lease=self.options.lease,
-                    )
-                if rows:
-                    async with self.ctx.db.read() as tx:
-                        jobs = await queue.jobs_for(tx, rows)
-            if jobs:
-                await self._start(jobs)
-                if len(jobs) == min(self.options.batch_size, room):
-                    continue
-            await self._idle(stop, full=not worthwhile or room <= 0)
+            try:
+                full = await self._pass()
+            except Exception as exc:  # the database, mostly: report at once, retry later
+                self.health.failed(self.slot, type(exc).__name__)
+                log.error(
+                    "claiming mail failed (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    _first_line(exc),
+                    backoff,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, self.options.error_backoff_cap)
+                continue
+            backoff = self.options.error_backoff
+            self.health.beat(self.slot, now=time.monotonic())
+            if full is not None:
+                await self._idle(stop, full=full)
+
+    async def _pass(self) -> bool | None:
+        """Claim and start one batch: None to claim again at once, else whether to idle
+        until room frees up (True) or only until woken or the next poll (False)."""
+        if time.monotonic() - self._last_reclaim > self.options.reclaim_interval:
+            async with self.ctx.db.transaction() as tx:
+                reclaimed = await queue.reclaim_expired(tx)
+            self._last_reclaim = time.monotonic()
+            if reclaimed:
+                log.warning("reclaimed %d message(s) from expired leases", reclaimed)
+        room = self.options.concurrency - len(self._inflight)
+        # Claim in worthwhile batches: a transaction per handful of messages costs more
+        # than waiting for the next flush to free room.
+        worthwhile = room >= self._min_claim or not self._inflight
+        jobs: list[Job] = []
+        if room > 0 and worthwhile:
+            async with self.ctx.db.transaction() as tx:
+                rows = await queue.claim_rows(
+                    tx,
+                    worker=self.name,
+                    limit=min(self.options.batch_size, room),
+                    lease=self.options.lease,
+                )
+            if rows:
+                async with self.ctx.db.read() as tx:
+                    jobs = await queue.jobs_for(tx, rows)
+        if jobs:
+            await self._start(jobs)
+            if len(jobs) == min(self.options.batch_size, room):
+                return None
+        return not worthwhile or room <= 0
 
     async def _idle(self, stop: asyncio.Event, *, full: bool) -> None:
         self._wake.clear()
@@ -155,6 +193,10 @@ class Worker:
         self._room.clear()
 
     async def _start(self, jobs: list[Job]) -> None:
+        broken = [j for j in jobs if j.fault is not None]
+        if broken:
+            self._quarantine(broken)
+            jobs = [j for j in jobs if j.fault is None]
         entries = await self.servers.load({j.server_id for j in jobs if j.server_id})
         fallbacks = {
             e.server.fallback_server_id
@@ -168,6 +210,14 @@ class Worker:
             task = asyncio.create_task(self._attempt(job, entries), name=f"deliver-{job.id}")
             self._inflight[job.id] = (job, task)
             task.add_done_callback(self._forget(job.id))
+
+    def _quarantine(self, jobs: list[Job]) -> None:
+        now = utcnow()
+        for job in jobs:
+            log.error("message %s %s; failing it", job.id, job.fault)
+            self._done.append(quarantine(job, now=now))
+        self.health.quarantined(len(jobs))
+        self._flush_now.set()
 
     def _forget(self, job_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:
@@ -393,6 +443,11 @@ class Worker:
                     tx, aborted, worker=self.name, when=utcnow(), possible_duplicate=True
                 )
             log.warning("released %d unfinished message(s) on shutdown", len(aborted))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "no detail"
 
 
 def _can_carry(entry: ServerEntry, job: Job) -> bool:
