@@ -32,11 +32,17 @@ from mailgate.domain.smime import is_smime_signed
 from mailgate.engines.factory import EngineCache
 from mailgate.errors import MailgateError
 from mailgate.runtime import Context
-from mailgate.storage import queue, rate
+from mailgate.storage import rate
 from mailgate.storage import servers as server_store
 from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
-from mailgate.storage.queue import AttemptRecord, Completion, Job, RecipientUpdate
+from mailgate.storage.queue import (
+    AttemptRecord,
+    Completion,
+    Job,
+    RecipientUpdate,
+    queue_for,
+)
 from mailgate.worker.decide import attempt_record, decide, quarantine
 from mailgate.worker.servers import ServerDirectory, ServerEntry
 
@@ -88,6 +94,7 @@ class Worker:
         self.options = options or WorkerOptions()
         self.name = name or worker_name()
         self.servers = ServerDirectory(ctx)
+        self.queue = queue_for(ctx.db.dialect)
         self._wake = asyncio.Event()
         self._done: list[Completion] = []
         self._status_updates: dict[str, tuple[ServerStatus, str | None]] = {}
@@ -152,7 +159,7 @@ class Worker:
         until room frees up (True) or only until woken or the next poll (False)."""
         if time.monotonic() - self._last_reclaim > self.options.reclaim_interval:
             async with self.ctx.db.transaction() as tx:
-                reclaimed = await queue.reclaim_expired(tx)
+                reclaimed = await self.queue.reclaim_expired(tx)
             self._last_reclaim = time.monotonic()
             if reclaimed:
                 log.warning("reclaimed %d message(s) from expired leases", reclaimed)
@@ -163,7 +170,7 @@ class Worker:
         jobs: list[Job] = []
         if room > 0 and worthwhile:
             async with self.ctx.db.transaction() as tx:
-                rows = await queue.claim_rows(
+                rows = await self.queue.claim(
                     tx,
                     worker=self.name,
                     limit=min(self.options.batch_size, room),
@@ -171,7 +178,7 @@ class Worker:
                 )
             if rows:
                 async with self.ctx.db.read() as tx:
-                    jobs = await queue.jobs_for(tx, rows)
+                    jobs = await self.queue.load(tx, rows)
         if jobs:
             await self._start(jobs)
             if len(jobs) == min(self.options.batch_size, room):
@@ -246,7 +253,7 @@ class Worker:
         now = utcnow()
         async with self.ctx.db.transaction() as tx:
             if held:
-                await queue.release(
+                await self.queue.release(
                     tx,
                     held,
                     worker=self.name,
@@ -270,7 +277,7 @@ class Worker:
                 if later:
                     next_window = rate.window_of(now) + 60
                     when = now + timedelta(seconds=next_window - now.timestamp())
-                    await queue.release(
+                    await self.queue.release(
                         tx,
                         later,
                         worker=self.name,
@@ -395,9 +402,9 @@ class Worker:
             return
         done, self._done = self._done, []
         updates, self._status_updates = self._status_updates, {}
-        prepared = queue.prepare_finish(self.ctx.db.dialect, done, worker=self.name)
+        prepared = self.queue.prepare_finish(done, worker=self.name)
         async with self.ctx.db.transaction() as tx:
-            await queue.apply_finish(tx, prepared)
+            await self.queue.finish(tx, prepared)
             await webhook_store.record_events(tx, done)
             if updates:
                 await server_store.set_status_many(tx, updates)
@@ -420,7 +427,7 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 async with self.ctx.db.transaction() as tx:
-                    await queue.renew_leases(tx, worker=self.name, lease=self.options.lease)
+                    await self.queue.renew(tx, worker=self.name, lease=self.options.lease)
             except Exception:
                 log.exception("renewing leases failed; will try again")
 
@@ -439,7 +446,7 @@ class Worker:
         if aborted:
             # The data may have been on the wire when the attempt was aborted.
             async with self.ctx.db.transaction() as tx:
-                await queue.release(
+                await self.queue.release(
                     tx, aborted, worker=self.name, when=utcnow(), possible_duplicate=True
                 )
             log.warning("released %d unfinished message(s) on shutdown", len(aborted))
