@@ -31,7 +31,7 @@ from mailgate.storage.tables import message_bodies
 from mailgate.worker.pool import WorkerPool
 from mailgate.worker.runner import Worker
 from tests.delivery.conftest import FAST, Tenant, drain
-from tests.support.smtp_servers import AiosmtpdServer, LoopbackDialer
+from tests.support.smtp_servers import AiosmtpdServer, LoopbackDialer, free_port
 
 RESILIENT = replace(FAST, error_backoff=0.1, error_backoff_cap=0.5)
 
@@ -229,7 +229,6 @@ main()
 """
 
 
-@pytest.mark.slow
 async def test_a_worker_process_replaces_its_dead_worker(
     tenant: Tenant, settings: Settings, tmp_path: Path
 ) -> None:
@@ -261,3 +260,40 @@ async def test_a_worker_process_replaces_its_dead_worker(
             process.terminate()
             assert await asyncio.to_thread(process.wait, 60) == 0
     assert "a bug in the claim loop" in log_path.read_text()
+
+
+async def test_serve_replaces_its_dead_worker_and_reports_it(tmp_path: Path) -> None:
+    """``mailgate serve``: the in-process worker that died is replaced, and the probes show
+    it (restart counted; ready again once the replacement claims)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    env |= {"MAILGATE_DATA_DIR": str(tmp_path / "var"), "MAILGATE_SMTP_PORT": "0"}
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _DYING_WORKER, "serve", "--port", str(port), "--workers", "1"],
+            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+
+            async def restarted_and_ready() -> bool:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    ready = await http.get("/readyz")
+                    metrics = (await http.get("/metrics")).text
+                except httpx.HTTPError:
+                    return False
+                restarts = _metric(metrics, "mailgate_worker_restarts_total")
+                return ready.status_code == 200 and restarts == 1
+
+            await _until(restarted_and_ready, 60, "serve restarts its worker and is ready")
+            body = (await http.get("/readyz")).json()
+            assert body["workers"] == {"loops": 1, "claiming": 1, "problems": []}
+    finally:
+        process.terminate()
+        assert await asyncio.to_thread(process.wait, 60) == 0
+    text = log_path.read_text()
+    assert "delivery worker worker-0 died; restarting it" in text
+    assert "a bug in the claim loop" in text
