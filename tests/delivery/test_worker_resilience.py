@@ -297,3 +297,41 @@ async def test_serve_replaces_its_dead_worker_and_reports_it(tmp_path: Path) -> 
     text = log_path.read_text()
     assert "delivery worker worker-0 died; restarting it" in text
     assert "a bug in the claim loop" in text
+
+
+async def test_a_claim_loop_stuck_behind_a_lock_is_reported_before_it_fails(
+    tenant: Tenant, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    """While the claim waits out the busy timeout, /readyz already says the loop is stuck."""
+    if tenant.ctx.db.dialect != "sqlite":
+        pytest.skip("BEGIN EXCLUSIVE by another program is a SQLite scenario")
+    tenant.ctx.workers.stall_after = 0.5
+    db = Database(settings.effective_database_url, busy_timeout_ms=20_000)
+    ctx = replace(tenant.ctx, db=db)
+    holder = _ExclusiveHolder(settings.effective_database_url.split(":///", 1)[1])
+    worker = Worker(ctx, engines=EngineCache(dialer=LoopbackDialer()), options=RESILIENT)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    thread = threading.Thread(target=holder.run)
+    try:
+        await _until(lambda: _ready(client), 5, "ready before the lock")
+        thread.start()
+        await asyncio.to_thread(holder.held.wait, 5)
+        await _until(lambda: not tenant.ctx.workers.report(now=time.monotonic()).ready, 5, "stuck")
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["workers"]["problems"][0].startswith("worker-0: no claim pass for")
+        metrics = (await client.get("/metrics")).text
+        assert _metric(metrics, "mailgate_worker_not_claiming") == 1
+        assert _metric(metrics, "mailgate_worker_claim_failures_total") == 0
+    finally:
+        holder.release.set()
+        if thread.is_alive():
+            await asyncio.to_thread(thread.join, 10)
+    try:
+        await _until(lambda: _ready(client), 10, "ready again once the lock is gone")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await worker.engines.aclose()
+        await db.dispose()
