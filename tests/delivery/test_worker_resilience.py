@@ -335,3 +335,37 @@ async def test_a_claim_loop_stuck_behind_a_lock_is_reported_before_it_fails(
         await asyncio.wait_for(task, 30)
         await worker.engines.aclose()
         await db.dispose()
+
+
+async def test_a_pass_that_fails_after_claiming_gives_its_mail_back_at_once(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mail claimed by a pass that then failed is not left to its lease (120 s) and is not
+    flagged as a possible duplicate: it was never attempted."""
+    from mailgate.worker.servers import ServerDirectory
+
+    load = ServerDirectory.load
+    failed: list[bool] = []
+
+    async def failing_once(self: ServerDirectory, ids: set[str]) -> object:
+        if not failed:
+            failed.append(True)
+            raise ConnectionError("the database went away")
+        return await load(self, ids)
+
+    monkeypatch.setattr(ServerDirectory, "load", failing_once)
+    caplog.set_level(logging.ERROR, logger="mailgate.worker")
+    async with AiosmtpdServer() as smtp:
+        await tenant.server(smtp.port)
+        message_id = await tenant.send_ok(stage="production")
+        cache = EngineCache(dialer=LoopbackDialer())
+        try:
+            await drain(tenant.ctx, engines=cache, timeout=10, options=RESILIENT)
+        finally:
+            await cache.aclose()
+        assert len(smtp.messages) == 1
+    assert failed
+    assert "claiming mail failed (ConnectionError: the database went away)" in caplog.text
+    message = await tenant.message(message_id)
+    assert message["status"] == "sent"
+    assert [a["possible_duplicate"] for a in message["attempts"]] == [False]

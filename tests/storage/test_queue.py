@@ -123,7 +123,7 @@ async def test_finish_by_a_worker_that_lost_its_lease_changes_nothing(ctx: Conte
     q, items = await _queued(ctx, 1)
     async with ctx.db.transaction() as tx:
         (job,) = await q.load(tx, await q.claim(tx, worker="w1", limit=1, lease=LEASE))
-        await q.release(tx, [job], worker="w1", when=datetime.now(UTC), possible_duplicate=True)
+        await q.release(tx, [job.id], worker="w1", when=datetime.now(UTC), possible_duplicate=True)
         (again,) = await q.load(tx, await q.claim(tx, worker="w2", limit=1, lease=LEASE))
     assert again.possible_duplicate and again.attempt == 2
     late = Completion(
@@ -154,7 +154,7 @@ async def test_held_release_uncounts_and_takes_the_message_off_the_queue(ctx: Co
     async with ctx.db.transaction() as tx:
         jobs = await q.load(tx, await q.claim(tx, worker="w", limit=1, lease=LEASE))
         await q.release(
-            tx, jobs, worker="w", when=datetime.now(UTC), possible_duplicate=False,
+            tx, [j.id for j in jobs], worker="w", when=datetime.now(UTC), possible_duplicate=False,
             uncount=True, held=True,
         )  # fmt: skip
         assert await q.claim(tx, worker="w", limit=1, lease=LEASE) == []

@@ -239,7 +239,7 @@ class SqlQueue:
     async def release(
         self,
         tx: Tx,
-        jobs: Sequence[Job],
+        message_ids: Sequence[str],
         /,
         *,
         worker: str,
@@ -248,8 +248,9 @@ class SqlQueue:
         uncount: bool = False,
         held: bool = False,
     ) -> None:
-        """Give claimed jobs back to the queue without an outcome (shutdown, rate limit, hold)."""
-        if not jobs:
+        """Give claimed messages back to the queue without an outcome (shutdown, rate limit,
+        hold, a claim pass that failed before delivering them)."""
+        if not message_ids:
             return
         values: dict[str, Any] = {
             "status": MessageStatus.DEFERRED.value,
@@ -265,7 +266,7 @@ class SqlQueue:
             values["attempts"] = messages.c.attempts - 1
         await tx.execute(
             update(messages)
-            .where(messages.c.id.in_([j.id for j in jobs]), messages.c.lease_owner == worker)
+            .where(messages.c.id.in_(list(message_ids)), messages.c.lease_owner == worker)
             .values(**values)
         )
 

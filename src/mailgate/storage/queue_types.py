@@ -147,7 +147,7 @@ class Queue(Protocol):
     async def release(
         self,
         tx: Tx,
-        jobs: Sequence[Job],
+        message_ids: Sequence[str],
         /,
         *,
         worker: str,
@@ -156,7 +156,8 @@ class Queue(Protocol):
         uncount: bool = False,
         held: bool = False,
     ) -> None:
-        """Give claimed jobs back without an outcome (shutdown, rate limit, hold)."""
+        """Give claimed messages back without an outcome (shutdown, rate limit, hold, a
+        claim pass that failed before delivering them)."""
 
     async def reclaim_expired(self, tx: Tx, *, now: datetime | None = None) -> int:
         """Return messages whose lease ran out to the queue, flagged possible duplicates."""

@@ -177,10 +177,20 @@ class Worker:
                     lease=self.options.lease,
                 )
             if rows:
-                async with self.ctx.db.read() as tx:
-                    jobs = await self.queue.load(tx, rows)
+                try:
+                    async with self.ctx.db.read() as tx:
+                        jobs = await self.queue.load(tx, rows)
+                except Exception:
+                    await self._give_back([row[0] for row in rows])
+                    raise
         if jobs:
-            await self._start(jobs)
+            try:
+                await self._start(jobs)
+            except Exception:
+                await self._give_back(
+                    [j.id for j in jobs if j.fault is None and j.id not in self._inflight]
+                )
+                raise
             if len(jobs) == min(self.options.batch_size, room):
                 return None
         return not worthwhile or room <= 0
@@ -217,6 +227,28 @@ class Worker:
             task = asyncio.create_task(self._attempt(job, entries), name=f"deliver-{job.id}")
             self._inflight[job.id] = (job, task)
             task.add_done_callback(self._forget(job.id))
+
+    async def _give_back(self, message_ids: list[str]) -> None:
+        """Return messages this pass claimed but did not start, as never attempted (else
+        they would wait for their leases to expire, then come back flagged as possible
+        duplicates)."""
+        try:
+            async with self.ctx.db.transaction() as tx:
+                await self.queue.release(
+                    tx,
+                    message_ids,
+                    worker=self.name,
+                    when=utcnow(),
+                    possible_duplicate=False,
+                    uncount=True,
+                )
+        except Exception as exc:
+            log.warning(
+                "could not give back %d claimed message(s) (%s); they return when their "
+                "leases expire",
+                len(message_ids),
+                type(exc).__name__,
+            )
 
     def _quarantine(self, jobs: list[Job]) -> None:
         now = utcnow()
@@ -255,7 +287,7 @@ class Worker:
             if held:
                 await self.queue.release(
                     tx,
-                    held,
+                    [j.id for j in held],
                     worker=self.name,
                     when=now,
                     possible_duplicate=False,
@@ -279,7 +311,7 @@ class Worker:
                     when = now + timedelta(seconds=next_window - now.timestamp())
                     await self.queue.release(
                         tx,
-                        later,
+                        [j.id for j in later],
                         worker=self.name,
                         when=when,
                         possible_duplicate=False,
@@ -447,7 +479,11 @@ class Worker:
             # The data may have been on the wire when the attempt was aborted.
             async with self.ctx.db.transaction() as tx:
                 await self.queue.release(
-                    tx, aborted, worker=self.name, when=utcnow(), possible_duplicate=True
+                    tx,
+                    [j.id for j in aborted],
+                    worker=self.name,
+                    when=utcnow(),
+                    possible_duplicate=True,
                 )
             log.warning("released %d unfinished message(s) on shutdown", len(aborted))
 
