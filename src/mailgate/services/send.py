@@ -280,8 +280,13 @@ async def send_one(
         replay = await _replay(ctx, caller, idempotency_key, digest, now)
         if replay is not None:
             return replay
-    snap = await load_snapshot(ctx, caller.tenant_id, template_names=_template_names([item]))
-    message = prepare(ctx, caller, snap, item, now=now)
+    names = _template_names([item])
+    snap = await load_snapshot(ctx, caller.tenant_id, template_names=names)
+    if names:
+        # A render waits for its child process (up to its time budget): not on the loop.
+        message = await asyncio.to_thread(prepare, ctx, caller, snap, item, now=now)
+    else:
+        message = prepare(ctx, caller, snap, item, now=now)
     outcome = SendOutcome(
         202, {"id": message.id, "status": "queued", "message_id": message.message_id}
     )
@@ -373,6 +378,11 @@ async def send_batch(
         )
         accepted = [m for part_accepted, _ in parts for m in part_accepted]
         results = [r for _, part_results in parts for r in part_results]
+    elif snap.templates:
+        # Renders wait for their child processes: off the loop, even for a small batch.
+        accepted, results = await asyncio.to_thread(
+            _prepare_batch, ctx, caller, snap, items, now=now
+        )
     else:
         accepted, results = _prepare_batch(ctx, caller, snap, items, now=now)
     outcome = SendOutcome(200, {"items": results})

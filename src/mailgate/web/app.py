@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -53,13 +55,41 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> str:
-        """Prometheus text format: queue depth by status over every tenant."""
+        """Prometheus text format: queue depth by status over every tenant, and the state of
+        this process's delivery workers."""
         counts = await messages_service.instance_stats(ctx)
         lines = [
             "# HELP mailgate_messages Messages in the store by status.",
             "# TYPE mailgate_messages gauge",
         ]
         lines += [f'mailgate_messages{{status="{k}"}} {v}' for k, v in sorted(counts.items())]
+        health = ctx.workers
+        report = health.report(now=time.monotonic())
+        lines += [
+            "# HELP mailgate_worker_loops Delivery worker claim loops in this process.",
+            "# TYPE mailgate_worker_loops gauge",
+            f"mailgate_worker_loops {report.loops}",
+            "# HELP mailgate_worker_loops_claiming Claim loops that claimed recently without "
+            "error.",
+            "# TYPE mailgate_worker_loops_claiming gauge",
+            f"mailgate_worker_loops_claiming {report.claiming}",
+            "# HELP mailgate_worker_not_claiming 1 when a claim loop is dead, failing or stuck.",
+            "# TYPE mailgate_worker_not_claiming gauge",
+            f"mailgate_worker_not_claiming {0 if report.ready else 1}",
+            "# HELP mailgate_worker_claim_pass_age_seconds Age of the oldest last claim pass.",
+            "# TYPE mailgate_worker_claim_pass_age_seconds gauge",
+            f"mailgate_worker_claim_pass_age_seconds {report.oldest_pass_age or 0:.3f}",
+            "# HELP mailgate_worker_claim_failures_total Claim passes that failed.",
+            "# TYPE mailgate_worker_claim_failures_total counter",
+            f"mailgate_worker_claim_failures_total {health.claim_failures_total}",
+            "# HELP mailgate_worker_restarts_total Delivery workers restarted after dying.",
+            "# TYPE mailgate_worker_restarts_total counter",
+            f"mailgate_worker_restarts_total {health.restarts_total}",
+            "# HELP mailgate_messages_quarantined_total Claimed messages failed because they "
+            "could not be loaded.",
+            "# TYPE mailgate_messages_quarantined_total counter",
+            f"mailgate_messages_quarantined_total {health.quarantined_total}",
+        ]
         lines += [
             "# HELP mailgate_info Mailgate version.",
             "# TYPE mailgate_info gauge",
@@ -69,8 +99,19 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
+        """200 when the database answers and every delivery worker of this process claims;
+        503 naming the reasons otherwise (a process without workers reports the database)."""
         ready = await ctx.db.ping()
-        return JSONResponse({"database": ready}, status_code=200 if ready else 503)
+        report = ctx.workers.report(now=time.monotonic())
+        body: dict[str, object] = {"database": ready}
+        if report.loops:
+            body["workers"] = {
+                "loops": report.loops,
+                "claiming": report.claiming,
+                "problems": list(report.reasons),
+            }
+        ok = ready and report.ready
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     mount_ui(app, ctx, options=ui)
     return app
