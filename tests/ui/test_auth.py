@@ -273,3 +273,30 @@ async def test_one_address_in_two_tenants_opens_the_tenants_its_password_belongs
     wrong = browser_factory()
     r = await wrong.sign_in("pat@example.test", "nobody's password")
     assert r.status_code == 401
+
+
+async def test_wrong_admin_tokens_from_one_address_never_lock_out_another_address(
+    ui_app: Any,
+) -> None:
+    from tests.ui.conftest import Browser
+
+    def browser_at(host: str) -> Browser:
+        transport = httpx.ASGITransport(app=ui_app, client=(host, 40000))
+        return Browser(httpx.AsyncClient(transport=transport, base_url="http://mailgate.test"))
+
+    attacker, admin = browser_at("203.0.113.9"), browser_at("198.51.100.7")
+    try:
+        await attacker.get("/login")
+        for n in range(8):
+            r = await attacker.post("/login/admin", {"token": f"mg_guess_{n}"})
+            assert r.status_code == (401 if n < 5 else 429)
+        # The attacker's address is throttled, even with the right token...
+        assert (await attacker.post("/login/admin", {"token": ADMIN_TOKEN})).status_code == 429
+        # ...but the real administrator, elsewhere, signs in at once.
+        await admin.get("/login")
+        r = await admin.post("/login/admin", {"token": ADMIN_TOKEN})
+        assert r.status_code == 303, r.text
+        assert r.headers["location"] == "/tenants"
+    finally:
+        await attacker.client.aclose()
+        await admin.client.aclose()

@@ -124,16 +124,19 @@ async def login_admin(
     await check_csrf(request, session)
     client = _client(request)
     error = "That is not a valid instance-administrator token."
-    async with ui.login_limits.turn(address="instance-admin", client=client):
+    # Counted per client address: wrong tokens sent from one address never lock the
+    # administrator out elsewhere (a token is a long random value, not a guessable password).
+    key = f"instance-admin@{client}"
+    async with ui.login_limits.turn(address=key, client=client):
         try:
-            _throttle(ui, address="instance-admin", client=client)
+            _throttle(ui, address=key, client=client)
             principal = await auth.authenticate(ui.ctx, token.strip() or None)
             if not principal.is_instance_admin:
                 raise Unauthenticated(error)
         except RateLimited as exc:
             return _login_page(request, ui, status=429, error=exc.detail)
         except Unauthenticated:
-            ui.login_limits.failed(address="instance-admin", client=client)
+            ui.login_limits.failed(address=key, client=client)
             return _login_page(request, ui, status=401, error=error)
     response = redirect("/tenants")
     ui.codec.write(
