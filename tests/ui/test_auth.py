@@ -300,3 +300,38 @@ async def test_wrong_admin_tokens_from_one_address_never_lock_out_another_addres
     finally:
         await attacker.client.aclose()
         await admin.client.aclose()
+
+
+async def test_sign_out_ends_the_session_for_a_copied_cookie_too(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    assert (await b.get("/t/acme/settings")).status_code == 200
+    copied = b.client.cookies["mailgate_session"]
+    thief = browser_factory()
+    thief.client.cookies.set("mailgate_session", copied, domain="mailgate.test")
+    assert (await thief.get("/t/acme/settings")).status_code == 200
+    assert (await thief.client.get("/api/v1/tenants/acme/mail-servers")).status_code == 200
+    assert (await b.post("/logout")).status_code == 303
+    # The copy, replayed after sign-out, opens nothing: pages, the picker, the API.
+    assert (await thief.get("/t/acme/settings")).status_code == 303
+    assert (await thief.get("/tenants")).status_code == 303
+    assert (await thief.client.get("/api/v1/tenants/acme/mail-servers")).status_code == 401
+
+
+async def test_admin_sign_out_ends_the_session_for_a_copied_cookie_too(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await add_tenant(api, "acme")
+    b = browser_factory()
+    await b.get("/login")
+    assert (await b.post("/login/admin", {"token": ADMIN_TOKEN})).status_code == 303
+    copied = b.client.cookies["mailgate_session"]
+    assert (await b.get("/tenants")).status_code == 200  # the page's form token
+    assert (await b.post("/logout")).status_code == 303
+    thief = browser_factory()
+    thief.client.cookies.set("mailgate_session", copied, domain="mailgate.test")
+    assert (await thief.get("/tenants")).status_code == 303
+    assert (await thief.get("/t/acme/settings")).status_code == 303
