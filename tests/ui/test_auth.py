@@ -335,3 +335,21 @@ async def test_admin_sign_out_ends_the_session_for_a_copied_cookie_too(
     thief.client.cookies.set("mailgate_session", copied, domain="mailgate.test")
     assert (await thief.get("/tenants")).status_code == 303
     assert (await thief.get("/t/acme/settings")).status_code == 303
+
+
+async def test_a_changed_role_ends_the_session(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    from tests.conftest import ADMIN
+
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    assert (await b.get("/t/acme/settings")).status_code == 200
+    users = (await api.get("/api/v1/tenants/acme/users", headers=ADMIN)).json()["items"]
+    r = await api.patch(
+        f"/api/v1/tenants/acme/users/{users[0]['id']}", json={"role": "admin"}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    assert (await b.get("/t/acme/settings")).status_code == 303
+    assert (await b.client.get("/api/v1/tenants/acme/mail-servers")).status_code == 401

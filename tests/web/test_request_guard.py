@@ -141,3 +141,24 @@ def test_the_default_cap_fits_one_message_of_the_largest_size() -> None:
     assert chosen.cap("POST", "/api/v1/tenants/a/messages") == 2 * MIB
     assert chosen.cap("POST", "/api/v1/tenants/a/keystores") == MIB
     assert chosen.cap("POST", "/login") == MIB
+
+
+async def test_a_signed_out_ui_session_cookie_is_refused_before_the_body(ctx: Context) -> None:
+    from mailgate.services import ui_sessions
+    from mailgate.web.ui.session import Session
+
+    app = _app(ctx, 64 * MIB)
+    session_id = await ui_sessions.open_session(ctx, kind="admin", hours=1)
+    signed_in = Session.anonymous().signed_in_as(
+        admin_token=ADMIN_TOKEN, admin_actor="instance-admin", session_id=session_id
+    )
+    cookie = {"Cookie": f"mailgate_session={app.state.mailgate_ui.codec.seal(signed_in)}"}
+    async with serving(app) as p:
+        # Signed in, the body is read (and refused by the route: it is no JSON).
+        live = await upload(p, SEND, size=2 * MIB, headers=cookie)
+        assert live.status == 400 and live.sent_at_answer == 2 * MIB
+        await ui_sessions.end_session(ctx, session_id)
+        ended = await upload(p, SEND, size=20 * MIB, headers=cookie, pause=0.05)
+        assert ended.status == 401 and ended.sent_at_answer < 2 * MIB
+        detail = _problem(ended.body)["detail"]
+        assert detail == "Send an API token: `Authorization: Bearer <token>`."

@@ -6,8 +6,8 @@ A pure ASGI middleware in front of every route (``create_app`` installs it):
   sent without a length (chunked) is counted as it streams in and cut off with ``413`` as
   soon as it passes the cap, so no request ever holds more than its cap in memory;
 * a call to an ``/api/`` route that needs a principal is authenticated *before* its body is
-  read: a missing, malformed or unknown bearer token (and, without one, a missing or
-  invalid web UI session cookie) is answered ``401`` exactly as the route would answer it.
+  read: a missing, malformed or unknown bearer token (and, without one, a missing, invalid
+  or signed-out web UI session cookie) is answered ``401`` exactly as the route would.
   The principal found is kept on the request so that the route does not look it up again.
 
 Caps (:class:`RequestLimits`): API requests up to ``MAILGATE_MAX_REQUEST_BYTES`` (default:
@@ -33,7 +33,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailgate.errors import Unauthenticated
-from mailgate.services import auth
+from mailgate.services import auth, ui_sessions
 from mailgate.settings import Settings
 from mailgate.web.deps import PRINCIPAL_STATE, get_principal
 from mailgate.web.problems import problem
@@ -224,8 +224,12 @@ class RequestGuard:
                 from mailgate.web.ui.session import COOKIE
 
                 session = ui.codec.open(Request(scope).cookies.get(COOKIE))
-                if session is not None and session.signed_in:
-                    return None  # the route checks the session itself (CSRF, tenant)
+                if (
+                    session is not None
+                    and session.signed_in
+                    and await ui_sessions.session_active(app.state.ctx, session.session_id)
+                ):
+                    return None  # the route checks the rest itself (CSRF, tenant, user)
         try:
             principal = await auth.authenticate(app.state.ctx, token.strip() or None)
         except Unauthenticated as exc:
