@@ -53,6 +53,7 @@ async def test_a_call_without_a_token_is_refused_before_its_body_is_sent(port: i
     assert problem["title"] == "Unauthenticated"
     assert problem["detail"] == "Send an API token: `Authorization: Bearer <token>`."
     assert "application/problem+json" in r.head
+    assert "connection: close" in r.head.lower()  # the rest of the body is not read
 
 
 async def test_an_unknown_token_or_another_scheme_is_refused_as_the_route_would(
@@ -124,7 +125,9 @@ async def test_an_authenticated_call_within_the_cap_reaches_the_route(port: int)
         r = await c.post(SEND, json={"to": []}, headers=ADMIN)
         assert r.status_code in (403, 422), r.text
         assert (await c.get("/api/v1/tenants/acme", headers=ADMIN)).status_code == 200
-        assert (await c.get("/api/v1/tenants/acme")).status_code == 401
+        anonymous = await c.get("/api/v1/tenants/acme")
+        assert anonymous.status_code == 401
+        assert anonymous.headers.get("connection") != "close"  # no body: keep-alive holds
         assert (await c.get("/api/v1/providers")).status_code == 401
         assert (await c.get("/api/v1/providers", headers=ADMIN)).status_code == 200
         # An unknown path is still 404, not 401.

@@ -172,6 +172,9 @@ class RequestGuard:
         if scope["path"].startswith("/api/") and self._route_needs_principal(scope):
             refused = await self._authenticate(scope, headers)
             if refused is not None:
+                if declared not in (None, "0") or "chunked" in headers.get("transfer-encoding", ""):
+                    # A body is on its way: close after answering instead of reading it.
+                    refused.headers["Connection"] = "close"
                 await _refuse(refused, receive, send)
                 return
         await self._counted(scope, receive, send, cap)
@@ -233,6 +236,6 @@ class RequestGuard:
         try:
             principal = await auth.authenticate(app.state.ctx, token.strip() or None)
         except Unauthenticated as exc:
-            return problem(exc.status, exc.title, exc.detail, headers={"Connection": "close"})
+            return problem(exc.status, exc.title, exc.detail)
         scope.setdefault("state", {})[PRINCIPAL_STATE] = (header, principal)
         return None
