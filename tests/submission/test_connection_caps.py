@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import resource
 import time
 from collections.abc import AsyncIterator
 
@@ -139,3 +140,19 @@ async def test_while_the_listener_runs_accept_failures_do_not_flood_the_log(
     assert len(failures) == 1, [r.getMessage() for r in failures]
     assert failures[0].levelno == logging.WARNING and failures[0].exc_info is None
     assert loop.get_exception_handler() is None  # stop() put the loop's handler back
+
+
+async def test_a_cap_the_descriptor_limit_cannot_hold_is_warned_about_at_start(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        pytest.skip("no descriptor limit in this process")
+    caplog.set_level(logging.WARNING, logger="mailgate.submission")
+    async with serve(max_connections=50):
+        pass
+    assert not [r for r in caplog.records if "file descriptors" in r.getMessage()]
+    async with serve(max_connections=soft):
+        pass
+    found = [r.getMessage() for r in caplog.records if "file descriptors" in r.getMessage()]
+    assert len(found) == 1 and "MAILGATE_SMTP_MAX_CONNECTIONS" in found[0], found

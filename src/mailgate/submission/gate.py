@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -125,3 +126,19 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop, notices: Notices) -> Ca
             loop.set_exception_handler(previous)
 
     return restore
+
+
+#: Descriptors kept for everything but submission connections (API, database pool, workers).
+RESERVED_DESCRIPTORS = 128
+
+
+def descriptor_warning(max_connections: int) -> str | None:
+    """Why ``max_connections`` does not fit the process's descriptor limit, if it does not."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or max_connections + RESERVED_DESCRIPTORS <= soft:
+        return None
+    return (
+        f"MAILGATE_SMTP_MAX_CONNECTIONS ({max_connections}) leaves fewer than "
+        f"{RESERVED_DESCRIPTORS} of the process's {soft} file descriptors to the API, the "
+        "database and the workers: lower it or raise the limit (ulimit -n)"
+    )

@@ -33,7 +33,12 @@ from mailgate.services.context import Context
 from mailgate.settings import Settings
 from mailgate.submission import replies
 from mailgate.submission.config import MAX_AUTH_ATTEMPTS, SubmissionConfig
-from mailgate.submission.gate import ConnectionGate, Notices, quiet_accept_errors
+from mailgate.submission.gate import (
+    ConnectionGate,
+    Notices,
+    descriptor_warning,
+    quiet_accept_errors,
+)
 from mailgate.submission.handler import SubmissionHandler
 
 log = logging.getLogger("mailgate.submission")
@@ -242,8 +247,9 @@ async def serve_submission(ctx: Context, config: SubmissionConfig) -> Submission
     )
     tls_note = "STARTTLS" if tls else "no TLS"
     log.info("SMTP submission on %s:%d (%s)", config.host, running.port, tls_note)
-    if config.warning:
-        log.warning(config.warning)
+    for warning in (config.warning, descriptor_warning(config.max_connections)):
+        if warning:
+            log.warning(warning)
     return running
 
 
