@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -165,3 +166,21 @@ async def test_a_signed_out_ui_session_cookie_is_refused_before_the_body(ctx: Co
         assert ended.status == 401 and ended.sent_at_answer < 2 * MIB
         detail = _problem(ended.body)["detail"]
         assert detail == "Send an API token: `Authorization: Bearer <token>`."
+
+
+async def test_a_client_waiting_for_100_continue_is_refused_without_continue(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        (
+            f"POST {SEND} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {20 * MIB}\r\nExpect: 100-continue\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    started = time.monotonic()
+    answer = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+    elapsed = time.monotonic() - started
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:80]
+    assert b"100 Continue" not in answer
+    assert elapsed < 1.0  # closed at once: no body is coming, so none is waited for

@@ -85,7 +85,9 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 32 * MIB
 
 
-async def _refuse(response: JSONResponse, receive: Receive, send: Send) -> None:
+async def _refuse(
+    response: JSONResponse, receive: Receive, send: Send, *, linger: bool = True
+) -> None:
     """Send ``response`` whole, linger (see :data:`LINGER_SECONDS`), then end it."""
     await send(
         {
@@ -95,7 +97,7 @@ async def _refuse(response: JSONResponse, receive: Receive, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": response.body, "more_body": True})
-    deadline = time.monotonic() + LINGER_SECONDS
+    deadline = time.monotonic() + (LINGER_SECONDS if linger else 0.0)
     dropped = 0
     while dropped < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
         try:
@@ -151,6 +153,8 @@ class RequestGuard:
             return
         cap = self.limits.cap(scope["method"], scope["path"])
         headers = Headers(scope=scope)
+        # A client that waits for "100 Continue" sends no body after a refusal: no lingering.
+        linger = headers.get("expect", "").lower() != "100-continue"
         declared = headers.get("content-length")
         if declared is not None:
             try:
@@ -164,10 +168,10 @@ class RequestGuard:
                     "Content-Length is not a number.",
                     headers={"Connection": "close"},
                 )
-                await _refuse(bad, receive, send)
+                await _refuse(bad, receive, send, linger=linger)
                 return
             if length > cap:
-                await _refuse(_too_large(cap), receive, send)
+                await _refuse(_too_large(cap), receive, send, linger=linger)
                 return
         if scope["path"].startswith("/api/") and self._route_needs_principal(scope):
             refused = await self._authenticate(scope, headers)
@@ -175,7 +179,7 @@ class RequestGuard:
                 if declared not in (None, "0") or "chunked" in headers.get("transfer-encoding", ""):
                     # A body is on its way: close after answering instead of reading it.
                     refused.headers["Connection"] = "close"
-                await _refuse(refused, receive, send)
+                await _refuse(refused, receive, send, linger=linger)
                 return
         await self._counted(scope, receive, send, cap)
 
