@@ -353,3 +353,27 @@ async def test_a_changed_role_ends_the_session(
     assert r.status_code == 200, r.text
     assert (await b.get("/t/acme/settings")).status_code == 303
     assert (await b.client.get("/api/v1/tenants/acme/mail-servers")).status_code == 401
+
+
+async def test_a_changed_password_deletes_the_server_side_session(
+    browser_factory: Any, api: httpx.AsyncClient, ui_app: Any
+) -> None:
+    from mailgate.services import ui_sessions
+    from tests.conftest import ADMIN
+
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    assert (await b.get("/t/acme/settings")).status_code == 200
+    ui = ui_app.state.mailgate_ui
+    session = ui.codec.open(b.client.cookies["mailgate_session"])
+    assert await ui_sessions.session_active(ui.ctx, session.session_id)
+    users = (await api.get("/api/v1/tenants/acme/users", headers=ADMIN)).json()["items"]
+    r = await api.patch(
+        f"/api/v1/tenants/acme/users/{users[0]['id']}",
+        json={"password": "a new one, longer"},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200, r.text
+    assert (await b.get("/t/acme/settings")).status_code == 303
+    assert not await ui_sessions.session_active(ui.ctx, session.session_id)

@@ -216,10 +216,19 @@ async def principal_for(ctx: Context, session: Session, slug: str) -> Principal 
     """The principal of ``session`` for tenant ``slug``; None when the session has ended.
 
     A user without a membership in ``slug`` gets the principal of another membership, which
-    the tenant check then answers with 404 (never 403 across tenants).
+    the tenant check then answers with 404 (never 403 across tenants). A session found ended
+    here (a deleted user, a changed password or role, a revoked administrator token) has its
+    server-side record deleted too.
     """
     if not session.signed_in or not await ui_sessions.session_active(ctx, session.session_id):
         return None
+    principal = await _current_principal(ctx, session, slug)
+    if principal is None:
+        await ui_sessions.end_session(ctx, session.session_id)
+    return principal
+
+
+async def _current_principal(ctx: Context, session: Session, slug: str) -> Principal | None:
     if session.admin_token is not None:
         try:
             principal = await auth.authenticate(ctx, session.admin_token)
