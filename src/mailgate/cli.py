@@ -173,6 +173,8 @@ def serve(
     from mailgate.services import demo
     from mailgate.submission import start_submission
     from mailgate.web.app import create_app
+    from mailgate.web.guard import RequestLimits
+    from mailgate.web.serving import proxy_options
     from mailgate.web.ui import UiOptions
     from mailgate.worker.pool import WorkerPool
 
@@ -190,12 +192,18 @@ def serve(
             if with_demo:
                 found = await demo.ensure_demo(ctx)
                 _print_demo(found, listen_host, listen_port)
+            app = create_app(
+                ctx,
+                ui=UiOptions.from_settings(settings),
+                limits=RequestLimits.from_settings(settings),
+            )
             config = uvicorn.Config(
-                create_app(ctx, ui=UiOptions.from_settings(settings)),
+                app,
                 host=listen_host,
                 port=listen_port,
                 log_config=None,
                 access_log=False,
+                **proxy_options(settings),
             )
             server = _QuietServer(config)
 

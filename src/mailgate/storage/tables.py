@@ -498,6 +498,17 @@ inbound_sync_leases = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
 )
 
+#: Signed-in web UI sessions: the cookie carries a random session id, this table its SHA-256.
+#: Signing out deletes the row, which ends the session even for a copied cookie.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
 #: Every column that holds secret-box ciphertext, for key rotation. The sealing context of
 #: a value is always "<table>:<row id>:<column>".
 SECRET_COLUMNS: tuple[tuple[Table, str], ...] = (

@@ -22,12 +22,15 @@ from mailgate.web.api import (
     tenants,
     webhooks,
 )
+from mailgate.web.guard import RequestGuard, RequestLimits, protected_routes
 from mailgate.web.ui import UiOptions, mount_ui
 
 
-def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
+def create_app(
+    ctx: Context, *, ui: UiOptions | None = None, limits: RequestLimits | None = None
+) -> FastAPI:
     """An app serving the REST API and the web UI over ``ctx``; the caller owns ``ctx``'s
-    lifetime."""
+    lifetime. ``limits`` caps request bodies (default: from the instance's message size)."""
     app = FastAPI(
         title="Mailgate",
         version=__version__,
@@ -36,7 +39,7 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     problems.install(app)
-    for router in (
+    routers = (
         providers.router,
         tenants.router,
         members.router,
@@ -46,8 +49,14 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
         webhooks.router,
         signing.router,
         inbound.router,
-    ):
+    )
+    for router in routers:
         app.include_router(router)
+    app.add_middleware(
+        RequestGuard,
+        limits=limits or RequestLimits.for_message_size(ctx.policy.max_message_bytes),
+        protected=protected_routes(routers),
+    )
 
     @app.get("/healthz", tags=["operations"], response_class=PlainTextResponse)
     async def healthz() -> str:

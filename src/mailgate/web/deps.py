@@ -11,6 +11,10 @@ from mailgate.domain.roles import Permission, Principal
 from mailgate.services import auth
 from mailgate.services.context import Caller, Context
 
+#: Where the request guard (``mailgate.web.guard``) leaves the principal it authenticated
+#: before the body was read: ``(Authorization header, principal)``.
+PRINCIPAL_STATE = "mailgate_principal"
+
 
 def get_context(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
@@ -21,6 +25,9 @@ async def get_principal(
     request: Request, ctx: Annotated[Context, Depends(get_context)]
 ) -> Principal:
     header = request.headers.get("authorization", "")
+    found = getattr(request.state, PRINCIPAL_STATE, None)
+    if isinstance(found, tuple) and found[0] == header and isinstance(found[1], Principal):
+        return found[1]
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         token = ""
