@@ -57,6 +57,11 @@ def has_control(value: str) -> bool:
     return _CONTROL.search(value) is not None
 
 
+def has_encoded_word(value: str) -> bool:
+    """Whether ``value`` holds an RFC 2047 encoded-word (``=?charset?Q?text?=``)."""
+    return "=?" in value and _ENCODED_WORD.search(value) is not None
+
+
 def _decode_encoded_text(encoding: str, text: str) -> bytes | None:
     """The octets of one encoded-word's text, or None when they cannot be decoded."""
     data = text.encode("ascii", "replace")
