@@ -117,3 +117,20 @@ async def test_an_unknown_field_named_with_a_lone_surrogate_is_a_422(tenant: Ten
     body = {"to": ["rcpt@example.com"], "text": "Hello.", f"x{LONE}": 1}
     r = await post_json(tenant.client, f"{T}/messages", body, tenant.sender)
     assert r.status_code == 422, r.text
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+async def test_metadata_nested_deeper_than_the_log_can_show_is_refused(tenant: Tenant) -> None:
+    for depth in (33, 300):
+        r = await tenant.send(metadata=nested(depth))
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["metadata"]
+    r = await tenant.send(metadata={"list": [nested(30)]})
+    assert r.status_code == 202, r.text
+    await assert_log_readable(tenant)
