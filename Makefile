@@ -59,4 +59,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/delivery.py
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache .hypothesis
