@@ -49,6 +49,7 @@ async def assert_log_readable(tenant: Tenant) -> None:
         ({"metadata": {"order": LONE}}, "metadata.order"),
         ({"metadata": {"deep": [{"x": LONE}]}}, "metadata.deep[0].x"),
         ({"metadata": {LONE: 1}}, "metadata"),
+        ({"metadata": {"note": "a\u0000b"}}, "metadata.note"),
         ({"metadata": {"score": float("nan")}}, "metadata.score"),
         ({"metadata": {"score": float("inf")}}, "metadata.score"),
         ({"metadata": {"score": [float("-inf")]}}, "metadata.score[0]"),
@@ -97,7 +98,7 @@ async def test_template_source_refuses_a_lone_surrogate(tenant: Tenant) -> None:
     assert listed.status_code == 200 and listed.json()["items"] == []
 
 
-async def test_configuration_bodies_refuse_a_lone_surrogate(tenant: Tenant) -> None:
+async def test_configuration_bodies_refuse_a_lone_surrogate_and_nul(tenant: Tenant) -> None:
     r = await post_json(
         tenant.client, f"{T}/tokens", {"name": f"ci{LONE}", "role": "sender"}, ADMIN
     )
@@ -105,6 +106,12 @@ async def test_configuration_bodies_refuse_a_lone_surrogate(tenant: Tenant) -> N
     assert [e["field"] for e in r.json()["errors"]] == ["name"]
     r = await post_json(
         tenant.client, f"{T}/mail-servers", {"name": f"relay{LONE}", "engine": "capture"}, ADMIN
+    )
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["name"]
+    # PostgreSQL stores no NUL in text: refused before it reaches the database.
+    r = await post_json(
+        tenant.client, f"{T}/mail-servers", {"name": "relay\u0000", "engine": "capture"}, ADMIN
     )
     assert r.status_code == 422, r.text
     assert [e["field"] for e in r.json()["errors"]] == ["name"]
