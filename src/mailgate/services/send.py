@@ -46,6 +46,8 @@ from mailgate.storage.base import utcnow
 
 MAX_BATCH = 500
 MAX_METADATA_BYTES = 16 * 1024
+#: Deepest nesting of objects and arrays in ``metadata`` (the log must be able to show it).
+MAX_METADATA_DEPTH = 32
 #: Batches at least this long are prepared in a worker thread when they sign or render,
 #: so that the event loop keeps serving other requests meanwhile.
 THREAD_BATCH_MIN = 50
@@ -132,6 +134,24 @@ def resolve_route(
     return Route(app_id=app_id, stage=stage, account=account, server_id=server_id)
 
 
+def _nesting(value: object) -> int:
+    """How deep objects and arrays nest in ``value`` (0 for a scalar); no recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            stack.extend((inner, depth + 1) for inner in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((inner, depth + 1) for inner in item)
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_METADATA_DEPTH:
+            break
+    return deepest
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
@@ -169,8 +189,13 @@ def prepare(
         draft, max_recipients=ctx.policy.max_recipients, max_bytes=ctx.policy.max_message_bytes
     )
     meta = item.get("metadata")
-    if meta is not None and len(json.dumps(meta, default=str)) > MAX_METADATA_BYTES:
-        raise ValidationFailed.field("metadata", f"at most {MAX_METADATA_BYTES} bytes of JSON")
+    if meta is not None:
+        if _nesting(meta) > MAX_METADATA_DEPTH:
+            raise ValidationFailed.field(
+                "metadata", f"at most {MAX_METADATA_DEPTH} levels of nested objects and arrays"
+            )
+        if len(json.dumps(meta, default=str)) > MAX_METADATA_BYTES:
+            raise ValidationFailed.field("metadata", f"at most {MAX_METADATA_BYTES} bytes of JSON")
 
     asked = Recipients(
         to=tuple(a.wire_email for a in draft.to),

@@ -31,6 +31,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 from mailgate.compose.addresses import Address, parse_addresses
+from mailgate.compose.controls import has_surrogate
 from mailgate.compose.headers import validate_subject
 from mailgate.errors import FieldError, ValidationFailed
 from mailgate.services.raw_message import HeaderField, RawMessage
@@ -96,9 +97,11 @@ def decoded(text: str) -> str:
     if "=?" not in text:
         return text
     try:
-        return str(make_header(decode_header(text)))
+        decoded_text = str(make_header(decode_header(text)))
     except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
         return text
+    # A word such as =?utf-7?q?+2AA-?= decodes to a lone surrogate, which is not text.
+    return text if has_surrogate(decoded_text) else decoded_text
 
 
 def split_addresses(value: str) -> list[str]:

@@ -74,14 +74,16 @@ async def list_messages(
     return [_row_dict(r) for r in await tx.execute(query)]
 
 
-async def get_message(tx: Tx, tenant_id: str, message_id: str) -> dict[str, Any]:
-    row = (
-        await tx.execute(
-            select(*_SUMMARY_COLUMNS).where(
-                messages.c.tenant_id == tenant_id, messages.c.id == message_id
-            )
-        )
-    ).first()
+async def get_message(
+    tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None = None
+) -> dict[str, Any]:
+    """One message of the tenant; with ``app_id``, only a message sent for that app."""
+    query = select(*_SUMMARY_COLUMNS).where(
+        messages.c.tenant_id == tenant_id, messages.c.id == message_id
+    )
+    if app_id is not None:
+        query = query.where(messages.c.app_id == app_id)
+    row = (await tx.execute(query)).first()
     if row is None:
         raise NotFound(f"No message {message_id!r}.")
     return _row_dict(row)
@@ -118,9 +120,11 @@ async def raw_of(tx: Tx, tenant_id: str, message_id: str) -> bytes:
     return bytes(raw)
 
 
-async def retry(tx: Tx, tenant_id: str, message_id: str) -> None:
-    """Make a deferred, held or failed message due now; failed recipients are tried again."""
-    current = await get_message(tx, tenant_id, message_id)
+async def retry(tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None = None) -> None:
+    """Make a deferred, held or failed message due now; failed recipients are tried again.
+
+    With ``app_id`` (an app-bound caller) a message of another app is not found."""
+    current = await get_message(tx, tenant_id, message_id, app_id=app_id)
     status = current["status"]
     if status not in (
         MessageStatus.DEFERRED.value,
@@ -150,9 +154,11 @@ async def retry(tx: Tx, tenant_id: str, message_id: str) -> None:
     )
 
 
-async def cancel(tx: Tx, tenant_id: str, message_id: str) -> None:
-    """Cancel a message that is not being sent and not yet final."""
-    current = await get_message(tx, tenant_id, message_id)
+async def cancel(tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None = None) -> None:
+    """Cancel a message that is not being sent and not yet final.
+
+    With ``app_id`` (an app-bound caller) a message of another app is not found."""
+    current = await get_message(tx, tenant_id, message_id, app_id=app_id)
     if current["status"] not in (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value):
         raise Conflict(f"A {current['status']} message cannot be cancelled.")
     now = utcnow()

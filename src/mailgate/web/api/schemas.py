@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from mailgate.domain.model import (
     ApiToken,
@@ -18,6 +19,7 @@ from mailgate.domain.model import (
     User,
 )
 from mailgate.domain.server_schema import IMAP, OAUTH, SERVER, FieldSpec
+from mailgate.web.api.json_values import json_value_problem
 
 EngineName = Literal["smtp", "sendgrid", "msgraph", "capture"]
 SecurityName = Literal["starttls", "tls", "none"]
@@ -29,6 +31,17 @@ class Strict(BaseModel):
     """Unknown fields are refused (422 naming them), never silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        """Lone surrogates and NaN/Infinity are refused before any other check."""
+        problem = json_value_problem(value)
+        if problem is not None:
+            where, why = problem
+            # problems.py appends "where" to the field's name (headers.X-Campaign).
+            raise PydanticCustomError("json_text", why, {"where": where})
+        return value
 
 
 T = TypeVar("T")
