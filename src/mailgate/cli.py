@@ -169,6 +169,7 @@ def serve(
     import uvicorn
 
     from mailgate.services import demo
+    from mailgate.services.demo import DEMO_TOKEN_FILE
     from mailgate.submission import start_submission
     from mailgate.web.app import create_app
     from mailgate.web.ui import UiOptions
@@ -186,7 +187,7 @@ def serve(
         stop = asyncio.Event()
         try:
             if with_demo:
-                found = await demo.ensure_demo(ctx)
+                found = await demo.ensure_demo(ctx, token_file=settings.data_dir / DEMO_TOKEN_FILE)
                 _print_demo(found, listen_host, listen_port)
             config = uvicorn.Config(
                 create_app(ctx, ui=UiOptions.from_settings(settings)),

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mailgate.errors import ConfigurationError, SecretKeyError
+from mailgate.storage.files import write_private_file
 
 _MAGIC = b"MG1"
 _KEY_ID_LEN = 8
@@ -146,10 +147,4 @@ def load_keys(*, env_keys: Sequence[str], key_file: Path, create: bool) -> list[
 
 def write_key_file(key_file: Path, keys: Sequence[str]) -> None:
     """Write ``keys`` (newest first) to ``key_file`` atomically with mode 0600."""
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = key_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write("\n".join(keys) + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, key_file)
+    write_private_file(key_file, "\n".join(keys) + "\n")
