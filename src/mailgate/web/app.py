@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mailgate import __version__
+from mailgate.services import keys as key_service
 from mailgate.services import messages as messages_service
 from mailgate.services.context import Context
 from mailgate.web import problems
@@ -69,8 +70,16 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
+        """200 when this process can serve: the database answers and the keys open secrets."""
         ready = await ctx.db.ping()
-        return JSONResponse({"database": ready}, status_code=200 if ready else 503)
+        body: dict[str, object] = {"database": ready}
+        if ready:
+            problem = await key_service.key_problem(ctx.db, ctx.box)
+            body["keys"] = problem is None
+            if problem is not None:
+                body["reason"] = problem
+                ready = False
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     mount_ui(app, ctx, options=ui)
     return app
