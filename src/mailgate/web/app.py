@@ -15,6 +15,7 @@ from mailgate.web.api import (
     inbound,
     members,
     messages,
+    policies,
     probe,
     providers,
     signing,
@@ -45,6 +46,7 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
         webhooks.router,
         signing.router,
         inbound.router,
+        policies.router,
     ):
         app.include_router(router)
 
