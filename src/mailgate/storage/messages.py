@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.errors import Conflict, NotFound
@@ -209,3 +209,13 @@ async def purge_final(
         result = await tx.execute(delete(messages).where(*where))
         total += int(result.rowcount or 0)
     return total
+
+
+async def held_by_server(tx: Tx, tenant_id: str) -> dict[str, int]:
+    """How many messages are held, per server, in one tenant."""
+    rows = await tx.execute(
+        select(messages.c.server_id, func.count())
+        .where(messages.c.tenant_id == tenant_id, messages.c.held.is_(True))
+        .group_by(messages.c.server_id)
+    )
+    return {server_id: int(n) for server_id, n in rows if server_id is not None}

@@ -18,6 +18,7 @@ from mailgate.web.api import (
     policies,
     probe,
     providers,
+    routing,
     signing,
     tenants,
     webhooks,
@@ -47,6 +48,7 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
         signing.router,
         inbound.router,
         policies.router,
+        routing.router,
     ):
         app.include_router(router)
 
