@@ -135,6 +135,7 @@ def test_serve_answers_health_and_openapi(served: tuple[str, str]) -> None:
     assert ready.status_code == 200
     assert ready.json() == {
         "database": True,
+        "keys": True,
         "workers": {"loops": 1, "claiming": 1, "problems": []},
     }
     spec = httpx.get(f"{url}/openapi.json").json()

@@ -38,6 +38,7 @@ from mailgate.domain.routing import (
 )
 from mailgate.errors import Conflict, FieldError, RequestError, ValidationFailed
 from mailgate.services.context import Caller, Context
+from mailgate.services.policies import take_quota
 from mailgate.services.routing_snapshot import RoutingSnapshot, load_snapshot
 from mailgate.services.signing import sign_message
 from mailgate.services.templates import fill_from_template
@@ -277,6 +278,8 @@ async def commit(
     """Commit ``items`` (and the idempotency record for ``key``) in one transaction, then
     wake in-process workers; once this returns the messages are durable."""
     async with ctx.db.transaction() as tx:
+        if items:
+            await take_quota(tx, caller.tenant_id, [m.app_id for m in items], now=now)
         await queue.enqueue(tx, items, now=now)
         if key is not None:
             await idempotency.store(

@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailgate.errors import ConfigurationError
+from mailgate.storage.files import ensure_private_file
 
 log = logging.getLogger("mailgate.storage")
 
@@ -79,13 +80,13 @@ class HostWriteLock:
         self._unusable = False
 
     def _open(self) -> int | None:
-        # ``flock`` needs no write access, and the file stays empty: read-only and readable
-        # by all, so processes of other users (an operator's CLI as root, the service as
-        # its own user) share it. When it cannot be opened, SQLite's busy handler alone
-        # serialises writers: slower under contention, never wrong.
+        # ``flock`` needs no write access and the file stays empty; it is private like the
+        # database beside it (whoever can write the database can open it). When it cannot
+        # be opened, SQLite's busy handler alone serialises writers: slower under
+        # contention, never wrong.
         if self._fd is None and not self._unusable:
             try:
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError as exc:
                 self._unusable = True
                 log.warning(
@@ -147,7 +148,9 @@ class Database:
         self._host_lock: HostWriteLock | None = None
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                # Created 0600 before SQLite opens it: its WAL and shared-memory files
+                # take the database file's mode, so mail and sealed secrets stay private.
+                ensure_private_file(Path(parsed.database))
                 self._host_lock = HostWriteLock(Path(parsed.database + ".writer-lock"))
             kwargs["connect_args"] = {"timeout": self.busy_timeout_ms / 1000}
         elif self.dialect == "postgresql":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.errors import Conflict, NotFound
@@ -180,12 +181,47 @@ async def cancel(tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None 
         raise Conflict("The message is being sent right now; try again in a moment.")
 
 
-async def purge_delivered(tx: Tx, *, older_than: datetime) -> int:
-    """Delete sent messages (with recipients and attempts) finished before ``older_than``."""
-    result = await tx.execute(
-        delete(messages).where(
-            messages.c.status == MessageStatus.SENT.value,
-            messages.c.finished_at < older_than,
-        )
+async def purge_final(
+    tx: Tx,
+    horizons: Mapping[str, datetime],
+    *,
+    tenant_ids: Collection[str] | None = None,
+    except_tenants: Collection[str] = (),
+) -> int:
+    """Delete final messages (with recipients, attempts and body) finished before their
+    status's horizon: ``horizons`` maps ``sent``, ``failed``, ``cancelled`` and ``bounced``
+    (sent messages with a bounced recipient) to a time. Limited to ``tenant_ids`` when
+    given, and never in ``except_tenants``. Returns how many messages went."""
+    bounced = exists().where(
+        message_recipients.c.message_id == messages.c.id,
+        message_recipients.c.status == RecipientStatus.BOUNCED.value,
     )
-    return int(result.rowcount or 0)
+    scope = []
+    if tenant_ids is not None:
+        scope.append(messages.c.tenant_id.in_(list(tenant_ids)))
+    if except_tenants:
+        scope.append(messages.c.tenant_id.not_in(list(except_tenants)))
+    conditions = [
+        (MessageStatus.SENT.value, horizons["sent"], ~bounced),
+        (MessageStatus.SENT.value, horizons["bounced"], bounced),
+        (MessageStatus.FAILED.value, horizons["failed"], None),
+        (MessageStatus.CANCELLED.value, horizons["cancelled"], None),
+    ]
+    total = 0
+    for status, horizon, extra in conditions:
+        where = [messages.c.status == status, messages.c.finished_at < horizon, *scope]
+        if extra is not None:
+            where.append(extra)
+        result = await tx.execute(delete(messages).where(*where))
+        total += int(result.rowcount or 0)
+    return total
+
+
+async def held_by_server(tx: Tx, tenant_id: str) -> dict[str, int]:
+    """How many messages are held, per server, in one tenant."""
+    rows = await tx.execute(
+        select(messages.c.server_id, func.count())
+        .where(messages.c.tenant_id == tenant_id, messages.c.held.is_(True))
+        .group_by(messages.c.server_id)
+    )
+    return {server_id: int(n) for server_id, n in rows if server_id is not None}

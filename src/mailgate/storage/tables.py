@@ -509,6 +509,38 @@ ui_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
+#: A tenant's sending quota and retention (no row: no quota, the instance retention).
+tenant_policies = Table(
+    "tenant_policies",
+    metadata,
+    Column("tenant_id", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("quota_per_minute", Integer, nullable=True),
+    Column("quota_per_day", Integer, nullable=True),
+    # {"sent": days, "failed": days, ...}; a status left out follows the instance setting.
+    Column("retention_days", JSON, nullable=False, default=dict),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: An app's own sending quota, within its tenant's.
+app_quotas = Table(
+    "app_quotas",
+    metadata,
+    Column("app_id", String(ID), ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True),
+    _tenant(),
+    Column("quota_per_minute", Integer, nullable=True),
+    Column("quota_per_day", Integer, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Messages accepted per quota scope and window, shared by every process (fixed windows).
+quota_usage = Table(
+    "quota_usage",
+    metadata,
+    Column("scope", String(80), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("used", Integer, nullable=False),
+)
+
 #: Every column that holds secret-box ciphertext, for key rotation. The sealing context of
 #: a value is always "<table>:<row id>:<column>".
 SECRET_COLUMNS: tuple[tuple[Table, str], ...] = (

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mailgate import __version__
+from mailgate.services import keys as key_service
 from mailgate.services import messages as messages_service
 from mailgate.services.context import Context
 from mailgate.web import problems
@@ -16,8 +17,10 @@ from mailgate.web.api import (
     inbound,
     members,
     messages,
+    policies,
     probe,
     providers,
+    routing,
     signing,
     tenants,
     webhooks,
@@ -49,6 +52,8 @@ def create_app(
         webhooks.router,
         signing.router,
         inbound.router,
+        policies.router,
+        routing.router,
     )
     for router in routers:
         app.include_router(router)
@@ -108,11 +113,18 @@ def create_app(
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        """200 when the database answers and every delivery worker of this process claims;
-        503 naming the reasons otherwise (a process without workers reports the database)."""
+        """200 when this process can serve: the database answers, the keys open the stored
+        secrets, and every delivery worker of this process claims; 503 naming the reasons
+        otherwise (a process without workers reports the database and keys)."""
         ready = await ctx.db.ping()
         report = ctx.workers.report(now=time.monotonic())
         body: dict[str, object] = {"database": ready}
+        if ready:
+            problem = await key_service.key_problem(ctx.db, ctx.box)
+            body["keys"] = problem is None
+            if problem is not None:
+                body["reason"] = problem
+                ready = False
         if report.loops:
             body["workers"] = {
                 "loops": report.loops,
