@@ -17,6 +17,7 @@ from mailgate.web.api import (
     probe,
     providers,
     signing,
+    suppressions,
     tenants,
     webhooks,
 )
@@ -44,6 +45,7 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
         webhooks.router,
         signing.router,
         inbound.router,
+        suppressions.router,
     ):
         app.include_router(router)
 
