@@ -2,8 +2,9 @@
 
 A bounce is matched within the account's tenant by the original Message-ID, then by
 recipient address. A recipient that was ``sent`` becomes ``bounced``; the bounce is written
-to the message's delivery log (an attempt row, engine ``imap``) and a ``message.bounced``
-webhook event is recorded, all in the caller's transaction (a batch of ingested mail).
+to the message's delivery log (an attempt row, engine ``imap``), a ``message.bounced``
+webhook event is recorded and the address is suppressed for the tenant (reason
+``hard_bounce``), all in the caller's transaction (a batch of ingested mail).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from mailgate.domain.inbound import (
     BouncedRecipient,
     InboundMessage,
 )
+from mailgate.domain.suppression import Reason, Source
 from mailgate.domain.webhooks import DeliveryStatus, WebhookEvent, WebhookStatus, event_payload
 from mailgate.storage.base import Tx
+from mailgate.storage.suppressions import NewSuppression, SuppressionRepo
 from mailgate.storage.tables import (
     attempts,
     message_recipients,
@@ -116,7 +119,31 @@ async def apply_bounce(
     if events:
         await _log_bounce(tx, message, inbound, bounce, events, now=now)
         await _record_events(tx, tenant_id, message, bounce, events, now=now)
+        await _suppress(tx, tenant_id, message.id, events, now=now)
     return message.id, applied
+
+
+async def _suppress(
+    tx: Tx,
+    tenant_id: str,
+    message_id: str,
+    recipients: Sequence[BouncedRecipient],
+    *,
+    now: datetime,
+) -> None:
+    """A hard bounce suppresses the address for the whole tenant (docs/deliverability.md)."""
+    repo = SuppressionRepo(tx, tenant_id)
+    for recipient in recipients:
+        await repo.add_automatic(
+            NewSuppression(
+                email=recipient.email,
+                reason=Reason.HARD_BOUNCE,
+                source=Source.BOUNCE,
+                source_message_id=message_id,
+                note=_reply(recipient)[:500],
+            ),
+            now=now,
+        )
 
 
 def _reply(recipient: BouncedRecipient) -> str:
