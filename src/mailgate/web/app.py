@@ -11,6 +11,7 @@ from mailgate.services.context import Context
 from mailgate.web import problems
 from mailgate.web.api import (
     config,
+    events,
     inbound,
     members,
     messages,
@@ -46,6 +47,7 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
         signing.router,
         inbound.router,
         suppressions.router,
+        events.router,
     ):
         app.include_router(router)
 
