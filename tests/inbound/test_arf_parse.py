@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from mailgate.inbound.arf import parse_complaint
 from mailgate.inbound.dsn import parse_bounce
 from mailgate.inbound.parse import parse_message, to_inbound
@@ -44,3 +46,19 @@ def test_a_fetched_report_is_a_complaint_never_a_bounce() -> None:
     )
     assert item.bounce is None and item.complaint is not None
     assert dict(item.headers)["Subject"] == "Undeliverable: spam"
+
+
+def test_raw_8bit_header_bytes_become_text_a_webhook_body_can_carry() -> None:
+    raw = (
+        b"From: J\xf6rg <j@example.org>\r\nSubject: Gr\xfc\xdfe \xe2\x82\xac\r\n"
+        b"X-Odd: \xff\xfe\r\nMessage-ID: <x@example.org>\r\n\r\nHi\r\n"
+    )
+    item = to_inbound(
+        FetchedMail(uid=1, size=len(raw), internal_date=None, raw=raw, truncated=False)
+    )
+    body = json.dumps(
+        {"from": item.sender, "subject": item.subject, "headers": item.headers},
+        ensure_ascii=False,
+    ).encode("utf-8")
+    assert item.subject.startswith("Gr") and b"\xef\xbf\xbd" in body  # U+FFFD, no surrogate
+    assert ("X-Odd", "\ufffd\ufffd") in item.headers

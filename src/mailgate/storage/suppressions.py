@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from mailgate.domain.delivery import RecipientStatus
 from mailgate.domain.ids import new_id
@@ -164,24 +165,41 @@ class SuppressionRepo:
             "expires_at": new.expires_at,
         }
 
+    async def _insert(self, new: NewSuppression, *, now: datetime) -> str | None:
+        """Insert the entry in a savepoint; None when another transaction listed the
+        address in that scope first (the unique constraint)."""
+        entry_id = new_id()
+        try:
+            async with self.tx.begin_nested():
+                await self.tx.execute(insert(_S).values(id=entry_id, **self._values(new, now=now)))
+        except IntegrityError:
+            return None
+        return entry_id
+
+    def _conflict(self, held: Suppression | None, email: str) -> Conflict:
+        named = f" (entry {held.id})" if held else ""
+        message = f"{normalise_email(email)} is already suppressed in this scope{named}"
+        return Conflict(message, errors=[FieldError("email", message)])
+
     async def create(self, new: NewSuppression, *, now: datetime) -> str:
         """A new entry; 409 naming the existing entry when the address is already listed
         in that scope."""
         held = await self.find(new.email, new.app_id)
         if held is not None:
-            message = f"{held.email} is already suppressed in this scope (entry {held.id})"
-            raise Conflict(message, errors=[FieldError("email", message)])
-        entry_id = new_id()
-        await self.tx.execute(insert(_S).values(id=entry_id, **self._values(new, now=now)))
+            raise self._conflict(held, new.email)
+        entry_id = await self._insert(new, now=now)
+        if entry_id is None:
+            raise self._conflict(await self.find(new.email, new.app_id), new.email)
         return entry_id
 
     async def upsert(self, new: NewSuppression, *, now: datetime) -> bool:
         """Add the entry, or replace the one held for that address and scope; whether it
         was new."""
         held = await self.find(new.email, new.app_id)
-        if held is None:
-            await self.tx.execute(insert(_S).values(id=new_id(), **self._values(new, now=now)))
+        if held is None and await self._insert(new, now=now) is not None:
             return True
+        held = held or await self.find(new.email, new.app_id)
+        assert held is not None
         await self.tx.execute(
             update(_S).where(_S.c.id == held.id).values(**self._values(new, now=now))
         )
@@ -195,8 +213,10 @@ class SuppressionRepo:
         if held is not None and held.is_active(now):
             return None
         if held is None:
-            entry_id = new_id()
-            await self.tx.execute(insert(_S).values(id=entry_id, **self._values(new, now=now)))
+            inserted = await self._insert(new, now=now)
+            if inserted is None:
+                return None  # listed by a concurrent transaction just now
+            entry_id = inserted
         else:
             entry_id = held.id
             await self.tx.execute(
