@@ -396,7 +396,7 @@ async def send_batch(
     else:
         accepted, results = _prepare_batch(ctx, caller, snap, items, now=now)
     screened = await suppressions.screen(ctx, caller.tenant_id, accepted, now=now)
-    _screen_results(results, screened)
+    suppressions.mark_results(results, screened)
     outcome = SendOutcome(200, {"items": results})
     await commit(
         ctx,
@@ -409,21 +409,3 @@ async def send_batch(
         screened=screened,
     )
     return outcome
-
-
-def _screen_results(results: list[dict[str, Any]], screened: suppressions.Screened) -> None:
-    """Turn the result of a batch item whose recipients are all suppressed into its 422,
-    and name the suppressed recipients of the others."""
-    if not screened.refused and not screened.suppressed:
-        return
-    for index, result in enumerate(results):
-        refused = screened.refused.get(result.get("id", ""))
-        if refused is not None:
-            results[index] = {
-                "index": result["index"],
-                "status": refused.status,
-                "detail": refused.detail,
-                "errors": [{"field": e.field, "message": e.message} for e in refused.errors],
-            }
-        elif result.get("id") in screened.suppressed:
-            result["suppressed"] = suppressions.suppressed_json(screened.suppressed[result["id"]])

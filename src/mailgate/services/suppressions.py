@@ -49,6 +49,7 @@ __all__ = [
     "export",
     "import_csv",
     "list_page",
+    "mark_results",
     "record",
     "screen",
 ]
@@ -286,6 +287,22 @@ async def screen(
 def suppressed_json(suppressed: Sequence[SuppressedRecipient]) -> list[dict[str, Any]]:
     """What an accepted message's answer says about its suppressed recipients."""
     return [{"email": s.email, "suppression": entry_json(s.entry)} for s in suppressed]
+
+
+def mark_results(results: list[dict[str, Any]], screened: Screened) -> None:
+    """Batch results: an item whose recipients are all suppressed becomes its 422, and
+    the others name their suppressed recipients."""
+    for index, result in enumerate(results):
+        refused = screened.refused.get(result.get("id", ""))
+        if refused is not None:
+            results[index] = {
+                "index": result["index"],
+                "status": refused.status,
+                "detail": refused.detail,
+                "errors": [{"field": e.field, "message": e.message} for e in refused.errors],
+            }
+        elif result.get("id") in screened.suppressed:
+            result["suppressed"] = suppressed_json(screened.suppressed[result["id"]])
 
 
 async def record(
