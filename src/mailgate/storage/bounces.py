@@ -23,17 +23,15 @@ from mailgate.domain.inbound import (
     InboundMessage,
 )
 from mailgate.domain.suppression import Reason, Source
-from mailgate.domain.webhooks import DeliveryStatus, WebhookEvent, WebhookStatus, event_payload
+from mailgate.domain.webhooks import WebhookEvent, event_payload
 from mailgate.storage.base import Tx
 from mailgate.storage.suppressions import NewSuppression, SuppressionRepo
 from mailgate.storage.tables import (
     attempts,
     message_recipients,
     messages,
-    tenants,
-    webhook_deliveries,
-    webhooks,
 )
+from mailgate.storage.tenant_events import emit, subscribers, tenant_slug
 
 BOUNCE_ENGINE = "imap"
 _ERROR_CHARS = 2000
@@ -200,20 +198,11 @@ async def _record_events(
     now: datetime,
 ) -> None:
     """A ``message.bounced`` delivery for every active endpoint subscribed to it."""
-    hooks = [
-        hook_id
-        for hook_id, events in await tx.execute(
-            select(webhooks.c.id, webhooks.c.events).where(
-                webhooks.c.tenant_id == tenant_id,
-                webhooks.c.status == WebhookStatus.ACTIVE.value,
-            )
-        )
-        if WebhookEvent.BOUNCED.value in events
-    ]
+    hooks = await subscribers(tx, tenant_id, WebhookEvent.BOUNCED)
     if not hooks:
         return
-    slug = (await tx.execute(select(tenants.c.slug).where(tenants.c.id == tenant_id))).scalar_one()
-    out: list[dict[str, Any]] = []
+    slug = await tenant_slug(tx, tenant_id)
+    payloads: list[dict[str, Any]] = []
     for recipient in recipients:
         payload = event_payload(
             event_id=new_id(),
@@ -233,17 +222,5 @@ async def _record_events(
             "reporting_mta": bounce.reporting_mta,
             "format": bounce.format.value,
         }
-        out += [
-            {
-                "id": new_id(),
-                "webhook_id": hook_id,
-                "event": WebhookEvent.BOUNCED.value,
-                "payload": payload,
-                "status": DeliveryStatus.PENDING.value,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for hook_id in hooks
-        ]
-    await tx.execute(insert(webhook_deliveries), out)
+        payloads.append(payload)
+    await emit(tx, tenant_id, WebhookEvent.BOUNCED, payloads, now=now, hooks=hooks)
