@@ -90,7 +90,6 @@ class SuppressionRepo:
         search: str | None = None,
         reason: Reason | None = None,
         app_id: str | None = None,
-        tenant_wide: bool = False,
     ) -> list[Suppression]:
         """Newest first; ``before`` is the last id of the previous page; ``search`` is a
         case-insensitive part of the address."""
@@ -103,8 +102,6 @@ class SuppressionRepo:
             query = query.where(_S.c.reason == reason.value)
         if app_id is not None:
             query = query.where(_S.c.app_id == app_id)
-        elif tenant_wide:
-            query = query.where(_S.c.scope == TENANT_SCOPE)
         return [_entry(r) for r in await self.tx.execute(query.limit(limit))]
 
     async def all(self) -> list[Suppression]:
@@ -228,13 +225,6 @@ class SuppressionRepo:
         entry = await self.get(entry_id)
         await self.tx.execute(delete(_S).where(_S.c.id == entry_id))
         return entry
-
-    async def delete_address(self, email: str) -> int:
-        """Remove every entry of ``email`` (all scopes); how many there were."""
-        result = await self.tx.execute(
-            delete(_S).where(_S.c.tenant_id == self.tenant_id, _S.c.email == normalise_email(email))
-        )
-        return int(result.rowcount or 0)
 
 
 def entry_json(entry: Suppression) -> dict[str, Any]:
