@@ -8,7 +8,8 @@ its events to, verified with the server's verification key (docs/deliverability.
   signature (SHA-256) over the ``X-Twilio-Email-Event-Webhook-Timestamp`` value followed
   by the raw body. A post without these headers is a 401; a bad signature, or a timestamp
   further than :data:`TOLERANCE_SECONDS` from now (a replay), is a 403. The endpoint takes
-  no token: the signature is the authentication. Nothing is read before it is verified.
+  no token: the signature is the authentication. The body is not parsed before it is
+  verified.
 * **Idempotency.** Each event's ``sg_event_id`` is recorded with its effects in one
   transaction; a retried post changes nothing and still answers 200.
 """
