@@ -76,3 +76,27 @@ async def test_redirected_rcpts_pass_and_suppressed_test_addresses_refuse_data(
     assert refused.value.code == 550
     assert refused.value.message.startswith("5.7.1 qa@test.example is suppressed")
     assert entry["id"] in refused.value.message
+
+
+async def test_a_suppressed_test_address_is_left_out_of_submitted_mail(
+    tenant: Tenant, plain: SubmissionServer
+) -> None:
+    r = await tenant.client.put(
+        f"{T}/apps/billing/test-list",
+        json={"addresses": ["qa1@test.example", "qa2@test.example"], "active": True},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200, r.text
+    await suppress(tenant, "qa1@test.example", reason="complaint")
+    billing = await new_token(tenant.client, "sender", app="billing")
+    async with smtp_client(plain.port) as smtp:
+        await smtp.login("acme", billing)
+        await smtp.mail("noreply@acme.example")
+        await smtp.rcpt("customer@example.net")
+        code, reply = await smtp.data(message(to="customer@example.net"))
+    assert code == 250
+    stored = await tenant.message(queued_id(reply))
+    assert {x["email"]: x["status"] for x in stored["recipients"]} == {
+        "qa2@test.example": "pending",
+        "qa1@test.example": "suppressed",
+    }
