@@ -3,7 +3,9 @@
 A message is composed exactly once, here, so every retry sends identical bytes. A 2xx answer
 means the message is committed. The steps read as a list (ARCHITECTURE.md house style 5):
 ``resolve_app → choose_sender → choose_server → render_template → make_draft →
-check_limits → apply_test_list → compose → smime_sign → dkim_sign → enqueue``.
+check_limits → apply_test_list → compose → smime_sign → dkim_sign → screen_suppressions →
+enqueue``. Suppressed recipients (after the test-list redirection) are left out and named
+in the answer; a message with none left is a 422 (``mailgate.services.suppressions``).
 
 Templates: ``template: {name, variables}`` fills the subject, text and HTML that the request
 leaves out (a field given in the request wins over the template's). Signing happens here,
@@ -37,6 +39,7 @@ from mailgate.domain.routing import (
     choose_server,
 )
 from mailgate.errors import Conflict, FieldError, RequestError, ValidationFailed
+from mailgate.services import suppressions
 from mailgate.services.context import Caller, Context
 from mailgate.services.policies import take_quota
 from mailgate.services.routing_snapshot import RoutingSnapshot, load_snapshot
@@ -274,13 +277,16 @@ async def commit(
     key: str | None,
     digest: str,
     now: datetime,
+    screened: suppressions.Screened | None = None,
 ) -> None:
-    """Commit ``items`` (and the idempotency record for ``key``) in one transaction, then
-    wake in-process workers; once this returns the messages are durable."""
+    """Commit ``items`` (and the idempotency record for ``key``, and the recipients
+    ``screened`` left out) in one transaction, then wake in-process workers; once this
+    returns the messages are durable."""
     async with ctx.db.transaction() as tx:
         if items:
             await take_quota(tx, caller.tenant_id, [m.app_id for m in items], now=now)
         await queue.enqueue(tx, items, now=now)
+        await suppressions.record(tx, items, screened, now=now)
         if key is not None:
             await idempotency.store(
                 tx,
@@ -315,10 +321,24 @@ async def send_one(
         message = await asyncio.to_thread(prepare, ctx, caller, snap, item, now=now)
     else:
         message = prepare(ctx, caller, snap, item, now=now)
-    outcome = SendOutcome(
-        202, {"id": message.id, "status": "queued", "message_id": message.message_id}
+    screened = await suppressions.screen(ctx, caller.tenant_id, [message], now=now)
+    if message.id in screened.refused:
+        raise screened.refused[message.id]
+    message = screened.kept[0]
+    body: dict[str, Any] = {"id": message.id, "status": "queued", "message_id": message.message_id}
+    if message.id in screened.suppressed:
+        body["suppressed"] = suppressions.suppressed_json(screened.suppressed[message.id])
+    outcome = SendOutcome(202, body)
+    await commit(
+        ctx,
+        caller,
+        [message],
+        outcome,
+        key=idempotency_key,
+        digest=digest,
+        now=now,
+        screened=screened,
     )
-    await commit(ctx, caller, [message], outcome, key=idempotency_key, digest=digest, now=now)
     return outcome
 
 
@@ -413,6 +433,17 @@ async def send_batch(
         )
     else:
         accepted, results = _prepare_batch(ctx, caller, snap, items, now=now)
+    screened = await suppressions.screen(ctx, caller.tenant_id, accepted, now=now)
+    suppressions.mark_results(results, screened)
     outcome = SendOutcome(200, {"items": results})
-    await commit(ctx, caller, accepted, outcome, key=idempotency_key, digest=digest, now=now)
+    await commit(
+        ctx,
+        caller,
+        screened.kept,
+        outcome,
+        key=idempotency_key,
+        digest=digest,
+        now=now,
+        screened=screened,
+    )
     return outcome

@@ -14,6 +14,7 @@ from mailgate.services.context import Context
 from mailgate.web import problems
 from mailgate.web.api import (
     config,
+    events,
     inbound,
     members,
     messages,
@@ -22,6 +23,7 @@ from mailgate.web.api import (
     providers,
     routing,
     signing,
+    suppressions,
     tenants,
     webhooks,
 )
@@ -54,6 +56,8 @@ def create_app(
         inbound.router,
         policies.router,
         routing.router,
+        suppressions.router,
+        events.router,
     )
     for router in routers:
         app.include_router(router)
