@@ -28,9 +28,9 @@ import pytest
 import mailgate
 from mailgate.domain.servers import AuthKind, Security
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.engines.probe import WARN_UNVERIFIED, probe
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.services.context import Context, InstancePolicy
 from mailgate.settings import Settings
 from mailgate.storage.secretbox import SecretBox, generate_key

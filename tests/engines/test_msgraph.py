@@ -16,10 +16,10 @@ from tests.support.tls import CertFiles, TestCA
 from mailgate.domain.delivery import Envelope, OutcomeKind
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.msgraph import GraphEngine, graph_mime
-from mailgate.engines.netpolicy import IPAddress, NetworkPolicy
+from mailgate.engines.http.msgraph import GraphEngine, graph_mime
 from mailgate.errors import ConfigurationError
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import IPAddress, NetworkPolicy
 
 CLIENT_SECRET = "canary-graph-secret-0d9e"
 UPN = "sender@contoso.example"

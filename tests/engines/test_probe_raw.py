@@ -17,11 +17,11 @@ from tests.engines.probe_support import HOST, PASSWORD, USER, RawServer, TestPKI
 
 from mailgate.domain.servers import AuthKind, Security, TlsVersion
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.engines.probe import probe
 from mailgate.engines.probe_report import ProbeReport
 from mailgate.engines.probe_wire import ProbeChannel
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 
 EHLO_PLAIN = b"250-raw.mailgate.test\r\n250-8BITMIME\r\n250 SIZE 1000\r\n"
 EHLO_AUTH = b"250-raw.mailgate.test\r\n250-AUTH=LOGIN\r\n250 AUTH PLAIN XOAUTH2\r\n"

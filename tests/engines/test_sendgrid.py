@@ -24,10 +24,10 @@ from mailgate.domain.outcomes import (
 )
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import IPAddress, NetworkPolicy
-from mailgate.engines.sendgrid import SendGridEngine, payload
+from mailgate.engines.http.sendgrid import SendGridEngine, payload
 from mailgate.errors import ConfigurationError
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import IPAddress, NetworkPolicy
 
 API_KEY = "SG.canary-api-key-5f1c"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))

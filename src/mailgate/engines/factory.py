@@ -17,13 +17,13 @@ from mailgate.domain.servers import Engine as EngineKind
 from mailgate.engines.base import Engine, TokenSource
 from mailgate.engines.capture import CaptureEngine
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.msgraph import GraphEngine
-from mailgate.engines.oauth import token_source_for
-from mailgate.engines.oauth_smtp import XOAuth2Engine
-from mailgate.engines.sendgrid import SendGridEngine
-from mailgate.engines.smtp import SmtpEngine
+from mailgate.engines.http.msgraph import GraphEngine
+from mailgate.engines.http.sendgrid import SendGridEngine
+from mailgate.engines.oauth.tokens import token_source_for
+from mailgate.engines.smtp.engine import SmtpEngine
+from mailgate.engines.smtp.xoauth2 import XOAuth2Engine
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
 #: Builds the OAuth token source of one server (``auth: xoauth2``).
 TokenSourceFactory = Callable[[ServerConfig], TokenSource]
@@ -42,7 +42,7 @@ def engine_for(
     For SMTP servers using XOAUTH2 the access tokens come from ``tokens`` when given,
     else from ``token_sources(config)``, else from the server's own OAuth settings
     (:func:`~mailgate.engines.oauth.token_source_for`, through ``dialer``); the engine is
-    then wrapped in :class:`~mailgate.engines.oauth_smtp.XOAuth2Engine`, which refreshes a
+    then wrapped in :class:`~mailgate.engines.smtp.xoauth2.XOAuth2Engine`, which refreshes a
     rejected token once. SendGrid and Microsoft Graph servers get their HTTP engines.
     """
     if config.engine is EngineKind.SMTP:

@@ -19,9 +19,8 @@ from typing import TypeVar
 
 from mailgate.domain.servers import AuthKind, Engine, Security, TlsVersion
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
+from mailgate.engines.http.probe import probe_http
 from mailgate.engines.probe_errors import classify, make_error
-from mailgate.engines.probe_http import probe_http
 from mailgate.engines.probe_report import (
     ProbeError,
     ProbeErrorCode,
@@ -35,7 +34,8 @@ from mailgate.engines.probe_report import (
 )
 from mailgate.engines.probe_sasl import authenticate
 from mailgate.engines.probe_wire import Extensions, ProbeChannel
-from mailgate.engines.tls import client_context
+from mailgate.net.dialer import Dialer
+from mailgate.net.tls import client_context
 
 __all__ = ["Clock", "OAuthTokenSource", "probe"]
 
@@ -81,7 +81,7 @@ async def probe(
 
     Never raises for a failure of the server or the network: the report carries the error.
     SendGrid and Microsoft Graph servers are checked against their APIs without sending
-    (:mod:`mailgate.engines.probe_http`); the capture engine gets ``engine_not_supported``.
+    (:mod:`mailgate.engines.http.probe`); the capture engine gets ``engine_not_supported``.
     """
     if config.engine in (Engine.SENDGRID, Engine.MSGRAPH):
         return await probe_http(config, dialer=dialer, clock=clock)

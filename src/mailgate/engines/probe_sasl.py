@@ -14,7 +14,7 @@ from mailgate.domain.servers import AuthKind
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.probe_report import ProbeErrorCode
 from mailgate.engines.probe_wire import Extensions, ProbeChannel
-from mailgate.engines.smtp_wire import Reply
+from mailgate.engines.smtp.wire import Reply
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 

@@ -13,7 +13,7 @@ import re
 import ssl
 from dataclasses import dataclass
 
-from mailgate.engines.smtp_wire import Reply
+from mailgate.engines.smtp.wire import Reply
 
 ALLOWED_VERBS = frozenset({"EHLO", "HELO", "STARTTLS", "AUTH", "QUIT"})
 

@@ -18,12 +18,12 @@ from mailgate.domain.delivery import OutcomeKind
 from mailgate.domain.outcomes import Failure, Phase
 from mailgate.domain.servers import AuthKind, Security
 from mailgate.engines.base import TokenSource
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.smtp_errors import SmtpError, describe_tls_error
-from mailgate.engines.smtp_settings import SessionSettings
-from mailgate.engines.smtp_transcript import Transcript
-from mailgate.engines.smtp_wire import ConnectionLost, ProtocolError, Reply, SmtpWire
+from mailgate.engines.smtp.diagnose import SmtpError, describe_tls_error
+from mailgate.engines.smtp.settings import SessionSettings
+from mailgate.engines.smtp.transcript import Transcript
+from mailgate.engines.smtp.wire import ConnectionLost, ProtocolError, Reply, SmtpWire
 from mailgate.errors import ConfigurationError, PolicyViolation
+from mailgate.net.dialer import Dialer
 
 _QUIT_TIMEOUT = 2.0
 

@@ -10,7 +10,7 @@ import ssl
 
 from mailgate.domain.delivery import OutcomeKind
 from mailgate.domain.outcomes import Failure, Outcome, Phase, classify_failure, classify_reply
-from mailgate.engines.smtp_wire import Reply
+from mailgate.engines.smtp.wire import Reply
 
 # OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) that people meet in practice.
 _CERT_NOT_YET_VALID = 9

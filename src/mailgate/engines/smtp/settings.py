@@ -25,8 +25,8 @@ from functools import cache
 
 from mailgate.domain.servers import AuthKind, Engine, Security
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.tls import client_context
 from mailgate.errors import ConfigurationError
+from mailgate.net.tls import client_context
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})

@@ -8,9 +8,9 @@ context only; nothing here touches process-global trust settings.
 from __future__ import annotations
 
 import ssl
+from typing import Protocol
 
 from mailgate.domain.servers import TlsVersion
-from mailgate.engines.config import ServerConfig
 
 _MIN_VERSIONS = {
     TlsVersion.V1_2: ssl.TLSVersion.TLSv1_2,
@@ -18,7 +18,20 @@ _MIN_VERSIONS = {
 }
 
 
-def client_context(config: ServerConfig) -> ssl.SSLContext:
+class TlsSettings(Protocol):
+    """What a client context is built from; ``engines.config.ServerConfig`` has it."""
+
+    @property
+    def min_tls_version(self) -> TlsVersion: ...
+
+    @property
+    def ca_certificates(self) -> str | None: ...
+
+    @property
+    def verify_certificate(self) -> bool: ...
+
+
+def client_context(config: TlsSettings) -> ssl.SSLContext:
     """A fresh client context for ``config``: its minimum version, its CAs, its verification."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = _MIN_VERSIONS[config.min_tls_version]

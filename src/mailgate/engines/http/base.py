@@ -29,11 +29,11 @@ from mailgate.domain.outcomes import (
     parse_http_retry_after,
 )
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_transport import guarded_client
-from mailgate.engines.smtp_errors import describe_tls_error
-from mailgate.engines.tls import client_context
+from mailgate.engines.smtp.diagnose import describe_tls_error
 from mailgate.errors import ConfigurationError, PolicyViolation
+from mailgate.net.dialer import Dialer
+from mailgate.net.http_transport import guarded_client
+from mailgate.net.tls import client_context
 
 __all__ = [
     "HttpExchange",

@@ -33,8 +33,7 @@ from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.outcomes import parse_reset_epoch
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_base import (
+from mailgate.engines.http.base import (
     HttpExchange,
     Sent,
     api_base,
@@ -45,6 +44,7 @@ from mailgate.engines.http_base import (
     status_result,
 )
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
 __all__ = ["CATEGORIES_HEADER", "SENDGRID_API", "SendGridEngine", "payload", "sendgrid_error_text"]
 

@@ -31,11 +31,10 @@ import httpx
 
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_base import api_base
-from mailgate.engines.http_transport import guarded_client
-from mailgate.engines.msgraph import GRAPH_API, graph_error_text
-from mailgate.engines.oauth import TokenRefused, TokenUnavailable, token_source_for
+from mailgate.engines.http.base import api_base
+from mailgate.engines.http.msgraph import GRAPH_API, graph_error_text
+from mailgate.engines.http.sendgrid import SENDGRID_API, sendgrid_error_text
+from mailgate.engines.oauth.tokens import TokenRefused, TokenUnavailable, token_source_for
 from mailgate.engines.probe_errors import classify, make_error
 from mailgate.engines.probe_report import (
     ProbeError,
@@ -47,9 +46,10 @@ from mailgate.engines.probe_report import (
     TlsInfo,
     certificate_info,
 )
-from mailgate.engines.sendgrid import SENDGRID_API, sendgrid_error_text
-from mailgate.engines.tls import client_context
 from mailgate.errors import ConfigurationError, PolicyViolation
+from mailgate.net.dialer import Dialer
+from mailgate.net.http_transport import guarded_client
+from mailgate.net.tls import client_context
 
 __all__ = ["WARN_MAILBOX_UNCHECKED", "probe_http"]
 

@@ -5,7 +5,7 @@ through the injected dialer, does TLS, EHLO, STARTTLS and AUTH), run one transac
 the session back (or drop it after any error), and turn what happened into a
 :class:`~mailgate.domain.delivery.DeliveryResult` with a redacted transcript.
 
-The module's logger (``mailgate.engines.smtp``) records one DEBUG line per attempt: server,
+The module's logger (``mailgate.engines.smtp.engine``) records one DEBUG line per attempt: server,
 outcome and reply code. It never logs commands, replies, credentials or content.
 """
 
@@ -19,14 +19,14 @@ from mailgate.domain.outcomes import remote_id, summarise
 from mailgate.domain.servers import AuthKind
 from mailgate.engines.base import TokenSource
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.smtp_errors import SmtpError
-from mailgate.engines.smtp_pool import SessionPool
-from mailgate.engines.smtp_session import SmtpSession
-from mailgate.engines.smtp_settings import SessionSettings
-from mailgate.engines.smtp_transaction import Transaction, transact
-from mailgate.engines.smtp_transcript import Transcript
+from mailgate.engines.smtp.diagnose import SmtpError
+from mailgate.engines.smtp.pool import SessionPool
+from mailgate.engines.smtp.session import SmtpSession
+from mailgate.engines.smtp.settings import SessionSettings
+from mailgate.engines.smtp.transaction import Transaction, transact
+from mailgate.engines.smtp.transcript import Transcript
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
 logger = logging.getLogger(__name__)
 

@@ -34,8 +34,7 @@ import httpx
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_base import (
+from mailgate.engines.http.base import (
     HttpExchange,
     Sent,
     api_base,
@@ -45,13 +44,14 @@ from mailgate.engines.http_base import (
     retry_after_of,
     status_result,
 )
-from mailgate.engines.oauth import (
+from mailgate.engines.oauth.tokens import (
     OAuthTokenSource,
     TokenRefused,
     TokenUnavailable,
     token_source_for,
 )
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
 __all__ = ["GRAPH_API", "GraphEngine", "graph_error_text", "graph_mime"]
 

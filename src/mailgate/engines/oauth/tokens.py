@@ -38,12 +38,12 @@ import httpx
 from mailgate.domain.outcomes import parse_http_retry_after
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_base import checked_url
-from mailgate.engines.http_transport import guarded_client
-from mailgate.engines.oauth_jwt import ServiceAccount, jwt_bearer_assertion
-from mailgate.engines.tls import client_context
+from mailgate.engines.http.base import checked_url
+from mailgate.engines.oauth.jwt import ServiceAccount, jwt_bearer_assertion
 from mailgate.errors import ConfigurationError, PolicyViolation
+from mailgate.net.dialer import Dialer
+from mailgate.net.http_transport import guarded_client
+from mailgate.net.tls import client_context
 
 __all__ = [
     "GOOGLE_TOKEN_URL",
