@@ -14,7 +14,7 @@ from tests.support.tls import CertFiles, TestCA
 
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.http.probe import WARN_MAILBOX_UNCHECKED
+from mailgate.engines.http.msgraph import WARN_MAILBOX_UNCHECKED
 from mailgate.engines.probe import probe
 from mailgate.engines.probe_report import ProbeSecurity, StepName
 from mailgate.net.guarded import GuardedDialer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Protocol
 
 from mailgate.domain.servers import AuthKind
 from mailgate.domain.servers import Engine as EngineKind
@@ -27,6 +28,20 @@ from mailgate.net.dialer import Dialer
 
 #: Builds the OAuth token source of one server (``auth: xoauth2``).
 TokenSourceFactory = Callable[[ServerConfig], TokenSource]
+
+
+class HttpEngineFactory(Protocol):
+    """An HTTP engine's class: built from the server's settings and the dialer."""
+
+    def __call__(self, config: ServerConfig, *, dialer: Dialer) -> Engine: ...
+
+
+#: The HTTP engines, by the ``engine`` of a server. Adding one is a module in
+#: ``engines/http/`` and a line here (docs/engines.md, "Adding an engine").
+HTTP_ENGINES: dict[EngineKind, HttpEngineFactory] = {
+    EngineKind.SENDGRID: SendGridEngine,
+    EngineKind.MSGRAPH: GraphEngine,
+}
 
 
 def engine_for(
@@ -54,10 +69,9 @@ def engine_for(
         return XOAuth2Engine(
             SmtpEngine(config, dialer=dialer, tokens=tokens), tokens, owns_tokens=owned
         )
-    if config.engine is EngineKind.SENDGRID:
-        return SendGridEngine(config, dialer=dialer)
-    if config.engine is EngineKind.MSGRAPH:
-        return GraphEngine(config, dialer=dialer)
+    build = HTTP_ENGINES.get(config.engine)
+    if build is not None:
+        return build(config, dialer=dialer)
     if config.engine is EngineKind.CAPTURE:
         return CaptureEngine()
     raise ConfigurationError(

@@ -13,7 +13,7 @@ import ssl
 
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.probe_report import ProbeError, ProbeErrorCode, StepName, hint_for
-from mailgate.engines.probe_wire import ConnectionLost, ProtocolError
+from mailgate.engines.smtp.wire import ConnectionLost, ProtocolError
 from mailgate.errors import PolicyViolation
 
 # X509_V_ERR_* codes from OpenSSL's x509_vfy.h, as reported in SSLCertVerificationError.

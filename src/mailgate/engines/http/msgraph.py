@@ -24,6 +24,8 @@ no response / after send   DEFERRED / UNKNOWN  as for every HTTP engine
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import re
 import time
 from email.utils import formataddr, getaddresses
@@ -33,6 +35,7 @@ import httpx
 
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.servers import Engine
+from mailgate.engines.base import Clock
 from mailgate.engines.config import Secret, ServerConfig
 from mailgate.engines.http.base import (
     HttpExchange,
@@ -44,18 +47,24 @@ from mailgate.engines.http.base import (
     retry_after_of,
     status_result,
 )
+from mailgate.engines.http.probe import HttpProbe
 from mailgate.engines.oauth.tokens import (
     OAuthTokenSource,
     TokenRefused,
     TokenUnavailable,
     token_source_for,
 )
+from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport, StepName
 from mailgate.errors import ConfigurationError
 from mailgate.net.dialer import Dialer
 
-__all__ = ["GRAPH_API", "GraphEngine", "graph_error_text", "graph_mime"]
+__all__ = ["GRAPH_API", "WARN_MAILBOX_UNCHECKED", "GraphEngine", "graph_error_text", "graph_mime"]
 
 GRAPH_API = "https://graph.microsoft.com"
+WARN_MAILBOX_UNCHECKED = (
+    "The app may send mail (Mail.Send) but may not read users, so the mailbox "
+    "{upn} itself was not checked."
+)
 
 
 class GraphEngine:
@@ -182,6 +191,46 @@ class GraphEngine:
             ),
         )
 
+    async def probe(self, *, clock: Clock = time.perf_counter) -> ProbeReport:
+        """Check the app without sending: a token (step ``token``), then the mailbox.
+
+        ``GET /v1.0/users/{sender_upn}`` (step ``api``) needs ``User.Read.All``, which a
+        least-privilege app (``Mail.Send`` only) lacks: on 403 the access token (a JWT,
+        read, not verified) is accepted when its ``roles`` (application permissions) or
+        ``scp`` (delegated) include ``Mail.Send``, with a warning that the mailbox itself
+        was not checked. 404 means no such mailbox (``invalid_configuration``).
+        """
+        run = HttpProbe(self.config, base=self.base_url, clock=clock)
+        return await run.run(self._client, self._check_mailbox)
+
+    async def _check_mailbox(self, probe: HttpProbe, client: httpx.AsyncClient) -> None:
+        upn_text = self.config.sender_upn or ""
+        token = await probe.step(StepName.TOKEN, self.tokens.access_token)
+        probe.secrets.append(token.reveal())
+        upn = quote(upn_text, safe="@")
+        url = f"{self.base_url}/v1.0/users/{upn}?$select=id,userPrincipalName"
+        headers = {"Authorization": f"Bearer {token.reveal()}"}
+        response = await probe.step(StepName.API, lambda: client.get(url, headers=headers))
+        status = response.status_code
+        if status == 200:
+            return
+        if status == 404:
+            raise probe.fail(
+                ProbeErrorCode.INVALID_CONFIGURATION,
+                f"No mailbox {upn_text} in this tenant (sender_upn).",
+            )
+        if status == 403:
+            permissions = _token_permissions(token.reveal())
+            if "Mail.Send" in permissions:
+                probe.warnings.append(WARN_MAILBOX_UNCHECKED.format(upn=upn_text))
+                return
+            raise probe.fail(
+                ProbeErrorCode.PERMISSION_MISSING,
+                "The access token does not grant Mail.Send "
+                f"(granted: {', '.join(sorted(permissions)) or 'nothing readable'}).",
+            )
+        probe.refused(status, graph_error_text(response), "The app's credentials")
+
     async def aclose(self) -> None:
         """Close the connections this engine (and its own token source) opened."""
         if self._owns_client:
@@ -263,3 +312,25 @@ def _address_field(label: str, pairs: list[tuple[str, str]]) -> bytes:
     # One address per folded line keeps every line far below RFC 5322's 998 octets.
     text = ",\r\n ".join(formataddr(pair) for pair in pairs)
     return f"{label}: {text}\r\n".encode()
+
+
+def _token_permissions(token: str) -> set[str]:
+    """``roles`` and ``scp`` of a Microsoft access token (read, not verified)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return set()
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, binascii.Error):
+        return set()
+    if not isinstance(claims, dict):
+        return set()
+    found: set[str] = set()
+    roles = claims.get("roles")
+    if isinstance(roles, list):
+        found.update(r for r in roles if isinstance(r, str))
+    scp = claims.get("scp")
+    if isinstance(scp, str):
+        found.update(scp.split())
+    return found

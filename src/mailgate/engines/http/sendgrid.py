@@ -32,6 +32,7 @@ import httpx
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.outcomes import parse_reset_epoch
 from mailgate.domain.servers import Engine
+from mailgate.engines.base import Clock
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.http.base import (
     HttpExchange,
@@ -43,6 +44,8 @@ from mailgate.engines.http.base import (
     retry_after_of,
     status_result,
 )
+from mailgate.engines.http.probe import HttpProbe, response_json
+from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport, StepName
 from mailgate.errors import ConfigurationError
 from mailgate.net.dialer import Dialer
 
@@ -138,6 +141,33 @@ class SendGridEngine:
             retry_after=retry_after,
             remote_id=response.headers.get("x-message-id") or None,
         )
+
+    async def probe(self, *, clock: Clock = time.perf_counter) -> ProbeReport:
+        """Check the API key without sending: ``GET /v3/scopes`` must list ``mail.send``.
+
+        docs.sendgrid.com, "API Keys Permissions"; without ``mail.send`` the report says
+        ``permission_missing``.
+        """
+        assert self.config.api_key is not None
+        run = HttpProbe(
+            self.config, base=self.base_url, clock=clock, secrets=[self.config.api_key.reveal()]
+        )
+        return await run.run(self._client, self._check_scopes)
+
+    async def _check_scopes(self, probe: HttpProbe, client: httpx.AsyncClient) -> None:
+        assert self.config.api_key is not None
+        headers = {"Authorization": f"Bearer {self.config.api_key.reveal()}"}
+        url = f"{self.base_url}/v3/scopes"
+        response = await probe.step(StepName.API, lambda: client.get(url, headers=headers))
+        status = response.status_code
+        if status == 200:
+            scopes = response_json(response).get("scopes")
+            if isinstance(scopes, list) and "mail.send" in scopes:
+                return
+            raise probe.fail(
+                ProbeErrorCode.PERMISSION_MISSING, "The API key lacks the mail.send permission."
+            )
+        probe.refused(status, sendgrid_error_text(response), "The API key")
 
     async def aclose(self) -> None:
         """Close the connections this engine opened."""

@@ -7,6 +7,7 @@ into a :class:`~mailgate.domain.delivery.DeliveryResult` and never lets it escap
 from __future__ import annotations
 
 import ssl
+from enum import StrEnum
 
 from mailgate.domain.delivery import OutcomeKind
 from mailgate.domain.outcomes import Failure, Outcome, Phase, classify_failure, classify_reply
@@ -26,6 +27,15 @@ _HOSTNAME_MISMATCH = 62
 CONNECTION_PHASES = frozenset({Phase.CONNECT, Phase.GREETING, Phase.EHLO, Phase.STARTTLS})
 
 
+class Refusal(StrEnum):
+    """Why Mailgate itself stopped a session, for callers that explain it (the probe)."""
+
+    STARTTLS_NOT_OFFERED = "starttls_not_offered"
+    INSECURE_AUTH = "insecure_auth"
+    NO_MECHANISM = "no_mechanism"
+    TOKEN_UNAVAILABLE = "token_unavailable"  # noqa: S105 - a reason, not a secret
+
+
 class SmtpError(Exception):
     """One step of the dialogue failed; ``outcome`` says what it means for the message."""
 
@@ -38,6 +48,7 @@ class SmtpError(Exception):
         code: int | None = None,
         failure: Failure | None = None,
         sent_nothing: bool = False,
+        refusal: Refusal | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -48,6 +59,8 @@ class SmtpError(Exception):
         #: True when the error was decided locally before any transaction command was sent
         #: (the connection is still clean and may be reused).
         self.sent_nothing = sent_nothing
+        #: Set when Mailgate refused to go on (``local``), saying why.
+        self.refusal = refusal
 
     @classmethod
     def from_reply(cls, reply: Reply, *, phase: Phase, what: str = "") -> SmtpError:
@@ -66,11 +79,17 @@ class SmtpError(Exception):
 
     @classmethod
     def local(
-        cls, message: str, *, phase: Phase, kind: OutcomeKind, connection_error: bool = False
+        cls,
+        message: str,
+        *,
+        phase: Phase,
+        kind: OutcomeKind,
+        connection_error: bool = False,
+        refusal: Refusal | None = None,
     ) -> SmtpError:
         """Mailgate itself refuses to go on (no STARTTLS, message too large, ...)."""
         outcome = Outcome(kind, connection_error=connection_error)
-        return cls(message, phase=phase, outcome=outcome, sent_nothing=True)
+        return cls(message, phase=phase, outcome=outcome, sent_nothing=True, refusal=refusal)
 
 
 def describe_tls_error(exc: BaseException, *, host: str, min_version: str) -> str:

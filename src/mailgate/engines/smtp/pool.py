@@ -27,7 +27,7 @@ class SessionPool:
         self._opener = opener
         self._slots = asyncio.Semaphore(size)
         self._idle: list[SmtpSession] = []
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[bool]] = set()
         self._closed = False
         self.opened = 0
 

@@ -58,8 +58,14 @@ class SessionSettings:
     max_messages_per_connection: int
 
     @classmethod
-    def from_config(cls, config: ServerConfig) -> SessionSettings:
-        """Check ``config`` for the SMTP engine; raises :class:`ConfigurationError`."""
+    def from_config(
+        cls, config: ServerConfig, *, refuse_insecure_auth: bool = True
+    ) -> SessionSettings:
+        """Check ``config`` for the SMTP engine; raises :class:`ConfigurationError`.
+
+        ``refuse_insecure_auth=False`` (the connection test) lets credentials over plain
+        text through here; the session still refuses to send them at AUTH.
+        """
         if config.engine is not Engine.SMTP:
             raise ConfigurationError(f"server {config.key} uses engine {config.engine}, not smtp")
         if not config.host:
@@ -75,7 +81,8 @@ class SessionSettings:
                 raise ConfigurationError(f"server {config.key}: auth needs a username")
             if config.auth is AuthKind.PASSWORD and not config.password:
                 raise ConfigurationError(f"server {config.key}: auth password needs a password")
-            if config.security is Security.NONE and not config.allow_insecure_auth:
+            insecure = config.security is Security.NONE and not config.allow_insecure_auth
+            if insecure and refuse_insecure_auth:
                 raise ConfigurationError(
                     f"server {config.key}: refusing to authenticate over an unencrypted "
                     "connection; choose security STARTTLS or TLS, or allow insecure auth"

@@ -73,6 +73,13 @@ class Transcript:
         """A remark of the client's own (connection events, decisions, failures)."""
         self._lines.append("* " + self._clean(text))
 
+    def redact(self, text: str) -> str:
+        """``text`` (a server reply, an error message) without any registered secret."""
+        for secret in self._scrub:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
     def render(self) -> str:
         """The transcript as text, one line per entry."""
         return "\n".join(self._lines)
@@ -84,7 +91,4 @@ class Transcript:
         # Control characters from the server never reach the log as such.
         if "\r" in text or "\n" in text:
             text = text.replace("\r", "\\r").replace("\n", "\\n")
-        for secret in self._scrub:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return self.redact(text)
