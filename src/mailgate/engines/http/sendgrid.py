@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from mailgate.compose.headers import CATEGORIES_HEADER
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.outcomes import parse_reset_epoch
 from mailgate.domain.servers import Engine
@@ -199,8 +200,8 @@ def sendgrid_error_text(response: httpx.Response) -> str:
 
 #: SendGrid: at most 1000 recipients (to + cc + bcc, all personalizations) per request.
 MAX_RECIPIENTS = 1000
-#: Categories for SendGrid's statistics, comma-separated; the header itself is not sent.
-CATEGORIES_HEADER = "X-Mailgate-Categories"
+#: Categories for SendGrid's statistics (comma-separated, :data:`CATEGORIES_HEADER` from
+#: compose, the one X-Mailgate- field senders may set); the header itself is not sent.
 _MAX_CATEGORIES = 10  # SendGrid: up to 10 categories of at most 255 characters
 #: Headers SendGrid refuses in ``headers`` (v3 Mail Send reference) or sets itself from the
 #: other fields; everything else (Message-ID, X-Mailgate-*, List-Unsubscribe...) is kept.
