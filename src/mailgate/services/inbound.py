@@ -18,7 +18,8 @@ from collections.abc import Callable
 from mailgate.domain.inbound import InboxItem, SyncCounts
 from mailgate.errors import FieldError, RequestError, ValidationFailed
 from mailgate.inbound.errors import ImapSyncError, SyncErrorCode
-from mailgate.inbound.sync import Dialer, SyncOptions, sync_account
+from mailgate.inbound.sync import SyncOptions, sync_account
+from mailgate.net.dialer import Dialer
 from mailgate.net.guarded import GuardedDialer
 from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import InstancePolicy

@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from mailgate.domain.inbound import DueAccount
 from mailgate.errors import Conflict, MailgateError
 from mailgate.inbound.errors import ImapSyncError
-from mailgate.inbound.sync import Dialer, SyncOptions, sync_account
+from mailgate.inbound.sync import SyncOptions, sync_account
+from mailgate.net.dialer import Dialer
 from mailgate.net.guarded import GuardedDialer
 from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import Context
