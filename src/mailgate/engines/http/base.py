@@ -29,11 +29,10 @@ from mailgate.domain.outcomes import (
     parse_http_retry_after,
 )
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.smtp.diagnose import describe_tls_error
 from mailgate.errors import ConfigurationError, PolicyViolation
 from mailgate.net.dialer import Dialer
 from mailgate.net.http_transport import guarded_client
-from mailgate.net.tls import client_context
+from mailgate.net.tls import client_context, describe_tls_error
 
 __all__ = [
     "HttpExchange",

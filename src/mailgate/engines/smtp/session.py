@@ -25,12 +25,13 @@ from mailgate.domain.outcomes import Failure, Phase
 from mailgate.domain.servers import AuthKind, Security
 from mailgate.engines.base import TokenSource
 from mailgate.engines.probe_report import StepName
-from mailgate.engines.smtp.diagnose import Refusal, SmtpError, describe_tls_error
+from mailgate.engines.smtp.diagnose import Refusal, SmtpError
 from mailgate.engines.smtp.settings import SessionSettings
 from mailgate.engines.smtp.transcript import Transcript
 from mailgate.engines.smtp.wire import ConnectionLost, ProtocolError, Reply, SmtpWire
 from mailgate.errors import ConfigurationError, PolicyViolation
 from mailgate.net.dialer import Dialer
+from mailgate.net.tls import describe_tls_error
 
 _QUIT_TIMEOUT = 2.0
 
