@@ -12,7 +12,7 @@ product. For every test it
 
 Permission checks (``email_configurations:manage``) happen before a :class:`Prober` is
 called: in the web dependencies, or by :func:`operator_caller` at the command line. A probe
-never sends a message: the engine's channel refuses every mail-transaction command.
+never sends a message: it opens the delivery session and says QUIT where delivery says MAIL.
 """
 
 from __future__ import annotations
