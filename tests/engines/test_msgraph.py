@@ -285,3 +285,16 @@ def test_configuration_errors(config: Any, overrides: dict[str, Any], words: str
     server = HttpServer(FakeMicrosoft(HttpResponse(202)))
     with pytest.raises(ConfigurationError, match=words):
         GraphEngine(config(server, **overrides), dialer=LoopbackDialer())
+
+
+async def test_an_echoed_token_or_secret_is_redacted_from_the_reply(config: Any) -> None:
+    echo = graph_error(400, "ErrorInvalidRequest", f"token token-1, secret {CLIENT_SECRET}")
+    async with HttpServer(FakeMicrosoft(echo)) as server:
+        engine = GraphEngine(_plain(config, server), dialer=LoopbackDialer())
+        result = await engine.deliver(ENVELOPE, DATA)
+        await engine.aclose()
+    assert result.kind is OutcomeKind.FAILED
+    assert "ErrorInvalidRequest" in result.reply
+    for text in [result.reply, result.transcript, *(r.reply for r in result.recipients)]:
+        assert "token-1" not in text
+        assert CLIENT_SECRET not in text

@@ -55,6 +55,7 @@ from mailgate.engines.oauth.tokens import (
     token_source_for,
 )
 from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport, StepName
+from mailgate.engines.redaction import Redactor
 from mailgate.errors import ConfigurationError
 from mailgate.net.dialer import Dialer
 
@@ -94,6 +95,8 @@ class GraphEngine:
         self.config = config
         self.base_url = api_base(config, GRAPH_API)
         self.send_url = f"{self.base_url}/v1.0/users/{quote(config.sender_upn, safe='@')}/sendMail"
+        oauth = config.oauth
+        self._secrets = [s.reveal() for s in (oauth.client_secret, oauth.password) if s is not None]
         self._owns_tokens = tokens is None
         self.tokens = tokens or token_source_for(config, dialer=dialer)
         self._owns_client = client is None
@@ -133,9 +136,8 @@ class GraphEngine:
                 self.tokens.invalidate(token)
                 transcript.append("* 401: the access token was refused; fetching a new one")
                 continue
-            return log_result(
-                "msgraph", self.config, self._result(envelope, sent, transcript, started)
-            )
+            result = self._result(envelope, sent, transcript, started, token=token)
+            return log_result("msgraph", self.config, result)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(self, content: bytes, token: Secret) -> Sent:
@@ -147,13 +149,23 @@ class GraphEngine:
         )
 
     def _result(
-        self, envelope: Envelope, sent: Sent, transcript: list[str], started: float
+        self,
+        envelope: Envelope,
+        sent: Sent,
+        transcript: list[str],
+        started: float,
+        *,
+        token: Secret,
     ) -> DeliveryResult:
         response = sent.response
         assert response is not None
         status = response.status_code
         retry_after = retry_after_of(response) if status == 429 or status >= 500 else None
-        reply = "202 accepted by Microsoft Graph" if status == 202 else graph_error_text(response)
+        if status == 202:
+            reply = "202 accepted by Microsoft Graph"
+        else:
+            # Error texts are stored and shown: never with the token or the app's secrets.
+            reply = Redactor([*self._secrets, token.reveal()])(graph_error_text(response))
         result = status_result(
             envelope,
             sent,
@@ -206,7 +218,7 @@ class GraphEngine:
     async def _check_mailbox(self, probe: HttpProbe, client: httpx.AsyncClient) -> None:
         upn_text = self.config.sender_upn or ""
         token = await probe.step(StepName.TOKEN, self.tokens.access_token)
-        probe.secrets.append(token.reveal())
+        probe.redact.add([token.reveal()])
         upn = quote(upn_text, safe="@")
         url = f"{self.base_url}/v1.0/users/{upn}?$select=id,userPrincipalName"
         headers = {"Authorization": f"Bearer {token.reveal()}"}

@@ -35,6 +35,7 @@ from mailgate.engines.probe_report import (
     TlsInfo,
     certificate_info,
 )
+from mailgate.engines.redaction import Redactor
 from mailgate.errors import PolicyViolation
 
 __all__ = ["Check", "HttpProbe", "ProbeAbort", "response_json"]
@@ -80,7 +81,8 @@ class HttpProbe:
         self.steps: list[ProbeStep] = []
         self.warnings: list[str] = []
         self.tls: TlsInfo | None = None
-        self.secrets = [s for s in secrets if s]
+        #: Secrets that no message of the report may show; checks may add more.
+        self.redact = Redactor(s for s in secrets if s)
 
     async def run(self, client: httpx.AsyncClient, check: Check) -> ProbeReport:
         """Run ``check`` over ``client``; never raises for a failure (the report has it)."""
@@ -102,7 +104,7 @@ class HttpProbe:
             warnings=tuple(dict.fromkeys(self.warnings)),
         )
 
-        # -- helpers ---------------------------------------------------------------------------
+    # -- helpers ---------------------------------------------------------------------------
 
     def refused(self, status: int, text: str, what: str) -> None:
         """Raise the error for a refusal of the API with ``status`` (and its ``text``)."""
@@ -150,16 +152,11 @@ class HttpProbe:
             error = classify(root, step, self.config)
         except Exception:  # not a network failure: report it plainly
             error = make_error(ProbeErrorCode.CONNECTION_FAILED, type(root).__name__, self.config)
-        return dataclasses.replace(error, message=self._redact(error.message))
+        return dataclasses.replace(error, message=self.redact(error.message))
 
     def fail(self, code: ProbeErrorCode, message: str) -> ProbeAbort:
         """The abort (to raise) with ``code`` and ``message`` (secrets redacted)."""
-        return ProbeAbort(make_error(code, self._redact(message), self.config))
-
-    def _redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "**********")
-        return text
+        return ProbeAbort(make_error(code, self.redact(message), self.config))
 
     def _note_tls(self, response: httpx.Response) -> None:
         stream = response.extensions.get("network_stream")

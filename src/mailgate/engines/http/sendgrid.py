@@ -47,6 +47,7 @@ from mailgate.engines.http.base import (
 )
 from mailgate.engines.http.probe import HttpProbe, response_json
 from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport, StepName
+from mailgate.engines.redaction import Redactor
 from mailgate.errors import ConfigurationError
 from mailgate.net.dialer import Dialer
 
@@ -76,6 +77,8 @@ class SendGridEngine:
             raise ConfigurationError(f"server {config.key}: the sendgrid engine needs an api_key")
         self.config = config
         self.base_url = api_base(config, SENDGRID_API)
+        # The API's error texts are stored and shown: never with the key in them.
+        self._redact = Redactor([config.api_key.reveal()])
         self._owns_client = client is None
         self._client = client or build_client(config, dialer=dialer)
         self._exchange = HttpExchange(self._client)
@@ -133,7 +136,7 @@ class SendGridEngine:
         if 200 <= status < 300:
             reply = f"{status} accepted by SendGrid"
         else:
-            reply = sendgrid_error_text(response)
+            reply = self._redact(sendgrid_error_text(response))
         return status_result(
             envelope,
             sent,
