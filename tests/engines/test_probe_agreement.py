@@ -17,6 +17,7 @@ from tests.engines.probe_support import HOST, PASSWORD, USER, RawServer
 
 from mailgate.domain.delivery import Envelope, OutcomeKind
 from mailgate.domain.servers import AuthKind, Security
+from mailgate.engines.capture import CaptureEngine
 from mailgate.engines.config import Secret, ServerConfig
 from mailgate.engines.probe import probe
 from mailgate.engines.smtp.engine import SmtpEngine
@@ -247,3 +248,29 @@ async def test_echoed_secret_is_redacted_from_the_probe(dialer: GuardedDialer) -
     assert report.error.code.value == "auth_failed"
     assert "bad credentials" in report.error.message
     assert _leaks(repr(report.to_dict())) == []
+
+
+async def test_every_engine_probes_on_the_delivery_seam(dialer: GuardedDialer) -> None:
+    """``Engine.probe()`` next to ``deliver()``: the SMTP engine (plain and XOAUTH2) and capture."""
+    plain = CASES["auth_235"]
+    async with RawServer(**plain.server) as server:
+        engine = SmtpEngine(config_for(server.port, plain), dialer=dialer)
+        report = await engine.probe()
+        await engine.aclose()
+    assert report.ok and report.authenticated, report.error
+    assert [s.name.value for s in report.steps] == ["connect", "greeting", "ehlo", "auth", "quit"]
+
+    xoauth2 = CASES["xoauth2_235"]
+    async with RawServer(**xoauth2.server) as server:
+        tokens = StaticTokens()
+        inner = SmtpEngine(config_for(server.port, xoauth2), dialer=dialer, tokens=tokens)
+        wrapped = XOAuth2Engine(inner, tokens)
+        report = await wrapped.probe()
+        await wrapped.aclose()
+    assert report.ok and report.authenticated, report.error
+    blob = base64.b64encode(f"user={USER}\x01auth=Bearer {TOKEN}\x01\x01".encode())
+    assert b"AUTH XOAUTH2 " + blob + b"\r\n" in server.received
+
+    capture = await CaptureEngine().probe()
+    assert capture.error is not None
+    assert capture.error.code.value == "engine_not_supported"
