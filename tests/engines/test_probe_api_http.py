@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from tests.config.helpers import new_tenant
-from tests.config.test_probe_api import api_client, probe_app
+from tests.config.test_probe_api import api
 from tests.conftest import ADMIN
 from tests.engines.probe_support import free_port
 
-from mailgate.services.context import Context, InstancePolicy
+__all__ = ["api"]
 
 BASE = "/api/v1/tenants/acme/mail-servers"
-
-
-@pytest.fixture
-async def api(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
-    ctx.policy = InstancePolicy(allowed_networks=("127.0.0.0/8",))
-    async with api_client(probe_app(ctx)) as client:
-        await new_tenant(client)
-        yield client
 
 
 def sendgrid(**changes: Any) -> dict[str, Any]:
