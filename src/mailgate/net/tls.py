@@ -11,6 +11,7 @@ context only; nothing here touches process-global trust settings.
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -33,6 +34,15 @@ class TlsSettings(Protocol):
 
     @property
     def verify_certificate(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedTls:
+    """:class:`TlsSettings` that verify against the system's trust store, TLS 1.2 or newer."""
+
+    min_tls_version: TlsVersion = TlsVersion.V1_2
+    ca_certificates: str | None = None
+    verify_certificate: bool = True
 
 
 def client_context(config: TlsSettings) -> ssl.SSLContext:
