@@ -13,7 +13,6 @@ import ssl
 
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.probe_report import ProbeError, ProbeErrorCode, StepName, hint_for
-from mailgate.engines.smtp.wire import ConnectionLost, ProtocolError
 from mailgate.errors import PolicyViolation
 from mailgate.net.tls import (
     NOT_TLS_REASONS,
@@ -99,21 +98,13 @@ def classify(exc: BaseException, step: StepName, config: ServerConfig) -> ProbeE
         return _timeout(step, config)
     if isinstance(exc, ssl.SSLError):
         return _tls_error(exc, step, config)
-    if isinstance(exc, ProtocolError):
-        if exc.looks_like_tls:
-            return make_error(
-                ProbeErrorCode.STARTTLS_ON_TLS_PORT,
-                f"The server on port {config.port} answered with TLS, not with an SMTP greeting.",
-                config,
-            )
-        return make_error(ProbeErrorCode.PROTOCOL_ERROR, f"Not SMTP: {exc}.", config)
     if isinstance(exc, ConnectionRefusedError):
         return make_error(
             ProbeErrorCode.CONNECTION_REFUSED,
             f"{config.host}:{config.port} refused the connection.",
             config,
         )
-    if isinstance(exc, ConnectionLost | ConnectionError | EOFError):
+    if isinstance(exc, ConnectionError | EOFError):
         return make_error(
             ProbeErrorCode.CONNECTION_LOST,
             f"The server closed the connection during {step.value}.",

@@ -38,13 +38,13 @@ import httpx
 from mailgate.domain.outcomes import parse_http_retry_after
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.http.base import checked_url
 from mailgate.engines.oauth.jwt import ServiceAccount, jwt_bearer_assertion
 from mailgate.engines.redaction import Redactor
 from mailgate.errors import ConfigurationError, PolicyViolation
 from mailgate.net.dialer import Dialer
 from mailgate.net.http_transport import guarded_client
 from mailgate.net.tls import client_context
+from mailgate.net.urls import checked_url
 
 __all__ = [
     "GOOGLE_TOKEN_URL",

@@ -39,6 +39,7 @@ from mailgate.engines.smtp.diagnose import Refusal, SmtpError
 from mailgate.engines.smtp.session import SmtpSession
 from mailgate.engines.smtp.settings import SessionSettings
 from mailgate.engines.smtp.transcript import Transcript
+from mailgate.engines.smtp.wire import ProtocolError
 from mailgate.errors import ConfigurationError
 from mailgate.net.dialer import Dialer
 
@@ -176,6 +177,9 @@ class _SmtpProbe:
             if session is not None:
                 session.abort()
             raise
+        finally:
+            if session is not None:
+                await session.wire.wait_closed(timeout=1.0)
         return ProbeReport(
             security=SECURITY[self.config.security],
             steps=tuple(self.steps),
@@ -240,6 +244,15 @@ class _SmtpProbe:
                 "The server speaks TLS 1.2 at most; this server requires TLS 1.3.",
                 config,
             )
+        if isinstance(cause, ProtocolError):
+            if cause.looks_like_tls:
+                return make_error(
+                    ProbeErrorCode.STARTTLS_ON_TLS_PORT,
+                    f"The server on port {config.port} answered with TLS, not with an SMTP "
+                    "greeting.",
+                    config,
+                )
+            return make_error(ProbeErrorCode.PROTOCOL_ERROR, f"Not SMTP: {cause}.", config)
         if cause is not None:
             with contextlib.suppress(Exception):  # not a network failure: reported below
                 return classify(cause, step, config)
@@ -296,9 +309,11 @@ class _SmtpProbe:
         except (OSError, TimeoutError, ssl.SSLError):
             return False
         writer.close()
-        with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+        try:
             async with asyncio.timeout(1):
                 await writer.wait_closed()
+        except (OSError, TimeoutError, ssl.SSLError):
+            writer.transport.abort()  # no close_notify in time: drop the connection
         return True
 
 

@@ -107,6 +107,7 @@ class SmtpWire(asyncio.Protocol):
         self._flushed: asyncio.Future[None] | None = None
         self._paused = False
         self._lost: BaseException | None = None
+        self._gone: asyncio.Future[None] = self._loop.create_future()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -137,6 +138,8 @@ class SmtpWire(asyncio.Protocol):
             self._lost.__cause__ = exc
         self._wake()
         self._resolve_flushed()
+        if not self._gone.done():
+            self._gone.set_result(None)
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -253,6 +256,15 @@ class SmtpWire(asyncio.Protocol):
         """Close at once, dropping anything unsent."""
         if self._transport is not None:
             self._transport.abort()
+
+    async def wait_closed(self, *, timeout: float) -> None:
+        """Wait until the connection is gone (a TLS close may take a round trip); then, or
+        after ``timeout`` seconds, it is dropped for sure. Never raises."""
+        if self._transport is not None and not self._gone.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._gone), timeout)
+            except TimeoutError:
+                self.abort()
 
     # -- internals ------------------------------------------------------------------------
 
