@@ -37,6 +37,7 @@ from imapclient import IMAPClient
 
 from mailgate.domain.inbound import ImapSecurity, ImapTarget
 from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode, translate
+from mailgate.net.tls import VerifiedTls, client_context
 
 #: The longest literal read by default (the default ``SyncOptions.max_bytes``).
 MAX_LITERAL = 25 * 1024 * 1024
@@ -101,9 +102,7 @@ class _Client(IMAPClient):  # type: ignore[misc]
 
 def tls_context() -> ssl.SSLContext:
     """A verifying client context: system trust store, host-name check, TLS 1.2 or newer."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    return client_context(VerifiedTls())
 
 
 @dataclass(frozen=True, slots=True)

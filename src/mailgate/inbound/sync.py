@@ -6,9 +6,9 @@ save (messages + bounces + cursor, one transaction per batch) → finish (releas
 stamp the account)``.
 
 The pipeline knows neither the database nor the network policy: it drives a
-:class:`SyncStore` (storage implements it) and a :class:`Dialer` (the engines' guarded
-dialer satisfies it), both handed in by the caller, the manual-sync service or the
-scheduler.
+:class:`SyncStore` (storage implements it) and a :class:`~mailgate.net.dialer.Dialer` (the
+guarded dialer of :mod:`mailgate.net` in production), both handed in by the caller, the
+manual-sync service or the scheduler.
 
 Nothing is ingested twice: a batch and the cursor that covers it are saved together, so a
 sync that dies half-way resumes after the last saved batch; when the server reports a new
@@ -19,7 +19,6 @@ already holds (RFC 9051 section 2.3.1.1).
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,15 +36,7 @@ from mailgate.domain.inbound import (
 from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode, translate
 from mailgate.inbound.parse import to_inbound
 from mailgate.inbound.session import ImapSession
-
-
-class Dialer(Protocol):
-    """Opens a TCP connection that the network policy allows; see ``engines.dialer``.
-
-    Raises ``PolicyViolation`` (no connection attempted), ``TimeoutError`` or ``OSError``.
-    """
-
-    async def connect(self, host: str, port: int, *, timeout: float) -> socket.socket: ...
+from mailgate.net.dialer import Dialer
 
 
 class SyncStore(Protocol):

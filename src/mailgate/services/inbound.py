@@ -16,11 +16,12 @@ import ssl
 from collections.abc import Callable
 
 from mailgate.domain.inbound import InboxItem, SyncCounts
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.errors import FieldError, RequestError, ValidationFailed
 from mailgate.inbound.errors import ImapSyncError, SyncErrorCode
-from mailgate.inbound.sync import Dialer, SyncOptions, sync_account
+from mailgate.inbound.sync import SyncOptions, sync_account
+from mailgate.net.dialer import Dialer
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import InstancePolicy
 from mailgate.services.context import Caller, Context
 from mailgate.services.ratelimit import RateLimit, principal_key

@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Query, Request
 from mailgate.domain.roles import Permission, Principal
 from mailgate.services import auth
 from mailgate.services.context import Caller, Context
+from mailgate.services.probe import Prober
 
 #: Where the request guard (``mailgate.web.guard``) leaves the principal it authenticated
 #: before the body was read: ``(Authorization header, principal)``.
@@ -107,3 +108,15 @@ def app_object(request: Request, name: str, kind: type[T], make: Callable[[], T]
         found = make()
         setattr(state, name, found)
     return found
+
+
+def get_prober(request: Request) -> Prober:
+    """The application's :class:`Prober`, which holds the rate limits (``app.state.prober``).
+
+    Shared by the API's and the UI's test-connection routes, so both count against the
+    same limits.
+    """
+    return app_object(request, "prober", Prober, Prober)
+
+
+ProberDep = Annotated[Prober, Depends(get_prober)]

@@ -11,9 +11,9 @@ from datetime import timedelta
 from functools import partial
 
 from mailgate.engines.factory import EngineCache
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
-from mailgate.engines.oauth import token_source_for
+from mailgate.engines.oauth.tokens import token_source_for
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import Context
 from mailgate.storage.listen import listen
 from mailgate.worker import imap_sync, maintenance

@@ -11,24 +11,13 @@ included, naming ``port``) and 429 with ``Retry-After`` past the rate limits.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
 from mailgate.engines.probe_report import ProbeReport
-from mailgate.services.probe import Prober
 from mailgate.web.api.schemas import MailServerTestIn, ProbeReportOut
-from mailgate.web.deps import CtxDep, ManageConfig, app_object
+from mailgate.web.deps import CtxDep, ManageConfig, ProberDep
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}")
-
-
-def get_prober(request: Request) -> Prober:
-    """The application's :class:`Prober`, which holds the rate limits (``app.state.prober``)."""
-    return app_object(request, "prober", Prober, Prober)
-
-
-ProberDep = Annotated[Prober, Depends(get_prober)]
 
 
 def _out(report: ProbeReport) -> ProbeReportOut:

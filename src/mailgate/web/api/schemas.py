@@ -545,7 +545,7 @@ class ProbeReportOut(BaseModel):
     """The report of a connection test (API.md); ``ok`` is true exactly when ``error`` is null."""
 
     ok: bool
-    security: Literal["insecure", "SMTPS", "STARTTLS"]
+    security: Literal["insecure", "SMTPS", "STARTTLS", "HTTPS"]
     tls: TlsOut | None
     server: ProbeServerOut | None
     authenticated: bool

@@ -26,6 +26,9 @@ MAX_REPLY_BYTES = 64 * 1024
 # by CR (RFC 5321 section 2.3.8: bare CR and LF must never be sent).
 _BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _COMMAND_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+# A TLS record starts with a content type (20-23: change_cipher_spec, alert, handshake,
+# application_data) and the major version 3 (RFC 8446 section 5.1).
+_TLS_RECORD = re.compile(rb"^[\x14-\x17]\x03")
 
 
 class ConnectionLost(ConnectionError):
@@ -33,7 +36,15 @@ class ConnectionLost(ConnectionError):
 
 
 class ProtocolError(Exception):
-    """The server sent something that is not an SMTP reply (RFC 5321 section 4.2)."""
+    """The server sent something that is not an SMTP reply (RFC 5321 section 4.2).
+
+    ``looks_like_tls`` is true when the bytes start like a TLS record: the port speaks
+    implicit TLS and the client expected plain SMTP.
+    """
+
+    def __init__(self, message: str, *, looks_like_tls: bool = False) -> None:
+        super().__init__(message)
+        self.looks_like_tls = looks_like_tls
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +101,13 @@ class SmtpWire(asyncio.Protocol):
         self._buffer = bytearray()
         self._partial: list[str] = []
         self._partial_bytes = 0
+        self._code = b""
         self._replies: deque[Reply | BaseException] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._flushed: asyncio.Future[None] | None = None
         self._paused = False
         self._lost: BaseException | None = None
+        self._gone: asyncio.Future[None] = self._loop.create_future()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -117,11 +130,16 @@ class SmtpWire(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.pending_looks_like_tls():
+            self._push(ProtocolError("TLS data instead of SMTP", looks_like_tls=True))
+            self._buffer.clear()
         self._lost = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed")
         if exc is not None:
             self._lost.__cause__ = exc
         self._wake()
         self._resolve_flushed()
+        if not self._gone.done():
+            self._gone.set_result(None)
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -152,10 +170,19 @@ class SmtpWire(asyncio.Protocol):
 
     def tls_version(self) -> str | None:
         """The negotiated TLS version (``"TLSv1.3"``), or ``None`` on a plain connection."""
+        ssl_object = self.ssl_object()
+        return ssl_object.version() if ssl_object is not None else None
+
+    def ssl_object(self) -> ssl.SSLObject | None:
+        """The TLS session of the connection (certificate, cipher), if there is one."""
         if self._transport is None:
             return None
-        ssl_object = self._transport.get_extra_info("ssl_object")
-        return ssl_object.version() if isinstance(ssl_object, ssl.SSLObject) else None
+        found = self._transport.get_extra_info("ssl_object")
+        return found if isinstance(found, ssl.SSLObject) else None
+
+    def pending_looks_like_tls(self) -> bool:
+        """Whether bytes received but not yet a complete line start like a TLS record."""
+        return not self._partial and bool(_TLS_RECORD.match(bytes(self._buffer)))
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for sending; raises :class:`ConnectionLost` if the line is gone."""
@@ -204,7 +231,9 @@ class SmtpWire(asyncio.Protocol):
         if self.has_pending_replies:
             # RFC 3207 section 4.2 / the STARTTLS command-injection class of attacks:
             # anything received after the 220 in plaintext must not survive into TLS.
-            raise ProtocolError("the server sent data after its STARTTLS reply")
+            raise ProtocolError(
+                "the server sent data after its reply to STARTTLS (RFC 3207 section 5)"
+            )
         transport = await self._loop.start_tls(
             self.transport,
             self,
@@ -228,6 +257,15 @@ class SmtpWire(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    async def wait_closed(self, *, timeout: float) -> None:
+        """Wait until the connection is gone (a TLS close may take a round trip); then, or
+        after ``timeout`` seconds, it is dropped for sure. Never raises."""
+        if self._transport is not None and not self._gone.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._gone), timeout)
+            except TimeoutError:
+                self.abort()
+
     # -- internals ------------------------------------------------------------------------
 
     def _parse(self) -> None:
@@ -246,7 +284,12 @@ class SmtpWire(asyncio.Protocol):
             sep = line[3:4]
             if not (line[:3].isdigit() and (sep == b" " or sep == b"-" or len(line) == 3)):
                 shown = line[:60].decode("ascii", "replace")
-                raise ProtocolError(f"not an SMTP reply: {shown!r}")
+                tls = not self._partial and bool(_TLS_RECORD.match(raw))
+                raise ProtocolError(f"not an SMTP reply: {shown!r}", looks_like_tls=tls)
+            if self._partial and line[:3] != self._code:
+                # RFC 5321 section 4.2.1: every line of a reply carries the same code.
+                raise ProtocolError("the lines of one reply carry different codes")
+            self._code = line[:3]
             self._partial.append(line[4:].decode("utf-8", "replace"))
             self._partial_bytes += len(raw)
             if self._partial_bytes > MAX_REPLY_BYTES:

@@ -12,8 +12,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from mailgate.engines.smtp_session import SmtpSession
-from mailgate.engines.smtp_transcript import Transcript
+from mailgate.engines.smtp.session import SmtpSession
+from mailgate.engines.smtp.transcript import Transcript
 
 Opener = Callable[[Transcript], Awaitable[SmtpSession]]
 
@@ -27,7 +27,7 @@ class SessionPool:
         self._opener = opener
         self._slots = asyncio.Semaphore(size)
         self._idle: list[SmtpSession] = []
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[bool]] = set()
         self._closed = False
         self.opened = 0
 
@@ -38,7 +38,7 @@ class SessionPool:
     async def acquire(self, transcript: Transcript) -> tuple[SmtpSession, bool]:
         """A session for one transaction and whether it was reused.
 
-        Opening a new session may raise :class:`~mailgate.engines.smtp_errors.SmtpError`;
+        Opening a new session may raise :class:`~mailgate.engines.smtp.diagnose.SmtpError`;
         the slot is then given back. Every successful acquire must be paired with
         :meth:`release`.
         """

@@ -6,24 +6,24 @@ into a :class:`~mailgate.domain.delivery.DeliveryResult` and never lets it escap
 
 from __future__ import annotations
 
-import ssl
+from enum import StrEnum
 
 from mailgate.domain.delivery import OutcomeKind
 from mailgate.domain.outcomes import Failure, Outcome, Phase, classify_failure, classify_reply
-from mailgate.engines.smtp_wire import Reply
-
-# OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) that people meet in practice.
-_CERT_NOT_YET_VALID = 9
-_CERT_HAS_EXPIRED = 10
-_SELF_SIGNED = 18
-_SELF_SIGNED_IN_CHAIN = 19
-_UNKNOWN_ISSUER = 20
-_UNABLE_TO_VERIFY_LEAF = 21
-_HOSTNAME_MISMATCH = 62
+from mailgate.engines.smtp.wire import Reply
 
 #: Phases whose failure is the server's or the connection's, not the message's: their
 #: outcomes make a fallback server worth trying.
 CONNECTION_PHASES = frozenset({Phase.CONNECT, Phase.GREETING, Phase.EHLO, Phase.STARTTLS})
+
+
+class Refusal(StrEnum):
+    """Why Mailgate itself stopped a session, for callers that explain it (the probe)."""
+
+    STARTTLS_NOT_OFFERED = "starttls_not_offered"
+    INSECURE_AUTH = "insecure_auth"
+    NO_MECHANISM = "no_mechanism"
+    TOKEN_UNAVAILABLE = "token_unavailable"  # noqa: S105 - a reason, not a secret
 
 
 class SmtpError(Exception):
@@ -38,6 +38,7 @@ class SmtpError(Exception):
         code: int | None = None,
         failure: Failure | None = None,
         sent_nothing: bool = False,
+        refusal: Refusal | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -48,6 +49,8 @@ class SmtpError(Exception):
         #: True when the error was decided locally before any transaction command was sent
         #: (the connection is still clean and may be reused).
         self.sent_nothing = sent_nothing
+        #: Set when Mailgate refused to go on (``local``), saying why.
+        self.refusal = refusal
 
     @classmethod
     def from_reply(cls, reply: Reply, *, phase: Phase, what: str = "") -> SmtpError:
@@ -66,38 +69,14 @@ class SmtpError(Exception):
 
     @classmethod
     def local(
-        cls, message: str, *, phase: Phase, kind: OutcomeKind, connection_error: bool = False
+        cls,
+        message: str,
+        *,
+        phase: Phase,
+        kind: OutcomeKind,
+        connection_error: bool = False,
+        refusal: Refusal | None = None,
     ) -> SmtpError:
         """Mailgate itself refuses to go on (no STARTTLS, message too large, ...)."""
         outcome = Outcome(kind, connection_error=connection_error)
-        return cls(message, phase=phase, outcome=outcome, sent_nothing=True)
-
-
-def describe_tls_error(exc: BaseException, *, host: str, min_version: str) -> str:
-    """A sentence about a failed TLS handshake with ``host`` that says what to fix."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code = exc.verify_code
-        if code == _CERT_HAS_EXPIRED:
-            return f"certificate for {host} has expired"
-        if code == _CERT_NOT_YET_VALID:
-            return f"certificate for {host} is not valid yet (check the server's clock)"
-        if code == _HOSTNAME_MISMATCH:
-            return (
-                f"certificate is not valid for host {host} "
-                "(use the host name the certificate was issued for)"
-            )
-        if code in (_SELF_SIGNED, _SELF_SIGNED_IN_CHAIN, _UNKNOWN_ISSUER, _UNABLE_TO_VERIFY_LEAF):
-            return (
-                f"certificate for {host} is not trusted: it is self-signed or issued by an "
-                "unknown authority (add the issuing CA to this server's CA certificates)"
-            )
-        return f"certificate for {host} could not be verified: {exc.verify_message}"
-    reason = getattr(exc, "reason", None) or str(exc)
-    if reason == "WRONG_VERSION_NUMBER":
-        return (
-            f"{host} did not answer with TLS: the port may expect plain SMTP or STARTTLS "
-            "(choose security STARTTLS or none)"
-        )
-    if reason in ("TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE"):
-        return f"{host} does not support TLS {min_version} or later"
-    return f"TLS handshake with {host} failed: {reason}"
+        return cls(message, phase=phase, outcome=outcome, sent_nothing=True, refusal=refusal)

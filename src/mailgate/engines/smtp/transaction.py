@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from mailgate.domain.delivery import Envelope, OutcomeKind, RecipientResult
 from mailgate.domain.outcomes import Failure, Phase, classify_reply
-from mailgate.engines.smtp_errors import SmtpError
-from mailgate.engines.smtp_session import SmtpSession
-from mailgate.engines.smtp_transcript import Transcript
-from mailgate.engines.smtp_wire import ConnectionLost, Reply, encode_command, encode_message
+from mailgate.engines.smtp.diagnose import SmtpError
+from mailgate.engines.smtp.session import SmtpSession
+from mailgate.engines.smtp.transcript import Transcript
+from mailgate.engines.smtp.wire import ConnectionLost, Reply, encode_command, encode_message
 
 
 @dataclass(slots=True)

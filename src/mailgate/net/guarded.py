@@ -1,7 +1,7 @@
 """The guarded dialer: every outbound TCP connection of Mailgate goes through it.
 
 It resolves the configured host once, checks every resolved address against the
-:class:`~mailgate.engines.netpolicy.NetworkPolicy`, and connects to the first checked address
+:class:`~mailgate.net.policy.NetworkPolicy`, and connects to the first checked address
 only. The connection is thereby pinned to the address that was checked: a second DNS answer
 (DNS rebinding) cannot redirect it. Callers still verify TLS against the configured host
 name, since they pass that name as ``server_hostname``.
@@ -14,7 +14,7 @@ import ipaddress
 import socket
 from typing import Protocol
 
-from mailgate.engines.netpolicy import IPAddress, NetworkPolicy, Resolver
+from mailgate.net.policy import IPAddress, NetworkPolicy, Resolver
 
 
 class SystemResolver:
@@ -66,7 +66,7 @@ class SocketConnector:
 
 
 class GuardedDialer:
-    """A :class:`~mailgate.engines.dialer.Dialer` that enforces the network policy.
+    """A :class:`~mailgate.net.dialer.Dialer` that enforces the network policy.
 
     ``connect`` raises :class:`~mailgate.errors.PolicyViolation` before any connection
     attempt when the destination is refused, ``socket.gaierror`` when the name does not

@@ -38,12 +38,13 @@ import httpx
 from mailgate.domain.outcomes import parse_http_retry_after
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_base import checked_url
-from mailgate.engines.http_transport import guarded_client
-from mailgate.engines.oauth_jwt import ServiceAccount, jwt_bearer_assertion
-from mailgate.engines.tls import client_context
+from mailgate.engines.oauth.jwt import ServiceAccount, jwt_bearer_assertion
+from mailgate.engines.redaction import Redactor
 from mailgate.errors import ConfigurationError, PolicyViolation
+from mailgate.net.dialer import Dialer
+from mailgate.net.http_transport import guarded_client
+from mailgate.net.tls import client_context
+from mailgate.net.urls import checked_url
 
 __all__ = [
     "GOOGLE_TOKEN_URL",
@@ -140,7 +141,7 @@ class OAuthTokenSource:
         self._form = form
         self._client = client
         self._owns_client = owns_client
-        self._secrets = tuple(s for s in secrets if s)
+        self._redact = Redactor(s for s in secrets if s)
         self._clock = clock
         self._cached: _Cached | None = None
         self._lock = asyncio.Lock()
@@ -221,11 +222,6 @@ class OAuthTokenSource:
                 f"the OAuth provider refused the credentials ({detail})", error=error, status=status
             )
         raise TokenUnavailable(f"unexpected answer from the token endpoint ({detail})")
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "**********")
-        return text
 
 
 def _number(value: object) -> float | None:

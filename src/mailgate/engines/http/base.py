@@ -1,7 +1,8 @@
 """Plumbing shared by the HTTP engines (SendGrid, Microsoft Graph).
 
-* :func:`api_base` checks a configured ``api_base_url``: HTTPS, or plain HTTP only to a
-  loopback address (a local test server), no credentials, query or fragment in it.
+* :func:`api_base` checks a configured ``api_base_url`` with
+  :func:`mailgate.net.urls.checked_url`: HTTPS, or plain HTTP only to a loopback address
+  (a local test server), no credentials, query or fragment in it.
 * :class:`HttpExchange` sends one request through an ``httpx.AsyncClient`` (by default one
   that dials through the injected dialer, so the network policy applies) and reports either
   the response or how the request failed, with a short transcript that never contains
@@ -13,7 +14,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl
 import time
@@ -29,18 +29,17 @@ from mailgate.domain.outcomes import (
     parse_http_retry_after,
 )
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_transport import guarded_client
-from mailgate.engines.smtp_errors import describe_tls_error
-from mailgate.engines.tls import client_context
-from mailgate.errors import ConfigurationError, PolicyViolation
+from mailgate.errors import PolicyViolation
+from mailgate.net.dialer import Dialer
+from mailgate.net.http_transport import guarded_client
+from mailgate.net.tls import client_context, describe_tls_error
+from mailgate.net.urls import checked_url
 
 __all__ = [
     "HttpExchange",
     "Sent",
     "api_base",
     "build_client",
-    "checked_url",
     "failure_result",
     "retry_after_of",
     "status_result",
@@ -53,41 +52,6 @@ logger = logging.getLogger("mailgate.engines.http")
 def api_base(config: ServerConfig, default: str) -> str:
     """The API base URL of ``config`` without a trailing slash; raises ConfigurationError."""
     return checked_url(config.key, config.api_base_url or default, field="api_base_url")
-
-
-def checked_url(key: str, raw: str, *, field: str) -> str:
-    """``raw`` if it is fit to receive credentials, without a trailing slash.
-
-    HTTPS, or plain HTTP to a loopback address only (a local test server); no user info,
-    query or fragment. Raises :class:`ConfigurationError` naming ``field`` otherwise.
-    """
-    raw = raw.strip()
-    try:
-        url = httpx.URL(raw)
-    except httpx.InvalidURL as exc:
-        raise ConfigurationError(f"server {key}: {field} is not a URL") from exc
-    if url.scheme not in ("https", "http") or not url.host:
-        raise ConfigurationError(f"server {key}: {field} must be an https:// URL")
-    if url.userinfo or url.query or url.fragment:
-        raise ConfigurationError(
-            f"server {key}: {field} must not contain credentials, a query or a fragment"
-        )
-    if url.scheme == "http" and not _is_loopback(url.host):
-        # The API key, token or client secret would cross the network in clear text.
-        raise ConfigurationError(
-            f"server {key}: {field} must use https (plain http is only allowed to a "
-            "loopback address)"
-        )
-    return raw.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def build_client(config: ServerConfig, *, dialer: Dialer) -> httpx.AsyncClient:

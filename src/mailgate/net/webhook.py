@@ -34,9 +34,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from mailgate.domain.webhooks import REQUEST_TIMEOUT_SECONDS, SNIPPET_CHARS
-from mailgate.engines.guarded_dialer import SystemResolver
-from mailgate.engines.netpolicy import IPAddress, NetworkPolicy, Resolver, normalise_host
 from mailgate.errors import PolicyViolation
+from mailgate.net.guarded import SystemResolver
+from mailgate.net.policy import IPAddress, NetworkPolicy, Resolver, normalise_host
 
 HTTP_REFUSED = (
     "http:// is accepted only for hosts named in the instance allow-list "

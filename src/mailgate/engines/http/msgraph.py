@@ -24,6 +24,8 @@ no response / after send   DEFERRED / UNKNOWN  as for every HTTP engine
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import re
 import time
 from email.utils import formataddr, getaddresses
@@ -33,9 +35,9 @@ import httpx
 
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.servers import Engine
+from mailgate.engines.base import Clock
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_base import (
+from mailgate.engines.http.base import (
     HttpExchange,
     Sent,
     api_base,
@@ -45,17 +47,25 @@ from mailgate.engines.http_base import (
     retry_after_of,
     status_result,
 )
-from mailgate.engines.oauth import (
+from mailgate.engines.http.probe import HttpProbe
+from mailgate.engines.oauth.tokens import (
     OAuthTokenSource,
     TokenRefused,
     TokenUnavailable,
     token_source_for,
 )
+from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport, StepName
+from mailgate.engines.redaction import Redactor
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
-__all__ = ["GRAPH_API", "GraphEngine", "graph_error_text", "graph_mime"]
+__all__ = ["GRAPH_API", "WARN_MAILBOX_UNCHECKED", "GraphEngine", "graph_error_text", "graph_mime"]
 
 GRAPH_API = "https://graph.microsoft.com"
+WARN_MAILBOX_UNCHECKED = (
+    "The app may send mail (Mail.Send) but may not read users, so the mailbox "
+    "{upn} itself was not checked."
+)
 
 
 class GraphEngine:
@@ -85,6 +95,8 @@ class GraphEngine:
         self.config = config
         self.base_url = api_base(config, GRAPH_API)
         self.send_url = f"{self.base_url}/v1.0/users/{quote(config.sender_upn, safe='@')}/sendMail"
+        oauth = config.oauth
+        self._secrets = [s.reveal() for s in (oauth.client_secret, oauth.password) if s is not None]
         self._owns_tokens = tokens is None
         self.tokens = tokens or token_source_for(config, dialer=dialer)
         self._owns_client = client is None
@@ -124,9 +136,8 @@ class GraphEngine:
                 self.tokens.invalidate(token)
                 transcript.append("* 401: the access token was refused; fetching a new one")
                 continue
-            return log_result(
-                "msgraph", self.config, self._result(envelope, sent, transcript, started)
-            )
+            result = self._result(envelope, sent, transcript, started, token=token)
+            return log_result("msgraph", self.config, result)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post(self, content: bytes, token: Secret) -> Sent:
@@ -138,13 +149,23 @@ class GraphEngine:
         )
 
     def _result(
-        self, envelope: Envelope, sent: Sent, transcript: list[str], started: float
+        self,
+        envelope: Envelope,
+        sent: Sent,
+        transcript: list[str],
+        started: float,
+        *,
+        token: Secret,
     ) -> DeliveryResult:
         response = sent.response
         assert response is not None
         status = response.status_code
         retry_after = retry_after_of(response) if status == 429 or status >= 500 else None
-        reply = "202 accepted by Microsoft Graph" if status == 202 else graph_error_text(response)
+        if status == 202:
+            reply = "202 accepted by Microsoft Graph"
+        else:
+            # Error texts are stored and shown: never with the token or the app's secrets.
+            reply = Redactor([*self._secrets, token.reveal()])(graph_error_text(response))
         result = status_result(
             envelope,
             sent,
@@ -181,6 +202,46 @@ class GraphEngine:
                 details={"phase": "token"},
             ),
         )
+
+    async def probe(self, *, clock: Clock = time.perf_counter) -> ProbeReport:
+        """Check the app without sending: a token (step ``token``), then the mailbox.
+
+        ``GET /v1.0/users/{sender_upn}`` (step ``api``) needs ``User.Read.All``, which a
+        least-privilege app (``Mail.Send`` only) lacks: on 403 the access token (a JWT,
+        read, not verified) is accepted when its ``roles`` (application permissions) or
+        ``scp`` (delegated) include ``Mail.Send``, with a warning that the mailbox itself
+        was not checked. 404 means no such mailbox (``invalid_configuration``).
+        """
+        run = HttpProbe(self.config, base=self.base_url, clock=clock)
+        return await run.run(self._client, self._check_mailbox)
+
+    async def _check_mailbox(self, probe: HttpProbe, client: httpx.AsyncClient) -> None:
+        upn_text = self.config.sender_upn or ""
+        token = await probe.step(StepName.TOKEN, self.tokens.access_token)
+        probe.redact.add([token.reveal()])
+        upn = quote(upn_text, safe="@")
+        url = f"{self.base_url}/v1.0/users/{upn}?$select=id,userPrincipalName"
+        headers = {"Authorization": f"Bearer {token.reveal()}"}
+        response = await probe.step(StepName.API, lambda: client.get(url, headers=headers))
+        status = response.status_code
+        if status == 200:
+            return
+        if status == 404:
+            raise probe.fail(
+                ProbeErrorCode.INVALID_CONFIGURATION,
+                f"No mailbox {upn_text} in this tenant (sender_upn).",
+            )
+        if status == 403:
+            permissions = _token_permissions(token.reveal())
+            if "Mail.Send" in permissions:
+                probe.warnings.append(WARN_MAILBOX_UNCHECKED.format(upn=upn_text))
+                return
+            raise probe.fail(
+                ProbeErrorCode.PERMISSION_MISSING,
+                "The access token does not grant Mail.Send "
+                f"(granted: {', '.join(sorted(permissions)) or 'nothing readable'}).",
+            )
+        probe.refused(status, graph_error_text(response), "The app's credentials")
 
     async def aclose(self) -> None:
         """Close the connections this engine (and its own token source) opened."""
@@ -263,3 +324,25 @@ def _address_field(label: str, pairs: list[tuple[str, str]]) -> bytes:
     # One address per folded line keeps every line far below RFC 5322's 998 octets.
     text = ",\r\n ".join(formataddr(pair) for pair in pairs)
     return f"{label}: {text}\r\n".encode()
+
+
+def _token_permissions(token: str) -> set[str]:
+    """``roles`` and ``scp`` of a Microsoft access token (read, not verified)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return set()
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, binascii.Error):
+        return set()
+    if not isinstance(claims, dict):
+        return set()
+    found: set[str] = set()
+    roles = claims.get("roles")
+    if isinstance(roles, list):
+        found.update(r for r in roles if isinstance(r, str))
+    scp = claims.get("scp")
+    if isinstance(scp, str):
+        found.update(scp.split())
+    return found

@@ -3,6 +3,10 @@
 Security is fail-closed (SPEC section 3): with ``starttls`` the session refuses to go on
 (no AUTH, no MAIL) unless the server offers STARTTLS, accepts it and completes a verified
 handshake; passwords are only sent over TLS unless ``allow_insecure_auth`` says otherwise.
+
+Delivery and the connection test open sessions the same way: the test passes a
+:class:`SessionObserver`, which is told when each step starts and ends, what the banner
+said and which TLS session was negotiated, and then says QUIT instead of MAIL.
 """
 
 from __future__ import annotations
@@ -13,28 +17,63 @@ import contextlib
 import socket
 import ssl
 import time
+from collections.abc import Iterator
+from typing import Protocol
 
 from mailgate.domain.delivery import OutcomeKind
 from mailgate.domain.outcomes import Failure, Phase
 from mailgate.domain.servers import AuthKind, Security
 from mailgate.engines.base import TokenSource
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.smtp_errors import SmtpError, describe_tls_error
-from mailgate.engines.smtp_settings import SessionSettings
-from mailgate.engines.smtp_transcript import Transcript
-from mailgate.engines.smtp_wire import ConnectionLost, ProtocolError, Reply, SmtpWire
+from mailgate.engines.probe_report import StepName
+from mailgate.engines.smtp.diagnose import Refusal, SmtpError
+from mailgate.engines.smtp.settings import SessionSettings
+from mailgate.engines.smtp.transcript import Transcript
+from mailgate.engines.smtp.wire import ConnectionLost, ProtocolError, Reply, SmtpWire
 from mailgate.errors import ConfigurationError, PolicyViolation
+from mailgate.net.dialer import Dialer
+from mailgate.net.tls import describe_tls_error
 
 _QUIT_TIMEOUT = 2.0
+
+
+class SessionObserver(Protocol):
+    """Watches a session open (the connection test); delivery passes none."""
+
+    def started(self, step: StepName) -> None: ...
+
+    def finished(self, step: StepName, *, ok: bool) -> None: ...
+
+    def greeted(self, banner: str) -> None: ...
+
+    def secured(self, ssl_object: ssl.SSLObject) -> None: ...
+
+
+@contextlib.contextmanager
+def _step(observer: SessionObserver | None, step: StepName) -> Iterator[None]:
+    if observer is None:
+        yield
+        return
+    observer.started(step)
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        observer.finished(step, ok=ok)
 
 
 class SmtpSession:
     """A connected, greeted (and, as configured, TLS-protected and authenticated) session."""
 
-    def __init__(self, wire: SmtpWire, settings: SessionSettings) -> None:
+    def __init__(
+        self, wire: SmtpWire, settings: SessionSettings, observer: SessionObserver | None = None
+    ) -> None:
         self.wire = wire
         self.settings = settings
+        self.observer = observer
         self.extensions: dict[str, str] = {}
+        #: The SASL mechanism used for AUTH, once chosen.
+        self.mechanism: str | None = None
         self.opened_at = time.monotonic()
         self.last_used = self.opened_at
         self.uses = 0
@@ -51,33 +90,61 @@ class SmtpSession:
         tokens: TokenSource | None = None,
     ) -> SmtpSession:
         """Connect and prepare a session; raises :class:`SmtpError` on any failure."""
-        wire = await _connect(settings, dialer=dialer, transcript=transcript)
-        session = cls(wire, settings)
+        session = await cls.connect(settings, dialer=dialer, transcript=transcript)
         try:
-            await session._handshake(transcript, tokens)
+            await session.handshake(transcript, tokens)
         except BaseException:
-            wire.abort()
+            session.abort()
             raise
         return session
 
-    async def _handshake(self, transcript: Transcript, tokens: TokenSource | None) -> None:
+    @classmethod
+    async def connect(
+        cls,
+        settings: SessionSettings,
+        *,
+        dialer: Dialer,
+        transcript: Transcript,
+        observer: SessionObserver | None = None,
+    ) -> SmtpSession:
+        """Connect (and, for implicit TLS, start TLS); raises :class:`SmtpError`."""
+        wire = await _connect(settings, dialer=dialer, transcript=transcript, observer=observer)
+        return cls(wire, settings, observer)
+
+    async def handshake(self, transcript: Transcript, tokens: TokenSource | None) -> None:
+        """Greeting, EHLO, STARTTLS and AUTH as configured; raises :class:`SmtpError`.
+
+        The caller closes the session when this raises: :meth:`quit` when the error has a
+        reply code or is a refusal of Mailgate's own (the dialogue is still in step),
+        :meth:`abort` otherwise.
+        """
         settings = self.settings
-        greeting = await self.read(Phase.GREETING, transcript, timeout=settings.greeting_timeout)
-        if greeting.code != 220:  # RFC 5321 section 4.3.2: 220 or 554 (no service)
-            raise SmtpError.from_reply(greeting, phase=Phase.GREETING, what="connection")
-        await self._ehlo(transcript)
-        if settings.security is Security.STARTTLS:
-            await self._starttls(transcript)
-            # RFC 3207 section 4.2: forget what was learnt before TLS and ask again.
+        with _step(self.observer, StepName.GREETING):
+            greeting = await self.read(
+                Phase.GREETING, transcript, timeout=settings.greeting_timeout
+            )
+            if self.observer is not None:
+                self.observer.greeted(greeting.text)
+            if greeting.code != 220:  # RFC 5321 section 4.3.2: 220 or 554 (no service)
+                raise SmtpError.from_reply(greeting, phase=Phase.GREETING, what="connection")
+        with _step(self.observer, StepName.EHLO):
             await self._ehlo(transcript)
+        if settings.security is Security.STARTTLS:
+            with _step(self.observer, StepName.STARTTLS):
+                await self._starttls(transcript)
+            # RFC 3207 section 4.2: forget what was learnt before TLS and ask again.
+            with _step(self.observer, StepName.EHLO_AFTER_TLS):
+                await self._ehlo(transcript)
         if settings.auth is not AuthKind.NONE:
-            await self._authenticate(transcript, tokens)
+            with _step(self.observer, StepName.AUTH):
+                await self._authenticate(transcript, tokens)
 
     async def _ehlo(self, transcript: Transcript) -> None:
         name = self.settings.ehlo_name
+        self.extensions = {}
         reply = await self.command(f"EHLO {name}", Phase.EHLO, transcript)
         if reply.code == 250:
-            self.extensions = _parse_extensions(reply)
+            self.extensions = parse_extensions(reply)
             return
         if reply.code in (500, 502) and self.settings.security is not Security.STARTTLS:
             # RFC 5321 section 4.1.4: a server without ESMTP gets HELO (no extensions).
@@ -97,6 +164,7 @@ class SmtpSession:
                 phase=Phase.STARTTLS,
                 kind=OutcomeKind.DEFERRED,
                 connection_error=True,
+                refusal=Refusal.STARTTLS_NOT_OFFERED,
             )
         reply = await self.command("STARTTLS", Phase.STARTTLS, transcript)
         if reply.code != 220:
@@ -122,6 +190,7 @@ class SmtpSession:
             ) from exc
         transcript.tls_version = self.wire.tls_version()
         transcript.note(f"TLS established ({transcript.tls_version})")
+        _secured(self.wire, self.observer)
 
     async def _authenticate(self, transcript: Transcript, tokens: TokenSource | None) -> None:
         settings = self.settings
@@ -130,12 +199,14 @@ class SmtpSession:
                 "refusing to send credentials over an unencrypted connection",
                 phase=Phase.AUTH,
                 kind=OutcomeKind.AUTH_FAILED,
+                refusal=Refusal.INSECURE_AUTH,
             )
-        offered = set(self.extensions.get("AUTH", "").upper().split())
+        offered = set(self.auth_mechanisms)
         username = settings.username or ""
         if settings.auth is AuthKind.XOAUTH2:
             if "XOAUTH2" not in offered:
                 raise _no_mechanism(settings.host, "XOAUTH2", offered)
+            self.mechanism = "XOAUTH2"
             token = await _access_token(tokens, settings.host)
             transcript.add_secrets([token])
             blob = f"user={username}\x01auth=Bearer {token}\x01\x01"
@@ -144,9 +215,11 @@ class SmtpSession:
         password = settings.password.reveal() if settings.password else ""
         if "PLAIN" in offered and not settings.login_only:
             # RFC 4616: authzid NUL authcid NUL passwd, as an initial response.
+            self.mechanism = "PLAIN"
             blob = f"\0{username}\0{password}"
             await self._sasl(transcript, "PLAIN", [blob], secret=blob)
         elif "LOGIN" in offered:
+            self.mechanism = "LOGIN"
             await self._sasl(transcript, "LOGIN", [username, password], secret=password)
         else:
             raise _no_mechanism(settings.host, "PLAIN or LOGIN", offered)
@@ -191,6 +264,11 @@ class SmtpSession:
         try:
             reply = await self.wire.read_reply(timeout=timeout)
         except TimeoutError as exc:
+            if self.wire.pending_looks_like_tls():
+                message = f"{self.settings.host} answered with TLS, not with SMTP ({phase})"
+                transcript.note(message)
+                error = ProtocolError(message, looks_like_tls=True)
+                raise SmtpError.from_failure(Failure.PROTOCOL, message, phase=phase) from error
             message = f"no reply from {self.settings.host} within {timeout:g} s ({phase})"
             transcript.note(message)
             raise SmtpError.from_failure(Failure.TIMEOUT, message, phase=phase) from exc
@@ -208,6 +286,11 @@ class SmtpSession:
         return reply
 
     @property
+    def auth_mechanisms(self) -> tuple[str, ...]:
+        """The SASL mechanisms the server announced in its last EHLO reply (RFC 4954 3)."""
+        return tuple(dict.fromkeys(self.extensions.get("AUTH", "").upper().split()))
+
+    @property
     def size_limit(self) -> int | None:
         """The SIZE the server declared (RFC 1870 section 4), or ``None`` for no limit."""
         value = self.extensions.get("SIZE", "").strip()
@@ -223,16 +306,21 @@ class SmtpSession:
             and self.uses < settings.max_messages_per_connection
         )
 
-    async def quit(self) -> None:
-        """Say QUIT (RFC 5321 section 4.1.1.10) and close; never raises."""
+    async def quit(self, *, timeout: float = _QUIT_TIMEOUT) -> bool:
+        """Say QUIT (RFC 5321 section 4.1.1.10) and close; never raises.
+
+        Returns whether the server acknowledged it with 221.
+        """
         try:
             if self.wire.is_open:
                 self.wire.write(b"QUIT\r\n")
-                await self.wire.read_reply(timeout=_QUIT_TIMEOUT)
+                reply = await self.wire.read_reply(timeout=timeout)
+                return reply.code == 221
         except (TimeoutError, ConnectionError, ProtocolError):
             pass
         finally:
             self.wire.close()
+        return False
 
     def abort(self) -> None:
         """Drop the connection at once."""
@@ -240,12 +328,40 @@ class SmtpSession:
 
 
 async def _connect(
-    settings: SessionSettings, *, dialer: Dialer, transcript: Transcript
+    settings: SessionSettings,
+    *,
+    dialer: Dialer,
+    transcript: Transcript,
+    observer: SessionObserver | None,
 ) -> SmtpWire:
     host, port = settings.host, settings.port
     transcript.note(f"connecting to {host}:{port} (security {settings.security})")
+    with _step(observer, StepName.CONNECT):
+        sock = await _dial(settings, dialer=dialer, transcript=transcript)
+    peer = sock.getpeername()
+    implicit = settings.security is Security.TLS
+    with _step(observer, StepName.TLS) if implicit else contextlib.nullcontext():
+        wire = await _transport(settings, sock, transcript=transcript)
+    transcript.note(f"connected to {peer[0]}:{peer[1]}")
+    if implicit:
+        transcript.tls_version = wire.tls_version()
+        transcript.note(f"TLS established ({transcript.tls_version})")
+        _secured(wire, observer)
+    return wire
+
+
+def _secured(wire: SmtpWire, observer: SessionObserver | None) -> None:
+    ssl_object = wire.ssl_object()
+    if observer is not None and ssl_object is not None:
+        observer.secured(ssl_object)
+
+
+async def _dial(
+    settings: SessionSettings, *, dialer: Dialer, transcript: Transcript
+) -> socket.socket:
+    host, port = settings.host, settings.port
     try:
-        sock = await dialer.connect(host, port, timeout=settings.connect_timeout)
+        return await dialer.connect(host, port, timeout=settings.connect_timeout)
     except PolicyViolation as exc:
         transcript.note(f"refused by the network policy: {exc}")
         raise SmtpError.from_failure(Failure.POLICY, str(exc), phase=Phase.CONNECT) from exc
@@ -259,7 +375,12 @@ async def _connect(
         raise SmtpError.from_failure(
             Failure.CONNECTION_FAILED, message, phase=Phase.CONNECT
         ) from exc
-    peer = sock.getpeername()
+
+
+async def _transport(
+    settings: SessionSettings, sock: socket.socket, *, transcript: Transcript
+) -> SmtpWire:
+    host, port = settings.host, settings.port
     implicit = settings.security is Security.TLS
     loop = asyncio.get_running_loop()
     try:
@@ -281,10 +402,6 @@ async def _connect(
         message = f"TLS handshake with {host}:{port} did not complete: {exc or 'timed out'}"
         transcript.note(message)
         raise SmtpError.from_failure(Failure.TLS, message, phase=Phase.CONNECT) from exc
-    transcript.note(f"connected to {peer[0]}:{peer[1]}")
-    if implicit:
-        transcript.tls_version = wire.tls_version()
-        transcript.note(f"TLS established ({transcript.tls_version})")
     return wire
 
 
@@ -301,13 +418,25 @@ def _tls_error(
     return SmtpError.from_failure(Failure.TLS, message, phase=phase)
 
 
-def _parse_extensions(reply: Reply) -> dict[str, str]:
-    """EHLO keywords (upper case) to their parameters (RFC 5321 section 4.1.1.1)."""
+def parse_extensions(reply: Reply) -> dict[str, str]:
+    """EHLO keywords (upper case) to their parameters (RFC 5321 section 4.1.1.1).
+
+    The first line is the server's name, not an extension. Servers written before RFC 4954
+    announce ``AUTH=PLAIN LOGIN`` (often next to ``AUTH PLAIN LOGIN``); both forms count
+    as ``AUTH`` and their mechanisms are merged, in the order announced.
+    """
     extensions: dict[str, str] = {}
     for line in reply.lines[1:]:
-        keyword, _, params = line.strip().partition(" ")
-        if keyword:
-            extensions[keyword.upper()] = params.strip()
+        words = line.split()
+        if not words:
+            continue
+        keyword, equals, first = words[0].upper().partition("=")
+        if keyword != "AUTH" or not equals:
+            first = ""
+        params = " ".join(([first] if first else []) + words[1:])
+        if keyword == "AUTH" and keyword in extensions:
+            params = f"{extensions[keyword]} {params}".strip()
+        extensions[keyword] = params
     return extensions
 
 
@@ -317,6 +446,7 @@ def _no_mechanism(host: str, wanted: str, offered: set[str]) -> SmtpError:
         f"{host} offers no usable AUTH mechanism (wanted {wanted}; offered: {listed})",
         phase=Phase.AUTH,
         kind=OutcomeKind.AUTH_FAILED,
+        refusal=Refusal.NO_MECHANISM,
     )
 
 
@@ -326,6 +456,7 @@ async def _access_token(tokens: TokenSource | None, host: str) -> str:
             "XOAUTH2 is configured but no token source is available",
             phase=Phase.AUTH,
             kind=OutcomeKind.AUTH_FAILED,
+            refusal=Refusal.TOKEN_UNAVAILABLE,
         )
     try:
         return (await tokens.access_token()).reveal()
@@ -334,10 +465,13 @@ async def _access_token(tokens: TokenSource | None, host: str) -> str:
             f"the OAuth provider refused the credentials for {host}: {exc}",
             phase=Phase.AUTH,
             kind=OutcomeKind.AUTH_FAILED,
+            refusal=Refusal.TOKEN_UNAVAILABLE,
         ) from exc
     except (OSError, TimeoutError) as exc:
-        raise SmtpError.from_failure(
+        error = SmtpError.from_failure(
             Failure.CONNECTION_FAILED,
             f"could not obtain an OAuth access token: {exc}",
             phase=Phase.AUTH,
-        ) from exc
+        )
+        error.refusal = Refusal.TOKEN_UNAVAILABLE
+        raise error from exc

@@ -26,8 +26,8 @@ from functools import cache
 from mailgate.domain.server_schema import EHLO_NAME, FALSE_WORDS, TRUE_WORDS
 from mailgate.domain.servers import AuthKind, Engine, Security
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.tls import client_context
 from mailgate.errors import ConfigurationError
+from mailgate.net.tls import client_context
 
 # The option keys and their rules are declared once, in the server schema; saving a server
 # checks them with the same rules, so a saved server always builds.
@@ -60,8 +60,14 @@ class SessionSettings:
     max_messages_per_connection: int
 
     @classmethod
-    def from_config(cls, config: ServerConfig) -> SessionSettings:
-        """Check ``config`` for the SMTP engine; raises :class:`ConfigurationError`."""
+    def from_config(
+        cls, config: ServerConfig, *, refuse_insecure_auth: bool = True
+    ) -> SessionSettings:
+        """Check ``config`` for the SMTP engine; raises :class:`ConfigurationError`.
+
+        ``refuse_insecure_auth=False`` (the connection test) lets credentials over plain
+        text through here; the session still refuses to send them at AUTH.
+        """
         if config.engine is not Engine.SMTP:
             raise ConfigurationError(f"server {config.key} uses engine {config.engine}, not smtp")
         if not config.host:
@@ -77,7 +83,8 @@ class SessionSettings:
                 raise ConfigurationError(f"server {config.key}: auth needs a username")
             if config.auth is AuthKind.PASSWORD and not config.password:
                 raise ConfigurationError(f"server {config.key}: auth password needs a password")
-            if config.security is Security.NONE and not config.allow_insecure_auth:
+            insecure = config.security is Security.NONE and not config.allow_insecure_auth
+            if insecure and refuse_insecure_auth:
                 raise ConfigurationError(
                     f"server {config.key}: refusing to authenticate over an unencrypted "
                     "connection; choose security STARTTLS or TLS, or allow insecure auth"

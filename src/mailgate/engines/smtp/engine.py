@@ -5,28 +5,35 @@ through the injected dialer, does TLS, EHLO, STARTTLS and AUTH), run one transac
 the session back (or drop it after any error), and turn what happened into a
 :class:`~mailgate.domain.delivery.DeliveryResult` with a redacted transcript.
 
-The module's logger (``mailgate.engines.smtp``) records one DEBUG line per attempt: server,
-outcome and reply code. It never logs commands, replies, credentials or content.
+Every reply text of the result (the message's and each recipient's) is redacted like the
+transcript: a server echoing the password, a token or an AUTH payload does not get it
+stored, shown or sent in a webhook.
+
+The module's logger (``mailgate.engines.smtp.engine``) records one DEBUG line per attempt:
+server, outcome and reply code. It never logs commands, replies, credentials or content.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind, RecipientResult
 from mailgate.domain.outcomes import remote_id, summarise
 from mailgate.domain.servers import AuthKind
-from mailgate.engines.base import TokenSource
+from mailgate.engines.base import Clock, TokenSource
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.smtp_errors import SmtpError
-from mailgate.engines.smtp_pool import SessionPool
-from mailgate.engines.smtp_session import SmtpSession
-from mailgate.engines.smtp_settings import SessionSettings
-from mailgate.engines.smtp_transaction import Transaction, transact
-from mailgate.engines.smtp_transcript import Transcript
+from mailgate.engines.probe_report import ProbeReport
+from mailgate.engines.smtp.diagnose import SmtpError
+from mailgate.engines.smtp.pool import SessionPool
+from mailgate.engines.smtp.probe import probe_smtp
+from mailgate.engines.smtp.session import SmtpSession
+from mailgate.engines.smtp.settings import SessionSettings
+from mailgate.engines.smtp.transaction import Transaction, transact
+from mailgate.engines.smtp.transcript import Transcript
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,10 @@ class SmtpEngine:
             return self._result(tx, session, transcript, started)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def probe(self, *, clock: Clock = time.perf_counter) -> ProbeReport:
+        """Open a session as :meth:`deliver` does (outside the pool), report it, QUIT."""
+        return await probe_smtp(self.config, dialer=self._dialer, tokens=self._tokens, clock=clock)
+
     async def aclose(self) -> None:
         """QUIT and close every idle connection; in-flight deliveries finish first."""
         await self._pool.aclose()
@@ -95,7 +106,11 @@ class SmtpEngine:
     def _result(
         self, tx: Transaction, session: SmtpSession, transcript: Transcript, started: float
     ) -> DeliveryResult:
-        recipients = tx.recipients
+        # A server may echo what it was sent (an AUTH payload): no reply text is kept with
+        # a secret in it, as in the transcript.
+        recipients = tuple(
+            dataclasses.replace(r, reply=transcript.redact(r.reply)) for r in tx.recipients
+        )
         kind = summarise(r.kind for r in recipients)
         lead = _first_of_kind(recipients, kind)
         error = tx.error
@@ -125,7 +140,7 @@ class SmtpEngine:
             envelope,
             exc.outcome.kind,
             code=exc.code,
-            reply=exc.message,
+            reply=transcript.redact(exc.message),
             retry_after=exc.outcome.retry_after,
             tls_version=transcript.tls_version,
             transcript=transcript.render(),

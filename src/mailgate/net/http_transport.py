@@ -29,7 +29,7 @@ import anyio.streams.tls
 import httpcore
 import httpx
 
-from mailgate.engines.dialer import Dialer
+from mailgate.net.dialer import Dialer
 
 __all__ = ["ConnectEvent", "DialerBackend", "GuardedTransport", "guarded_client"]
 

@@ -14,12 +14,14 @@ A token-endpoint refusal (``invalid_grant``...) is AUTH_FAILED too, but decided 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Protocol, runtime_checkable
 
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.outcomes import Phase
-from mailgate.engines.base import Engine, TokenSource
+from mailgate.engines.base import Clock, Engine, TokenSource
 from mailgate.engines.config import Secret
+from mailgate.engines.probe_report import ProbeReport
 
 __all__ = ["InvalidatingTokenSource", "XOAuth2Engine"]
 
@@ -65,6 +67,10 @@ class XOAuth2Engine:
         details = dict(retried.details)
         details["token_refreshed"] = "true"  # noqa: S105 - a flag, not a secret
         return dataclasses.replace(retried, transcript=transcript, details=details)
+
+    async def probe(self, *, clock: Clock = time.perf_counter) -> ProbeReport:
+        """The SMTP engine's probe (it authenticates with the same token source)."""
+        return await self.inner.probe(clock=clock)
 
     async def aclose(self) -> None:
         """Close the SMTP engine, and the token source when it is owned."""

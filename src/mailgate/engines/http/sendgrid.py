@@ -29,12 +29,13 @@ from typing import Any
 
 import httpx
 
+from mailgate.compose.headers import CATEGORIES_HEADER
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.outcomes import parse_reset_epoch
 from mailgate.domain.servers import Engine
+from mailgate.engines.base import Clock
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.http_base import (
+from mailgate.engines.http.base import (
     HttpExchange,
     Sent,
     api_base,
@@ -44,7 +45,11 @@ from mailgate.engines.http_base import (
     retry_after_of,
     status_result,
 )
+from mailgate.engines.http.probe import HttpProbe, response_json
+from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport, StepName
+from mailgate.engines.redaction import Redactor
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
 __all__ = ["CATEGORIES_HEADER", "SENDGRID_API", "SendGridEngine", "payload", "sendgrid_error_text"]
 
@@ -72,6 +77,8 @@ class SendGridEngine:
             raise ConfigurationError(f"server {config.key}: the sendgrid engine needs an api_key")
         self.config = config
         self.base_url = api_base(config, SENDGRID_API)
+        # The API's error texts are stored and shown: never with the key in them.
+        self._redact = Redactor([config.api_key.reveal()])
         self._owns_client = client is None
         self._client = client or build_client(config, dialer=dialer)
         self._exchange = HttpExchange(self._client)
@@ -129,7 +136,7 @@ class SendGridEngine:
         if 200 <= status < 300:
             reply = f"{status} accepted by SendGrid"
         else:
-            reply = sendgrid_error_text(response)
+            reply = self._redact(sendgrid_error_text(response))
         return status_result(
             envelope,
             sent,
@@ -138,6 +145,33 @@ class SendGridEngine:
             retry_after=retry_after,
             remote_id=response.headers.get("x-message-id") or None,
         )
+
+    async def probe(self, *, clock: Clock = time.perf_counter) -> ProbeReport:
+        """Check the API key without sending: ``GET /v3/scopes`` must list ``mail.send``.
+
+        docs.sendgrid.com, "API Keys Permissions"; without ``mail.send`` the report says
+        ``permission_missing``.
+        """
+        assert self.config.api_key is not None
+        run = HttpProbe(
+            self.config, base=self.base_url, clock=clock, secrets=[self.config.api_key.reveal()]
+        )
+        return await run.run(self._client, self._check_scopes)
+
+    async def _check_scopes(self, probe: HttpProbe, client: httpx.AsyncClient) -> None:
+        assert self.config.api_key is not None
+        headers = {"Authorization": f"Bearer {self.config.api_key.reveal()}"}
+        url = f"{self.base_url}/v3/scopes"
+        response = await probe.step(StepName.API, lambda: client.get(url, headers=headers))
+        status = response.status_code
+        if status == 200:
+            scopes = response_json(response).get("scopes")
+            if isinstance(scopes, list) and "mail.send" in scopes:
+                return
+            raise probe.fail(
+                ProbeErrorCode.PERMISSION_MISSING, "The API key lacks the mail.send permission."
+            )
+        probe.refused(status, sendgrid_error_text(response), "The API key")
 
     async def aclose(self) -> None:
         """Close the connections this engine opened."""
@@ -169,8 +203,8 @@ def sendgrid_error_text(response: httpx.Response) -> str:
 
 #: SendGrid: at most 1000 recipients (to + cc + bcc, all personalizations) per request.
 MAX_RECIPIENTS = 1000
-#: Categories for SendGrid's statistics, comma-separated; the header itself is not sent.
-CATEGORIES_HEADER = "X-Mailgate-Categories"
+#: Categories for SendGrid's statistics (comma-separated, :data:`CATEGORIES_HEADER` from
+#: compose, the one X-Mailgate- field senders may set); the header itself is not sent.
 _MAX_CATEGORIES = 10  # SendGrid: up to 10 categories of at most 255 characters
 #: Headers SendGrid refuses in ``headers`` (v3 Mail Send reference) or sets itself from the
 #: other fields; everything else (Message-ID, X-Mailgate-*, List-Unsubscribe...) is kept.

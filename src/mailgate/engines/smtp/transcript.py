@@ -12,42 +12,27 @@ One line per command sent (``C: ``) and per reply line received (``S: ``), plus 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 
-REDACTED = "[redacted]"
+from mailgate.engines.redaction import REDACTED, Redactor
 
-#: Secrets shorter than this are not scrubbed from server lines (they would blank out
-#: ordinary words); they still never appear, because AUTH commands are redacted whole.
-_MIN_SCRUB_LENGTH = 4
-
-
-def secret_forms(secret: str) -> tuple[str, ...]:
-    """``secret`` and its base64 encodings, as they could appear in a dialogue."""
-    raw = secret.encode("utf-8")
-    return (secret, base64.b64encode(raw).decode("ascii"))
+__all__ = ["REDACTED", "Transcript"]
 
 
 class Transcript:
     """An append-only, redacted transcript; :meth:`render` gives the text to store."""
 
-    __slots__ = ("_lines", "_scrub", "tls_version")
+    __slots__ = ("_lines", "_redactor", "tls_version")
 
     def __init__(self, *, secrets: Iterable[str] = ()) -> None:
         #: The TLS version of the connection this attempt used, once known.
         self.tls_version: str | None = None
         self._lines: list[str] = []
-        self._scrub: list[str] = []
-        self.add_secrets(secrets)
+        self._redactor = Redactor(secrets)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Register more strings that must never show (their base64 forms are added too)."""
-        for secret in secrets:
-            for form in secret_forms(secret):
-                if len(form) >= _MIN_SCRUB_LENGTH and form not in self._scrub:
-                    self._scrub.append(form)
-        # Longest first, so a secret contained in a longer one never leaves a remainder.
-        self._scrub.sort(key=len, reverse=True)
+        self._redactor.add(secrets)
 
     def client(self, line: str) -> None:
         """A command line as sent (without CRLF)."""
@@ -73,6 +58,10 @@ class Transcript:
         """A remark of the client's own (connection events, decisions, failures)."""
         self._lines.append("* " + self._clean(text))
 
+    def redact(self, text: str) -> str:
+        """``text`` (a server reply, an error message) without any registered secret."""
+        return self._redactor(text)
+
     def render(self) -> str:
         """The transcript as text, one line per entry."""
         return "\n".join(self._lines)
@@ -84,7 +73,4 @@ class Transcript:
         # Control characters from the server never reach the log as such.
         if "\r" in text or "\n" in text:
             text = text.replace("\r", "\\r").replace("\n", "\\n")
-        for secret in self._scrub:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return self.redact(text)
