@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from mailgate.domain import server_schema as schema
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.smtp_settings import SessionSettings
+from mailgate.engines.smtp.settings import SessionSettings
 from mailgate.errors import ConfigurationError
 from mailgate.services import config_file
 from mailgate.services import servers as server_service
