@@ -298,6 +298,19 @@ class MailServerOut(BaseModel):
 # Email accounts -------------------------------------------------------------------------
 
 
+class ImapOAuthIn(Strict):
+    """Where an inbox's access tokens come from (``imap.auth: xoauth2``)."""
+
+    provider: Literal["google", "microsoft"]
+    client_id: str | None = Field(None, max_length=200)
+    client_secret: str | None = Field(None, description="Write-only (Microsoft).")
+    tenant_id: str | None = Field(None, max_length=200)
+    scope: str | None = Field(None, max_length=500)
+    token_url: str | None = Field(None, max_length=500)
+    service_account_json: str | None = Field(None, description="Write-only (Google).")
+    subject: str | None = Field(None, max_length=320)
+
+
 class ImapIn(Strict):
     host: str = Field(max_length=255)
     port: int = Field(993, ge=1, le=65535)
@@ -306,6 +319,9 @@ class ImapIn(Strict):
     password: str | None = Field(None, description="Write-only.")
     folder: str = Field("INBOX", max_length=200)
     sync_interval_minutes: int | None = Field(None, ge=1, le=10080)
+    auth: Literal["password", "xoauth2"] = "password"
+    ca_certificates: str | None = Field(None, description="PEM CA certificates to trust.")
+    oauth: ImapOAuthIn | None = None
 
 
 class SmimeIn(Strict):
@@ -333,6 +349,17 @@ class EmailAccountPatch(Strict):
     smime: SmimeIn | None = None
 
 
+class ImapOAuthOut(BaseModel):
+    provider: str | None = None
+    client_id: str | None = None
+    tenant_id: str | None = None
+    scope: str | None = None
+    token_url: str | None = None
+    subject: str | None = None
+    client_secret_set: bool = False
+    service_account_json_set: bool = False
+
+
 class ImapOut(BaseModel):
     host: str
     port: int
@@ -341,6 +368,9 @@ class ImapOut(BaseModel):
     password_set: bool
     folder: str
     sync_interval_minutes: int | None
+    auth: str = "password"
+    ca_certificates: str | None = None
+    oauth: ImapOAuthOut | None = None
 
 
 class EmailAccountOut(BaseModel):
@@ -370,6 +400,9 @@ class EmailAccountOut(BaseModel):
                 password_set="imap_password" in a.secrets_set,
                 folder=a.imap.folder,
                 sync_interval_minutes=a.imap.sync_interval_minutes,
+                auth=a.imap.auth,
+                ca_certificates=a.imap.ca_certificates,
+                oauth=_imap_oauth_out(a),
             )
         smime = None
         if a.smime is not None:
@@ -389,6 +422,16 @@ class EmailAccountOut(BaseModel):
             updated_at=a.updated_at,
             version=a.version,
         )
+
+
+def _imap_oauth_out(a: EmailAccount) -> ImapOAuthOut | None:
+    if a.imap is None or not a.imap.oauth:
+        return None
+    return ImapOAuthOut(
+        **{k: v for k, v in a.imap.oauth.items() if k in ImapOAuthOut.model_fields},
+        client_secret_set="imap_oauth_client_secret" in a.secrets_set,
+        service_account_json_set="imap_oauth_service_account_json" in a.secrets_set,
+    )
 
 
 # Apps -----------------------------------------------------------------------------------
