@@ -11,6 +11,7 @@ from mailgate.services.context import Context
 from mailgate.web import problems
 from mailgate.web.api import (
     config,
+    domains,
     inbound,
     members,
     messages,
@@ -44,6 +45,7 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
         webhooks.router,
         signing.router,
         inbound.router,
+        domains.router,
     ):
         app.include_router(router)
 
