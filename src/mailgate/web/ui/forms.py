@@ -166,10 +166,17 @@ def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
     names = ("address", "display_name", "reply_to", "mail_server_id")
     fields = _read(form, names, prefix="", editing=editing, errors=errors)
     fields["is_default"] = form.get("is_default") is not None
-    imap_names = ("host", "port", "security", "username", "password", "folder")
+    imap_names = ("host", "port", "security", "username", "password", "folder", "auth")
     imap = _read(
-        form, (*imap_names, "sync_interval_minutes"), prefix="imap.", editing=False, errors=errors
+        form,
+        (*imap_names, "sync_interval_minutes", "ca_certificates"),
+        prefix="imap.",
+        editing=False,
+        errors=errors,
     )
+    if imap.get("auth") == "xoauth2":
+        names = OAUTH_BY_ENGINE["smtp"]
+        imap["oauth"] = _read(form, names, prefix="imap.oauth.", editing=False, errors=errors)
     if imap.get("host"):
         fields["imap"] = imap
     elif editing:
