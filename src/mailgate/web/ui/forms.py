@@ -175,8 +175,8 @@ def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
         errors=errors,
     )
     if imap.get("auth") == "xoauth2":
-        names = OAUTH_BY_ENGINE["smtp"]
-        imap["oauth"] = _read(form, names, prefix="imap.oauth.", editing=False, errors=errors)
+        oauth_names = OAUTH_BY_ENGINE["smtp"]
+        imap["oauth"] = _read(form, oauth_names, prefix="imap.oauth.", editing=False, errors=errors)
     if imap.get("host"):
         fields["imap"] = imap
     elif editing:
