@@ -138,7 +138,9 @@ async def test_dropping_oauth_forgets_its_secrets(client: httpx.AsyncClient) -> 
     r = await account(client, imap(auth="xoauth2", oauth=MICROSOFT))
     url = f"{T}/email-accounts/{r.json()['id']}"
 
-    r = await client.patch(url, json={"imap": imap(password="app-password")}, headers=ADMIN)
+    r = await client.patch(
+        url, json={"imap": imap(auth="password", password="app-password")}, headers=ADMIN
+    )
 
     assert r.status_code == 200, r.text
     assert r.json()["imap"]["auth"] == "password"
@@ -172,3 +174,20 @@ async def test_test_inbox_needs_an_inbox(client: httpx.AsyncClient) -> None:
     test = await client.post(f"{T}/email-accounts/{r.json()['id']}/test-inbox", headers=ADMIN)
 
     assert field_of(test) == "imap"
+
+
+async def test_an_imap_object_without_auth_keeps_the_oauth_sign_in(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    pem = TestCA(tmp_path / "pki").ca_pem
+    r = await account(client, imap(auth="xoauth2", oauth=MICROSOFT, ca_certificates=pem))
+    url = f"{T}/email-accounts/{r.json()['id']}"
+
+    r = await client.patch(url, json={"imap": imap(folder="Bounces")}, headers=ADMIN)
+
+    assert r.status_code == 200, r.text
+    out = r.json()["imap"]
+    assert out["folder"] == "Bounces" and out["auth"] == "xoauth2"
+    assert out["oauth"]["client_secret_set"] is True and out["ca_certificates"] == pem
+    cleared = await client.patch(url, json={"imap": imap(ca_certificates=None)}, headers=ADMIN)
+    assert cleared.json()["imap"]["ca_certificates"] is None

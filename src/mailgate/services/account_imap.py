@@ -6,6 +6,11 @@ with an access token from ``imap.oauth``: provider ``google`` with a service acc
 for this inbox only. Write-only values (``password``, ``oauth.client_secret``,
 ``oauth.service_account_json``) are sealed with the account's secrets; the rest is plain.
 
+An ``imap`` object that leaves ``auth`` out keeps the stored sign-in (``auth`` and
+``oauth``), and one that leaves ``ca_certificates`` out keeps the stored certificates, so a
+client that does not know these fields (an older script, a configuration file) cannot
+switch an OAuth inbox back to passwords by editing its host or folder.
+
 A stored secret is never sent anywhere it was not entered for: changing the server
 (host, port, security, username) needs the password again, and changing where tokens come
 from (provider, tenant, token URL, client id) needs the OAuth secret again.
@@ -34,12 +39,21 @@ _OAUTH_SECRETS = {
 }
 
 
-def parse_imap(values: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """Plain IMAP settings and the new secrets given (by secret name) from the API object;
-    a 422 naming the field for a value that cannot work."""
+def parse_imap(
+    values: Mapping[str, Any] | None, stored: ImapSettings | None = None
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Plain IMAP settings and the new secrets given (by secret name) from the API object
+    (``stored``: the account's current settings); a 422 naming the field for a value that
+    cannot work."""
     if values is None:
         return None, {}
     imap = dict(values)
+    if stored is not None:
+        if "auth" not in imap:
+            imap["auth"] = stored.auth
+            if "oauth" not in imap and stored.oauth:
+                imap["oauth"] = dict(stored.oauth)
+        imap.setdefault("ca_certificates", stored.ca_certificates)
     given: dict[str, str] = {}
     password = imap.pop("password", None)
     if password:

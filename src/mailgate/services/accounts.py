@@ -145,7 +145,7 @@ async def update_account(
             values["reply_to"] = check_address(reply_to, "reply_to") if reply_to else None
         secrets = await repo.secrets(account_id)
         if "imap" in fields:
-            imap, given = parse_imap(fields["imap"])
+            imap, given = parse_imap(fields["imap"], account.imap)
             values["imap"] = imap
             merge_secrets(account.imap, imap, given, secrets)
         if "smime" in fields:

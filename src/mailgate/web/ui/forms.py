@@ -178,6 +178,7 @@ def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
         oauth_names = OAUTH_BY_ENGINE["smtp"]
         imap["oauth"] = _read(form, oauth_names, prefix="imap.oauth.", editing=False, errors=errors)
     if imap.get("host"):
+        imap.setdefault("ca_certificates", None)  # blank clears the stored certificates
         fields["imap"] = imap
     elif editing:
         fields["imap"] = None
