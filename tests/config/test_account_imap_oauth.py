@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from mailgate.runtime import Context
 from tests.config.helpers import new_tenant
 from tests.conftest import ADMIN
 from tests.inbound.test_oauth_inbox import CLIENT_SECRET, service_account_json
+from tests.support.smtp_servers import free_port
 from tests.support.tls import TestCA
 
 T = "/api/v1/tenants/acme"
@@ -191,3 +194,36 @@ async def test_an_imap_object_without_auth_keeps_the_oauth_sign_in(
     assert out["oauth"]["client_secret_set"] is True and out["ca_certificates"] == pem
     cleared = await client.patch(url, json={"imap": imap(ca_certificates=None)}, headers=ADMIN)
     assert cleared.json()["imap"]["ca_certificates"] is None
+
+
+async def test_an_unreachable_token_endpoint_is_token_unavailable(
+    client: httpx.AsyncClient, ctx: Context
+) -> None:
+    closed = free_port()  # nothing listens there
+    oauth = {**MICROSOFT, "token_url": f"http://127.0.0.1:{closed}/t/oauth2/v2.0/token"}
+    r = await account(client, imap(host="127.0.0.1", auth="xoauth2", oauth=oauth))
+    assert r.status_code == 201, r.text
+    ctx.policy = replace(ctx.policy, allowed_networks=("127.0.0.1/32",))
+
+    test = await client.post(f"{T}/email-accounts/{r.json()['id']}/test-inbox", headers=ADMIN)
+
+    assert test.status_code == 200, test.text
+    report = test.json()
+    assert report["ok"] is False
+    assert [s["name"] for s in report["steps"]] == ["token"]
+    assert report["error"]["code"] == "token_unavailable"
+    assert report["error"]["field"] == "imap.oauth.token_url"
+    assert CLIENT_SECRET not in test.text
+
+
+async def test_the_token_endpoint_is_subject_to_the_network_policy(
+    client: httpx.AsyncClient,
+) -> None:
+    oauth = {**MICROSOFT, "token_url": "http://127.0.0.1:9/t"}
+    r = await account(client, imap(auth="xoauth2", oauth=oauth))
+
+    test = await client.post(f"{T}/email-accounts/{r.json()['id']}/test-inbox", headers=ADMIN)
+
+    error = test.json()["error"]
+    assert error["code"] == "token_unavailable"
+    assert "network policy" in error["message"]

@@ -195,13 +195,13 @@ class ImapSession:
         """TLS (or STARTTLS), greeting and LOGIN (or AUTHENTICATE XOAUTH2 with ``token``,
         required when the target's ``auth`` is xoauth2) on ``sock``; closes ``sock`` on
         failure. No literal longer than ``max_bytes`` (and a little slack) is read."""
-        context = context or tls_context(target.ca_certificates)
         implicit = target.security is ImapSecurity.TLS
         # The step reached so far: imaplib reads the greeting and asks for CAPABILITY while
         # it sets the connection up, after the TLS handshake of implicit TLS.
         progress = _Progress(Step.TLS if implicit else Step.GREETING, trace)
         client: Any = None
         try:
+            context = context or tls_context(target.ca_certificates)
             imap = _PinnedIMAP4(
                 sock,
                 target.host,
