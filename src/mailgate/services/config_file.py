@@ -247,6 +247,12 @@ _SERVER: dict[str, Check] = {
     "options": _options,
 }
 OAUTH_KEYS = tuple(OAUTH)
+#: An inbox's OAuth settings (``imap.oauth``); secrets ``client_secret`` and
+#: ``service_account_json``.
+IMAP_OAUTH_SECRETS = ("client_secret", "service_account_json")
+IMAP_OAUTH: dict[str, Check] = {
+    k: OAUTH[k] for k in ("provider", "token_url", "client_id", "tenant_id", "scope", "subject")
+}
 _IMAP: dict[str, Check] = {
     "host": _text(255),
     "port": _integer(1, 65535),
@@ -254,6 +260,9 @@ _IMAP: dict[str, Check] = {
     "username": _text(320),
     "folder": _text(200),
     "sync_interval_minutes": _integer(1, 10080),
+    "auth": _choice("password", "xoauth2"),
+    "ca_certificates": _text(200_000, multiline=True),
+    "oauth": lambda v, p: _fields(v, p, IMAP_OAUTH, secrets=frozenset(IMAP_OAUTH_SECRETS)),
 }
 _ACCOUNT: dict[str, Check] = {
     "display_name": _text(200),
@@ -299,6 +308,9 @@ IMAP_DEFAULTS: dict[str, Any] = {
     "username": None,
     "folder": "INBOX",
     "sync_interval_minutes": None,
+    "auth": "password",
+    "ca_certificates": None,
+    "oauth": None,
 }
 
 
@@ -322,6 +334,8 @@ class AccountSpec:
     is_default: bool
     imap: dict[str, Any] | None
     imap_password: Secret | None
+    #: ``oauth.client_secret`` / ``oauth.service_account_json`` -> secret
+    imap_secrets: dict[str, Secret] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +493,7 @@ def _account(
     if "display_name" not in given or not given["display_name"].strip():
         raise ConfigFileError(f"{path}.display_name", "is required")
     imap, password = None, None
+    imap_secrets: dict[str, Secret] = {}
     if "imap" in given:
         imap = {**IMAP_DEFAULTS, **given["imap"]}
         if not imap["host"]:
@@ -491,6 +506,16 @@ def _account(
                 base_dir=base_dir,
                 suggest=env_name(slug, address, "imap_password"),
             )
+        raw_oauth = raw["imap"].get("oauth")
+        for name in IMAP_OAUTH_SECRETS if isinstance(raw_oauth, dict) else ():
+            if name in raw_oauth:
+                imap_secrets[f"oauth.{name}"] = resolve_secret(
+                    raw_oauth[name],
+                    f"{path}.imap.oauth.{name}",
+                    environ=environ,
+                    base_dir=base_dir,
+                    suggest=env_name(slug, address, f"imap_oauth_{name}"),
+                )
     return AccountSpec(
         address=address,
         path=path,
@@ -500,6 +525,7 @@ def _account(
         is_default=given.get("is_default", False),
         imap=imap,
         imap_password=password,
+        imap_secrets=imap_secrets,
     )
 
 
