@@ -9,8 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from mailgate.domain.roles import Permission
+from mailgate.errors import ConfigurationError, ValidationFailed
 from mailgate.runtime import Context
+from mailgate.services import inbound
+from mailgate.services.auth import authorize
 from tests.config.helpers import new_tenant
+from tests.config_file.helpers import CLI
 from tests.conftest import ADMIN
 from tests.inbound.test_oauth_inbox import CLIENT_SECRET, service_account_json
 from tests.support.smtp_servers import free_port
@@ -227,3 +232,21 @@ async def test_the_token_endpoint_is_subject_to_the_network_policy(
     error = test.json()["error"]
     assert error["code"] == "token_unavailable"
     assert "network policy" in error["message"]
+
+
+async def test_oauth_settings_the_provider_cannot_use_are_422_on_sync(
+    client: httpx.AsyncClient, ctx: Context
+) -> None:
+    r = await account(client, imap(auth="xoauth2", oauth=MICROSOFT))
+    caller = await authorize(ctx, CLI, "acme", Permission.MANAGE_EMAIL_CONFIGURATIONS)
+
+    def unusable(dialer: object) -> Any:
+        def factory(target: object) -> Any:
+            raise ConfigurationError("inbox: oauth.client_id is required")
+
+        return factory
+
+    with pytest.raises(ValidationFailed) as caught:
+        await inbound.sync_now(ctx, caller, r.json()["id"], tokens=unusable)
+
+    assert caught.value.errors[0].field == "imap.oauth"

@@ -94,7 +94,7 @@ async def sync_now(
             tokens=tokens(dial),
         )
     except ImapSyncError as exc:
-        if exc.code in (SyncErrorCode.NO_INBOX, SyncErrorCode.NO_PASSWORD):
+        if exc.code in (SyncErrorCode.NO_INBOX, SyncErrorCode.NO_PASSWORD, SyncErrorCode.NO_OAUTH):
             # The settings changed between the check above and the sync.
             raise ValidationFailed.field(exc.field, exc.message) from exc
         raise SyncFailed(exc) from exc
