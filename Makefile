@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint typecheck contracts pytest system-packages bench clean
+.PHONY: run test lint typecheck contracts pytest system-packages bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,17 @@ pytest: $(STAMP) system-packages
 
 test: lint typecheck contracts pytest
 
+# Property-based fuzzing of the API: schemathesis over /openapi.json against an in-process
+# server on 127.0.0.1, new random inputs each run, bounded (docs/security.md, "Fuzzing").
+# `make test` runs the same check derandomised with 3 examples per operation.
+FUZZ_EXAMPLES ?= 50
+FUZZ_SECONDS ?= 1200
+fuzz: $(STAMP)
+	MAILGATE_FUZZ_RANDOM=1 MAILGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		MAILGATE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest tests/fuzz -q -rxX -p no:cacheprovider
+
 bench: $(STAMP)
 	$(BIN)/python bench/delivery.py
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache .hypothesis

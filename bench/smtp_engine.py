@@ -22,8 +22,8 @@ from pathlib import Path
 from mailgate.domain.delivery import Envelope, OutcomeKind
 from mailgate.domain.servers import Security
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import DirectDialer
-from mailgate.engines.smtp import SmtpEngine
+from mailgate.engines.smtp.engine import SmtpEngine
+from mailgate.net.dialer import DirectDialer
 
 SINK_PATHS = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
 

@@ -16,19 +16,15 @@ from rich.progress import Progress
 
 from mailgate import logs
 from mailgate.cli_config import config_app
+from mailgate.cli_doctor import doctor
 from mailgate.cli_server import server_app
 from mailgate.errors import ConfigurationError
 from mailgate.services import boot
 from mailgate.services.context import Context
 from mailgate.settings import Settings
-from mailgate.storage import migrate, rotation
+from mailgate.storage import migrate
 from mailgate.storage.db import Database
-from mailgate.storage.secretbox import (
-    SecretBox,
-    generate_key,
-    load_keys,
-    write_key_file,
-)
+from mailgate.storage.secretbox import generate_key
 from mailgate.worker.supervisor import CONFIGURATION_ERROR
 
 if TYPE_CHECKING:
@@ -47,6 +43,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 app.add_typer(server_app, name="server")
 app.add_typer(config_app, name="config")
+app.command("doctor")(doctor)
 
 console = Console(stderr=True)
 T = TypeVar("T")
@@ -115,43 +112,55 @@ def keys_generate() -> None:
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Add a new key and re-encrypt every stored secret with it.
+    """Add a new key and re-encrypt every stored secret with it; no restart needed.
 
-    With a key file, the new key is written first in the file, every secret is re-encrypted,
-    and then the old keys are removed. With MAILGATE_SECRET_KEYS, put the new key first
-    yourself (`mailgate keys generate`), run this, then drop the old keys.
+    With a key file, the new key is written first in the file (running processes pick it
+    up), every secret is re-encrypted, and then the old keys are removed. With
+    MAILGATE_SECRET_KEYS, put the new key first yourself (`mailgate keys generate`) and
+    restart, run this, then drop the old keys.
     """
-    settings = _settings()
-    from_env = bool(settings.secret_keys)
+    from mailgate.services import keys as key_service
 
-    async def go() -> int:
+    settings = _settings()
+    env_keys = [k.get_secret_value() for k in settings.secret_keys]
+
+    async def go() -> key_service.RotationResult:
         db = Database(settings.effective_database_url)
         try:
-            if from_env:
-                keys = [k.get_secret_value() for k in settings.secret_keys]
-            else:
-                old = load_keys(env_keys=(), key_file=settings.key_file, create=False)
-                keys = [generate_key(), *old]
-                write_key_file(settings.key_file, keys)
-            box = SecretBox(keys)
-            total = await rotation.count_secrets(db)
             with Progress(console=console, transient=False) as progress:
-                task = progress.add_task("re-encrypting secrets", total=total or 1)
-                done = await rotation.reseal_all(
-                    db, box, progress=lambda n: progress.advance(task, n)
+                task = progress.add_task("re-encrypting secrets", total=None)
+
+                def step(name: str, todo: int) -> None:
+                    if name == "add":
+                        progress.update(task, description="new key added; processes pick it up")
+                    elif name == "reseal":
+                        progress.update(
+                            task, description="re-encrypting secrets", total=todo, completed=0
+                        )
+                    elif name == "drop":
+                        progress.update(task, description="old keys removed")
+
+                result = await key_service.rotate(
+                    db,
+                    key_file=None if env_keys else settings.key_file,
+                    env_keys=env_keys,
+                    progress=lambda n: progress.advance(task, n),
+                    on_step=step,
                 )
-                if not total:
-                    progress.advance(task, 1)
-            if not from_env:
-                write_key_file(settings.key_file, keys[:1])
-            return done
+                progress.update(task, total=1, completed=1)
+            return result
         finally:
             await db.dispose()
 
-    done = _run(go())
-    console.print(f"re-encrypted {done} secret value(s) with the new key")
-    if from_env:
-        console.print("now remove the old keys from MAILGATE_SECRET_KEYS")
+    result = _run(go())
+    console.print(f"re-encrypted {result.resealed} secret value(s) with the new key")
+    if env_keys:
+        console.print("now remove the old keys from MAILGATE_SECRET_KEYS and restart")
+    elif not result.old_keys_dropped:
+        console.print(
+            "[yellow]some secrets were still being sealed with an old key; the old keys stay "
+            "in the key file. Run `mailgate keys rotate` again.[/]"
+        )
 
 
 @app.command()
@@ -169,8 +178,11 @@ def serve(
     import uvicorn
 
     from mailgate.services import demo
+    from mailgate.services.demo import DEMO_TOKEN_FILE
     from mailgate.submission import start_submission
     from mailgate.web.app import create_app
+    from mailgate.web.guard import RequestLimits
+    from mailgate.web.serving import proxy_options
     from mailgate.web.ui import UiOptions
     from mailgate.worker.pool import WorkerPool
 
@@ -186,14 +198,20 @@ def serve(
         stop = asyncio.Event()
         try:
             if with_demo:
-                found = await demo.ensure_demo(ctx)
+                found = await demo.ensure_demo(ctx, token_file=settings.data_dir / DEMO_TOKEN_FILE)
                 _print_demo(found, listen_host, listen_port)
+            app = create_app(
+                ctx,
+                ui=UiOptions.from_settings(settings),
+                limits=RequestLimits.from_settings(settings),
+            )
             config = uvicorn.Config(
-                create_app(ctx, ui=UiOptions.from_settings(settings)),
+                app,
                 host=listen_host,
                 port=listen_port,
                 log_config=None,
                 access_log=False,
+                **proxy_options(settings),
             )
             server = _QuietServer(config)
 

@@ -10,11 +10,22 @@ from datetime import UTC, datetime
 
 _AUTH_LINE = re.compile(r"(?i)(AUTH\s+(?:PLAIN|LOGIN|XOAUTH2)\s+)\S+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# The query of an http(s) URL (webhook URLs often carry a token there) and its user info.
+_URL_QUERY = re.compile(r"(?i)(\bhttps?://[^\s\"'<>?#]*\?)[^\s\"'<>#]+")
+_URL_USERINFO = re.compile(r"(?i)(\bhttps?://)[^\s\"'<>/?#@]+@")
+
+#: Libraries whose INFO lines name every URL they call (httpx: "HTTP Request: POST https://
+#: hooks.example/?token=..."); they speak from WARNING up.
+QUIET_LOGGERS = ("httpx", "httpcore", "alembic.runtime.migration", "alembic.runtime.plugins")
 
 
 def scrub(text: str) -> str:
-    """Blank AUTH payloads and bearer tokens that should never have reached a log line."""
-    return _BEARER.sub(r"\1[redacted]", _AUTH_LINE.sub(r"\1[redacted]", text))
+    """Blank AUTH payloads, bearer tokens, URL queries and URL user info that should never
+    have reached a log line."""
+    text = _BEARER.sub(r"\1[redacted]", _AUTH_LINE.sub(r"\1[redacted]", text))
+    if "://" in text:
+        text = _URL_USERINFO.sub(r"\1[redacted]@", _URL_QUERY.sub(r"\1[redacted]", text))
+    return text
 
 
 class _ScrubFilter(logging.Filter):
@@ -50,6 +61,7 @@ def configure(*, fmt: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Schema checks run on every start; their chatter is not news.
-    for chatter in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+    # Schema checks run on every start and HTTP clients log each URL: not news, and a URL
+    # may carry a secret.
+    for chatter in QUIET_LOGGERS:
         logging.getLogger(chatter).setLevel(max(logging.WARNING, root.level))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailgate.domain.worker_health import WorkerHealth
 from mailgate.settings import Settings
 from mailgate.storage.db import Database
 from mailgate.storage.secretbox import SecretBox
@@ -52,3 +53,5 @@ class Context:
     admin_token: str | None = None
     #: Called after messages are committed, so in-process workers wake at once.
     wake: Callable[[], None] | None = None
+    #: The delivery workers of this process, for ``/readyz`` and ``/metrics``.
+    workers: WorkerHealth = field(default_factory=WorkerHealth)

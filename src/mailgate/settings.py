@@ -70,6 +70,29 @@ class Settings(BaseSettings):
     ui_session_hours: float = Field(
         12.0, gt=0, le=24 * 30, description="How long a web UI sign-in lasts."
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDRs of reverse proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto headers are believed; empty (the default): "
+        "no proxy is trusted, loopback included, and the client is the TCP peer.",
+    )
+    max_request_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="Largest HTTP request body accepted (413 above it); default: one message "
+        "of max_message_bytes in JSON (base64) plus 1 MiB.",
+    )
+    smtp_max_connections: int = Field(
+        256,
+        ge=1,
+        description="Open SMTP submission connections allowed at once; more are answered "
+        "421 and closed.",
+    )
+    smtp_max_connections_per_client: int = Field(
+        16,
+        ge=1,
+        description="Open SMTP submission connections allowed at once from one client address.",
+    )
     allow_port_25: bool = Field(False, description="Allow mail servers on port 25.")
     allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -117,7 +140,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an IP address, optionally with :port") from None
         return value.strip()
 
-    @field_validator("secret_keys", "allowed_networks", mode="before")
+    @field_validator("secret_keys", "allowed_networks", "trusted_proxies", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -46,6 +46,10 @@ REJECTED: list[tuple[object, str, str]] = [
     ({"email": "a@x.test\r\n", "name": "Jane"}, "to[0].email", "control"),
     ({"email": "a@x.test", "name": "=?utf-8?q?a=0D=0Ab?="}, "to[0].name", "encoded-word"),
     ("=?utf-8?b?SmFuZQ0KQmNjOiBl?= <a@x.test>", "to[0]", "encoded-word"),
+    ("=?utf-8?q?a=40evil.com?=@dest.test", "to[0]", "RFC 2047 section 5"),
+    ("Jane <=?utf-8?q?a=40evil.com?=@dest.test>", "to[0]", "RFC 2047 section 5"),
+    ("x=?us-ascii?b?YQ==?=y@dest.test", "to[0]", "RFC 2047 section 5"),
+    ({"email": "=?utf-8?q?a=40evil.com?=@dest.test"}, "to[0].email", "RFC 2047 section 5"),
     ("a@x.test, b@x.test", "to[0]", "valid email"),
     ("Jane <a@x.test>, Joe <b@x.test>", "to[0]", "after the closing"),
     ("Jane <a@x.test> trailing", "to[0]", "after the closing"),
@@ -128,6 +132,7 @@ def test_non_ascii_local_part_needs_smtputf8() -> None:
 
 ASCII_CORPUS = [
     "a@x.test",
+    "a=?b@x.test",
     "A@X.TEST",
     "first.last@sub.example.com",
     "o'neil+tag@example.co.uk",

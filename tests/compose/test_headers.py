@@ -133,3 +133,12 @@ def test_good_subjects(subject: str) -> None:
 def test_encoded_words_without_controls_are_fine() -> None:
     assert encoded_word_problem("=?utf-8?b?Q2Fmw6k=?= and =?us-ascii?q?a_b?=") is None
     assert encoded_word_problem("not =? an encoded word ?=") is None
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["=?base64?q?abc?=", "=?hex?b?zz?=", "=?zlib?q?x?=", "=?idna?q?=FF?=", "=?punycode?q?=FF?="],
+)
+def test_encoded_words_no_reader_can_decode_are_left_alone(subject: str) -> None:
+    assert encoded_word_problem(subject) is None
+    assert validate_subject(subject) == subject

@@ -1,7 +1,7 @@
 """Hardening checks across the code (SPEC.md section 8).
 
 * No module weakens TLS verification, except where a server is explicitly marked
-  ``verify_certificate: false`` (``engines/tls.py``) and one diagnostic handshake of the
+  ``verify_certificate: false`` (``net/tls.py``) and one diagnostic handshake of the
   probe whose result is never trusted and after which nothing is sent.
 * No module touches process-global trust (default HTTPS context, ``SSL_CERT_FILE``,
   ``certifi``, default verify paths, contexts shared between servers).
@@ -28,9 +28,9 @@ import pytest
 import mailgate
 from mailgate.domain.servers import AuthKind, Security
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.engines.probe import WARN_UNVERIFIED, probe
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.services.context import Context, InstancePolicy
 from mailgate.settings import Settings
 from mailgate.storage.secretbox import SecretBox, generate_key
@@ -46,10 +46,10 @@ BASE = "/api/v1/tenants/acme/mail-servers"
 #: (module, function) pairs allowed to build an unverified context, and why.
 UNVERIFIED_ALLOWED = {
     # Gated by `if not config.verify_certificate` (checked below).
-    ("engines/tls.py", "client_context"): "the server is marked verify_certificate: false",
+    ("net/tls.py", "client_context"): "the server is marked verify_certificate: false",
     # Tells "this port speaks implicit TLS" apart from a silent server after a failure; it
     # completes a handshake, sends nothing and closes. Its result only picks a hint.
-    ("engines/probe.py", "_handshake_succeeds"): "diagnostic handshake, nothing is sent",
+    ("engines/smtp/probe.py", "_handshake_succeeds"): "diagnostic handshake, nothing is sent",
 }
 _CONTEXT_FACTORIES = {"create_default_context", "SSLContext", "client_context"}
 _TRUST_ENV = {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
@@ -184,7 +184,7 @@ def _modules() -> Iterator[tuple[str, ast.Module]]:
 
 def test_the_scan_sees_the_whole_package() -> None:
     names = {name for name, _ in _modules()}
-    assert {"engines/tls.py", "engines/probe.py", "services/probe.py", "cli.py"} <= names
+    assert {"net/tls.py", "engines/smtp/probe.py", "services/probe.py", "cli.py"} <= names
 
 
 def test_no_unverified_tls_outside_the_gated_places() -> None:
@@ -199,14 +199,14 @@ def test_no_unverified_tls_outside_the_gated_places() -> None:
                 problems.append(line)
                 continue
             seen_allowed.add(where)
-            if where[0] == "engines/tls.py" and not _gated_by_verify_flag(node, parents):
+            if where[0] == "net/tls.py" and not _gated_by_verify_flag(node, parents):
                 problems.append(f"{line} (not gated by verify_certificate)")
     assert problems == []
-    assert ("engines/tls.py", "client_context") in seen_allowed
+    assert ("net/tls.py", "client_context") in seen_allowed
 
 
 def test_the_diagnostic_handshake_sends_nothing() -> None:
-    tree = ast.parse((SRC / "engines/probe.py").read_text())
+    tree = ast.parse((SRC / "engines/smtp/probe.py").read_text())
     function = next(
         n
         for n in ast.walk(tree)

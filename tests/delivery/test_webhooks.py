@@ -357,7 +357,7 @@ async def test_https_is_pinned_to_the_checked_address(
     tenant: Tenant, receiver: Receiver, tmp_path: Path
 ) -> None:
     """The name is resolved once and checked; TLS still verifies the configured name."""
-    from mailgate.engines.webhook_http import WebhookPoster
+    from mailgate.net.webhook import WebhookPoster
 
     ca = TestCA(tmp_path / "pki")
     server_context = ca.issue("hooks.mailgate.test").server_context()

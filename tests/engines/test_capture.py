@@ -11,7 +11,7 @@ from mailgate.engines.base import Engine
 from mailgate.engines.capture import CaptureEngine
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.factory import EngineCache, engine_for
-from mailgate.engines.smtp import SmtpEngine
+from mailgate.engines.smtp.engine import SmtpEngine
 from mailgate.errors import ConfigurationError
 
 ENVELOPE = Envelope("a@mailgate.test", ("b@mailgate.test", "c@mailgate.test"))

@@ -16,10 +16,10 @@ from tests.support.tls import CertFiles, TestCA
 from mailgate.domain.delivery import Envelope, OutcomeKind
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.msgraph import GraphEngine, graph_mime
-from mailgate.engines.netpolicy import IPAddress, NetworkPolicy
+from mailgate.engines.http.msgraph import GraphEngine, graph_mime
 from mailgate.errors import ConfigurationError
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import IPAddress, NetworkPolicy
 
 CLIENT_SECRET = "canary-graph-secret-0d9e"
 UPN = "sender@contoso.example"
@@ -285,3 +285,16 @@ def test_configuration_errors(config: Any, overrides: dict[str, Any], words: str
     server = HttpServer(FakeMicrosoft(HttpResponse(202)))
     with pytest.raises(ConfigurationError, match=words):
         GraphEngine(config(server, **overrides), dialer=LoopbackDialer())
+
+
+async def test_an_echoed_token_or_secret_is_redacted_from_the_reply(config: Any) -> None:
+    echo = graph_error(400, "ErrorInvalidRequest", f"token token-1, secret {CLIENT_SECRET}")
+    async with HttpServer(FakeMicrosoft(echo)) as server:
+        engine = GraphEngine(_plain(config, server), dialer=LoopbackDialer())
+        result = await engine.deliver(ENVELOPE, DATA)
+        await engine.aclose()
+    assert result.kind is OutcomeKind.FAILED
+    assert "ErrorInvalidRequest" in result.reply
+    for text in [result.reply, result.transcript, *(r.reply for r in result.recipients)]:
+        assert "token-1" not in text
+        assert CLIENT_SECRET not in text

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import (
+from mailgate.errors import ConfigurationError, PolicyViolation
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import (
     AddressClass,
     IPAddress,
     NetworkPolicy,
@@ -18,7 +19,6 @@ from mailgate.engines.netpolicy import (
     normalise_host,
     parse_ip_literal,
 )
-from mailgate.errors import ConfigurationError, PolicyViolation
 
 PUBLIC_1 = "93.184.215.14"
 PUBLIC_2 = "151.101.1.140"

@@ -16,9 +16,7 @@ from tests.support.smtp_servers import LoopbackDialer
 
 from mailgate.domain.servers import AuthKind, Engine
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
-from mailgate.engines.oauth import (
+from mailgate.engines.oauth.tokens import (
     GRAPH_SCOPE,
     JWT_BEARER,
     OUTLOOK_APP_SCOPE,
@@ -27,6 +25,8 @@ from mailgate.engines.oauth import (
     token_source_for,
 )
 from mailgate.errors import ConfigurationError
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 
 CLIENT_SECRET = "canary-client-secret-91ab"
 USER_PASSWORD = "canary-user-password-22cd"

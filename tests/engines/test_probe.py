@@ -17,10 +17,10 @@ from tests.engines.probe_support import HOST, PASSWORD, USER, SmtpServer, TestPK
 
 from mailgate.domain.servers import AuthKind, Engine, Security, TlsVersion
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.engines.probe import WARN_PLAINTEXT, WARN_UNVERIFIED, probe
 from mailgate.engines.probe_report import ProbeReport
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 
 
 class LoopbackResolver:

@@ -14,11 +14,11 @@ from tests.support.tls import CertFiles, TestCA
 
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import IPAddress, NetworkPolicy
+from mailgate.engines.http.msgraph import WARN_MAILBOX_UNCHECKED
 from mailgate.engines.probe import probe
-from mailgate.engines.probe_http import WARN_MAILBOX_UNCHECKED
 from mailgate.engines.probe_report import ProbeSecurity, StepName
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import IPAddress, NetworkPolicy
 
 API_KEY = "SG.probe-canary-7e21"
 CLIENT_SECRET = "probe-graph-secret-31bf"

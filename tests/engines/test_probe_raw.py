@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import socket
@@ -17,11 +16,11 @@ from tests.engines.probe_support import HOST, PASSWORD, USER, RawServer, TestPKI
 
 from mailgate.domain.servers import AuthKind, Security, TlsVersion
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.engines.probe import probe
 from mailgate.engines.probe_report import ProbeReport
-from mailgate.engines.probe_wire import ProbeChannel
+from mailgate.engines.smtp.settings import default_ehlo_name
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 
 EHLO_PLAIN = b"250-raw.mailgate.test\r\n250-8BITMIME\r\n250 SIZE 1000\r\n"
 EHLO_AUTH = b"250-raw.mailgate.test\r\n250-AUTH=LOGIN\r\n250 AUTH PLAIN XOAUTH2\r\n"
@@ -158,11 +157,11 @@ async def test_ehlo_fallback_to_helo(dialer: GuardedDialer) -> None:
     assert server.received[:2] == [b"EHLO probe.test\r\n", b"HELO probe.test\r\n"]
 
 
-async def test_default_ehlo_name_is_an_address_literal(dialer: GuardedDialer) -> None:
+async def test_default_ehlo_name_is_the_one_delivery_sends(dialer: GuardedDialer) -> None:
     async with RawServer(replies={"EHLO": EHLO_PLAIN, "QUIT": QUIT}) as server:
         report = await probe(config(server.port), dialer=dialer)
     assert report.ok, report.error
-    assert server.received[0] == b"EHLO [127.0.0.1]\r\n"  # RFC 5321 4.1.3
+    assert server.received == [f"EHLO {default_ehlo_name()}\r\n".encode(), b"QUIT\r\n"]
 
 
 async def test_missing_quit_reply_is_only_a_warning(dialer: GuardedDialer) -> None:
@@ -177,13 +176,6 @@ async def test_invalid_ehlo_name_is_a_configuration_error(dialer: GuardedDialer)
     report = await probe(config(2525, options={"ehlo_name": "bad name\r\nMAIL"}), dialer=dialer)
     assert code_of(report) == "invalid_configuration"
     assert report.steps == ()
-
-
-async def test_the_channel_refuses_transaction_commands() -> None:
-    reader = asyncio.StreamReader()
-    for verb in ("MAIL", "RCPT", "DATA", "BDAT", "RSET", "VRFY"):
-        with pytest.raises(ValueError, match="never sends"):
-            await ProbeChannel(reader, None).command(verb, timeout=1)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ from mailgate.domain.outcomes import (
 )
 from mailgate.domain.servers import Engine
 from mailgate.engines.config import Secret, ServerConfig
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import IPAddress, NetworkPolicy
-from mailgate.engines.sendgrid import SendGridEngine, payload
+from mailgate.engines.http.sendgrid import SendGridEngine, payload
 from mailgate.errors import ConfigurationError
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import IPAddress, NetworkPolicy
 
 API_KEY = "SG.canary-api-key-5f1c"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
@@ -340,3 +340,19 @@ def test_failures_without_response() -> None:
     assert classify_http_failure(request_sent=True).kind is OutcomeKind.UNKNOWN
     assert classify_http_failure(request_sent=False).kind is OutcomeKind.DEFERRED
     assert parse_reset_epoch("160", now=100.0) == 60.0
+
+
+async def test_an_echoed_api_key_is_redacted_from_the_reply(
+    config: Any, dialer: LoopbackDialer
+) -> None:
+    key_b64 = base64.b64encode(API_KEY.encode()).decode()
+    echo = HttpResponse(401, sg_errors(f"bad key {API_KEY} ({key_b64})"))
+    async with HttpServer.answering(echo) as server:
+        engine = SendGridEngine(config(server, api_base_url=server.url()), dialer=dialer)
+        result = await engine.deliver(ENVELOPE, message())
+        await engine.aclose()
+    assert result.kind is OutcomeKind.AUTH_FAILED
+    assert "bad key" in result.reply
+    for text in [result.reply, result.transcript, *(r.reply for r in result.recipients)]:
+        assert API_KEY not in text
+        assert key_b64 not in text

@@ -14,7 +14,7 @@ from tests.support.tls import CertFiles, TestCA
 from mailgate.domain.delivery import Envelope, OutcomeKind
 from mailgate.domain.servers import AuthKind, Security
 from mailgate.engines.config import Secret
-from mailgate.engines.smtp import SmtpEngine
+from mailgate.engines.smtp.engine import SmtpEngine
 from mailgate.errors import ConfigurationError
 
 MESSAGE = b"From: a@mailgate.test\r\nTo: b@mailgate.test\r\nSubject: hi\r\n\r\nHello.\r\n"

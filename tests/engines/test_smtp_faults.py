@@ -22,7 +22,7 @@ from tests.support.smtp_servers import (
 from mailgate.domain.delivery import Envelope, OutcomeKind
 from mailgate.domain.servers import AuthKind, Security
 from mailgate.engines.config import Secret
-from mailgate.engines.smtp import SmtpEngine
+from mailgate.engines.smtp.engine import SmtpEngine
 
 K = OutcomeKind
 MESSAGE = b"Subject: faults\r\n\r\nbody\r\n"

@@ -9,9 +9,9 @@ from tests.engines.conftest import ConfigFactory
 from tests.support.smtp_servers import LoopbackDialer, RawSmtpServer
 
 from mailgate.domain.delivery import Envelope, OutcomeKind
-from mailgate.engines.smtp import SmtpEngine
-from mailgate.engines.smtp_transcript import REDACTED, Transcript
-from mailgate.engines.smtp_wire import encode_command, encode_message
+from mailgate.engines.smtp.engine import SmtpEngine
+from mailgate.engines.smtp.transcript import REDACTED, Transcript
+from mailgate.engines.smtp.wire import encode_command, encode_message
 
 HEADER = b"From: a@mailgate.test\r\nTo: b@mailgate.test\r\nSubject: wire\r\n\r\n"
 BODIES = [

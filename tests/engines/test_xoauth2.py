@@ -16,8 +16,8 @@ from mailgate.domain.delivery import Envelope, OutcomeKind
 from mailgate.domain.servers import AuthKind, Security
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
 from mailgate.engines.factory import EngineCache, engine_for
-from mailgate.engines.oauth import token_source_for
-from mailgate.engines.oauth_smtp import XOAuth2Engine
+from mailgate.engines.oauth.tokens import token_source_for
+from mailgate.engines.smtp.xoauth2 import XOAuth2Engine
 
 CLIENT_SECRET = "canary-xoauth2-secret-44aa"
 ENVELOPE = Envelope("sender@mailgate.test", ("rcpt@example.com",))

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import Context
 from mailgate.storage.inbound import InboundStore
 from tests.config.helpers import new_tenant

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from mailgate.engines.oauth import JWT_BEARER, OUTLOOK_APP_SCOPE
+from mailgate.engines.oauth.tokens import JWT_BEARER, OUTLOOK_APP_SCOPE
 from mailgate.runtime import Context
 from mailgate.storage.base import utcnow
 from mailgate.worker.imap_sync import ImapSyncScheduler, SchedulerOptions

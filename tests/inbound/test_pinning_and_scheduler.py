@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.inbound.errors import ImapSyncError, SyncErrorCode
 from mailgate.inbound.sync import sync_account
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.storage.base import utcnow
 from mailgate.storage.inbound import InboundStore
 from mailgate.worker.imap_sync import ImapSyncScheduler, SchedulerOptions

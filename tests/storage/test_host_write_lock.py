@@ -64,8 +64,8 @@ async def test_a_cancelled_waiter_does_not_keep_the_lock(tmp_path: Path) -> None
             lock.close()
 
 
-async def test_the_lock_file_is_empty_and_readable_by_every_user(tmp_path: Path) -> None:
-    """flock needs no write access: other users' processes can share a read-only file."""
+async def test_the_lock_file_is_empty_and_private(tmp_path: Path) -> None:
+    """flock needs no write access, and the file is as private as the database beside it."""
     lock = HostWriteLock(tmp_path / "db.writer-lock")
     try:
         await lock.acquire()
@@ -74,8 +74,8 @@ async def test_the_lock_file_is_empty_and_readable_by_every_user(tmp_path: Path)
         lock.close()
     info = (tmp_path / "db.writer-lock").stat()
     assert info.st_size == 0
-    assert info.st_mode & 0o444 == 0o444
-    assert info.st_mode & 0o222 == 0  # nobody needs to write to it
+    assert info.st_mode & 0o077 == 0  # nobody but the owner
+    assert info.st_mode & 0o400 == 0o400
 
 
 async def test_writes_go_on_when_the_lock_file_cannot_be_opened(

@@ -273,3 +273,107 @@ async def test_one_address_in_two_tenants_opens_the_tenants_its_password_belongs
     wrong = browser_factory()
     r = await wrong.sign_in("pat@example.test", "nobody's password")
     assert r.status_code == 401
+
+
+async def test_wrong_admin_tokens_from_one_address_never_lock_out_another_address(
+    ui_app: Any,
+) -> None:
+    from tests.ui.conftest import Browser
+
+    def browser_at(host: str) -> Browser:
+        transport = httpx.ASGITransport(app=ui_app, client=(host, 40000))
+        return Browser(httpx.AsyncClient(transport=transport, base_url="http://mailgate.test"))
+
+    attacker, admin = browser_at("203.0.113.9"), browser_at("198.51.100.7")
+    try:
+        await attacker.get("/login")
+        for n in range(8):
+            r = await attacker.post("/login/admin", {"token": f"mg_guess_{n}"})
+            assert r.status_code == (401 if n < 5 else 429)
+        # The attacker's address is throttled, even with the right token...
+        assert (await attacker.post("/login/admin", {"token": ADMIN_TOKEN})).status_code == 429
+        # ...but the real administrator, elsewhere, signs in at once.
+        await admin.get("/login")
+        r = await admin.post("/login/admin", {"token": ADMIN_TOKEN})
+        assert r.status_code == 303, r.text
+        assert r.headers["location"] == "/tenants"
+    finally:
+        await attacker.client.aclose()
+        await admin.client.aclose()
+
+
+async def test_sign_out_ends_the_session_for_a_copied_cookie_too(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    assert (await b.get("/t/acme/settings")).status_code == 200
+    copied = b.client.cookies["mailgate_session"]
+    thief = browser_factory()
+    thief.client.cookies.set("mailgate_session", copied, domain="mailgate.test")
+    assert (await thief.get("/t/acme/settings")).status_code == 200
+    assert (await thief.client.get("/api/v1/tenants/acme/mail-servers")).status_code == 200
+    assert (await b.post("/logout")).status_code == 303
+    # The copy, replayed after sign-out, opens nothing: pages, the picker, the API.
+    assert (await thief.get("/t/acme/settings")).status_code == 303
+    assert (await thief.get("/tenants")).status_code == 303
+    assert (await thief.client.get("/api/v1/tenants/acme/mail-servers")).status_code == 401
+
+
+async def test_admin_sign_out_ends_the_session_for_a_copied_cookie_too(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    await add_tenant(api, "acme")
+    b = browser_factory()
+    await b.get("/login")
+    assert (await b.post("/login/admin", {"token": ADMIN_TOKEN})).status_code == 303
+    copied = b.client.cookies["mailgate_session"]
+    assert (await b.get("/tenants")).status_code == 200  # the page's form token
+    assert (await b.post("/logout")).status_code == 303
+    thief = browser_factory()
+    thief.client.cookies.set("mailgate_session", copied, domain="mailgate.test")
+    assert (await thief.get("/tenants")).status_code == 303
+    assert (await thief.get("/t/acme/settings")).status_code == 303
+
+
+async def test_a_changed_role_ends_the_session(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    from tests.conftest import ADMIN
+
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    assert (await b.get("/t/acme/settings")).status_code == 200
+    users = (await api.get("/api/v1/tenants/acme/users", headers=ADMIN)).json()["items"]
+    r = await api.patch(
+        f"/api/v1/tenants/acme/users/{users[0]['id']}", json={"role": "admin"}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    assert (await b.get("/t/acme/settings")).status_code == 303
+    assert (await b.client.get("/api/v1/tenants/acme/mail-servers")).status_code == 401
+
+
+async def test_a_changed_password_deletes_the_server_side_session(
+    browser_factory: Any, api: httpx.AsyncClient, ui_app: Any
+) -> None:
+    from mailgate.services import ui_sessions
+    from tests.conftest import ADMIN
+
+    await _owner(api)
+    b = browser_factory()
+    await b.sign_in("owner@acme.test")
+    assert (await b.get("/t/acme/settings")).status_code == 200
+    ui = ui_app.state.mailgate_ui
+    session = ui.codec.open(b.client.cookies["mailgate_session"])
+    assert await ui_sessions.session_active(ui.ctx, session.session_id)
+    users = (await api.get("/api/v1/tenants/acme/users", headers=ADMIN)).json()["items"]
+    r = await api.patch(
+        f"/api/v1/tenants/acme/users/{users[0]['id']}",
+        json={"password": "a new one, longer"},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200, r.text
+    assert (await b.get("/t/acme/settings")).status_code == 303
+    assert not await ui_sessions.session_active(ui.ctx, session.session_id)

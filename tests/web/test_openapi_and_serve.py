@@ -131,7 +131,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 def test_serve_answers_health_and_openapi(served: tuple[str, str]) -> None:
     url, output = served
     assert httpx.get(f"{url}/healthz").text == "ok"
-    assert httpx.get(f"{url}/readyz").json() == {"database": True}
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "database": True,
+        "keys": True,
+        "workers": {"loops": 1, "claiming": 1, "problems": []},
+    }
     spec = httpx.get(f"{url}/openapi.json").json()
     assert spec["info"]["title"] == "Mailgate"
     assert "owner token" in output and "curl" in output

@@ -9,7 +9,8 @@ Contract: :func:`parse_address` accepts exactly one mailbox, given as
 
 Everything else is refused with :class:`~mailgate.errors.ValidationFailed` naming the field:
 groups, comments, several addresses, trailing text, quoted local parts, domain literals,
-and control characters anywhere (see :mod:`mailgate.compose.controls`). Nothing is repaired;
+RFC 2047 encoded-words inside the addr-spec (RFC 2047 section 5), and control characters
+anywhere (see :mod:`mailgate.compose.controls`). Nothing is repaired;
 ``email.utils.parseaddr`` is deliberately not used because it silently "fixes" input.
 
 The addr-spec is checked by ``email_validator`` (RFC 5321/5322 syntax, IDNA 2008 domains,
@@ -28,7 +29,7 @@ from typing import Final
 
 from email_validator import EmailNotValidError, validate_email
 
-from mailgate.compose.controls import control_problem, encoded_word_problem
+from mailgate.compose.controls import control_problem, encoded_word_problem, has_encoded_word
 from mailgate.errors import FieldError, ValidationFailed
 
 #: Longest display name accepted, in characters (keeps every header line far below 998).
@@ -129,7 +130,7 @@ def _fast_addr_spec(value: str) -> str | None:
     The pattern admits no whitespace or control character, so a match needs no other check.
     """
     fast = _FAST_ADDRESS.fullmatch(value)
-    if fast is None or len(value) > 254:
+    if fast is None or len(value) > 254 or has_encoded_word(value):
         return None
     local, domain = fast.groups()
     if (
@@ -144,6 +145,12 @@ def _fast_addr_spec(value: str) -> str | None:
 
 def _validate_addr_spec(value: str) -> str:
     """The normalised addr-spec, or ValueError with a reason a person can act on."""
+    if has_encoded_word(value):
+        # A reader may decode it, showing another address than the one mail goes to.
+        raise ValueError(
+            "must not contain an RFC 2047 encoded-word: they are not allowed in an "
+            "addr-spec (RFC 2047 section 5)"
+        )
     fast = _fast_addr_spec(value)
     if fast is not None:
         return fast

@@ -14,7 +14,6 @@ CR, LF or NUL in the reader. Such values are rejected too.
 from __future__ import annotations
 
 import binascii
-import codecs
 import re
 from typing import Final
 
@@ -29,6 +28,15 @@ _CONTROL_BYTE: Final = re.compile(b"[\x00-\x1f\x7f]")
 # RFC 2047 section 2: encoded-word = "=?" charset "?" encoding "?" encoded-text "?="
 # RFC 2231 section 5 adds an optional "*language" suffix to the charset.
 _ENCODED_WORD: Final = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([BbQq])\?([^?\s]*)\?=")
+
+
+# Code points U+D800 to U+DFFF: a Python str may hold them, UTF-8 text never does.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogate(value: str) -> bool:
+    """Whether ``value`` holds a lone UTF-16 surrogate (it cannot be encoded as UTF-8)."""
+    return _SURROGATE.search(value) is not None
 
 
 def describe_char(char: str) -> str:
@@ -47,6 +55,11 @@ def control_problem(value: str) -> str | None:
 def has_control(value: str) -> bool:
     """Whether ``value`` holds any character :func:`control_problem` refuses."""
     return _CONTROL.search(value) is not None
+
+
+def has_encoded_word(value: str) -> bool:
+    """Whether ``value`` holds an RFC 2047 encoded-word (``=?charset?Q?text?=``)."""
+    return "=?" in value and _ENCODED_WORD.search(value) is not None
 
 
 def _decode_encoded_text(encoding: str, text: str) -> bytes | None:
@@ -79,10 +92,11 @@ def encoded_word_problem(value: str) -> str | None:
         if _CONTROL_BYTE.search(octets) is not None:
             return "must not contain RFC 2047 encoded-words that decode to control characters"
         try:
-            codecs.lookup(charset)
-        except LookupError:
+            # Bytes-to-bytes codecs (base64, zlib, ...) raise LookupError here, and some text
+            # codecs (idna, punycode) cannot decode leniently: no reader decodes such a word.
+            decoded = octets.decode(charset, "replace")
+        except (LookupError, UnicodeError, ValueError):
             continue
-        decoded = octets.decode(charset, "replace")
         if _CONTROL.search(decoded) is not None:
             return "must not contain RFC 2047 encoded-words that decode to control characters"
     return None

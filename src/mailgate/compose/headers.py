@@ -8,7 +8,8 @@ A custom header is refused when
 
 * its name is not RFC 5322 section 3.6.8 ``ftext`` (printable ASCII except the colon);
 * Mailgate writes that field itself (addresses, identification, MIME structure, trace and
-  signature fields, anything ``X-Mailgate-``), so a sender cannot forge or duplicate it;
+  signature fields, anything ``X-Mailgate-`` but :data:`CATEGORIES_HEADER`), so a sender
+  cannot forge or duplicate it;
 * its value holds a control character, or an RFC 2047 encoded-word decoding to one;
 * its value has a word too long to fold under the 998-octet line limit.
 """
@@ -45,6 +46,11 @@ RESERVED_HEADERS: Final = frozenset(
 )
 #: Prefixes of fields Mailgate owns: its own fields and every MIME ``Content-`` field.
 RESERVED_PREFIXES: Final = ("x-mailgate-", "content-")
+#: The one ``X-Mailgate-`` field a sender sets: comma-separated categories, which the
+#: SendGrid engine sends as ``categories`` (docs/engines.md); other engines pass it on.
+CATEGORIES_HEADER: Final = "X-Mailgate-Categories"
+#: ``X-Mailgate-`` fields a sender may set, lower-cased.
+SENDER_MAILGATE_FIELDS: Final = frozenset({CATEGORIES_HEADER.lower()})
 
 #: Most custom headers on one message.
 MAX_HEADERS: Final = 100
@@ -66,6 +72,8 @@ def is_header_name(name: str) -> bool:
 
 def _is_reserved(name: str) -> bool:
     lowered = name.lower()
+    if lowered in SENDER_MAILGATE_FIELDS:
+        return False
     return lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES)
 
 

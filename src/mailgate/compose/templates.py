@@ -19,8 +19,10 @@ Anything that goes wrong because of the template or the variables is a
 
 Templates are compiled once per source: :class:`TemplateCache` keeps compiled templates
 keyed on a SHA-256 of the source. :func:`check_template` validates a source when it is
-saved. The sandbox does not bound CPU time: a template with deeply nested loops can still
-be slow, so renders belong in the worker, not in a request handler.
+saved. The sandbox does not bound CPU time or memory: a template with deeply nested loops
+can run for seconds, so requests render through :mod:`mailgate.compose.render_pool`, which
+runs this module's :func:`render_template` in child processes under a time and memory
+budget.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -267,16 +269,27 @@ def _render(template: Template, variables: Mapping[str, object], *, name: str, p
     return "".join(chunks)
 
 
+def _ignore(_: str) -> None:
+    return None
+
+
 def render_template(
     template: TemplateSource,
     variables: Mapping[str, object],
     *,
     name: str,
     cache: TemplateCache | None = None,
+    on_part: Callable[[str], None] | None = None,
 ) -> RenderedTemplate:
     """The rendered parts of ``template`` (see the module contract). ``name`` identifies
-    the template in error messages; ``cache`` defaults to a shared module-level one."""
+    the template in error messages; ``cache`` defaults to a shared module-level one;
+    ``on_part`` is told the name of each part before it is rendered.
+
+    This renders in the calling thread, unbounded in time: requests render through
+    :class:`mailgate.compose.render_pool.RenderPool`, which runs this under a budget."""
     compiled = (cache or _DEFAULT_CACHE).get(template, name=name)
+    report = on_part or _ignore
+    report("subject")
     subject = _render(compiled.subject, variables, name=name, part="subject")
     if "\r" in subject or "\n" in subject:
         culprits = sorted(
@@ -290,6 +303,11 @@ def render_template(
         ] or [FieldError("subject", f"template {name!r} renders a subject with a line break")]
         raise ValidationFailed(f"invalid subject from template {name!r}: line break", errors=errors)
     subject = validate_subject(subject)
-    text = _render(compiled.text, variables, name=name, part="text") if compiled.text else None
-    html = _render(compiled.html, variables, name=name, part="html") if compiled.html else None
+    text = html = None
+    if compiled.text:
+        report("text")
+        text = _render(compiled.text, variables, name=name, part="text")
+    if compiled.html:
+        report("html")
+        html = _render(compiled.html, variables, name=name, part="html")
     return RenderedTemplate(subject=subject, text=text, html=html)

@@ -29,6 +29,12 @@ class RecipientStatus(StrEnum):
     #: Accepted by the remote server, then reported undeliverable by a delivery-status
     #: notification found in an account's IMAP inbox (set by inbound sync, never by a worker).
     BOUNCED = "bounced"
+    #: Left out at acceptance: the address is on the suppression list (never attempted).
+    SUPPRESSED = "suppressed"
+    #: Reported delivered by the provider (an HTTP engine's event webhook).
+    DELIVERED = "delivered"
+    #: The recipient reported the message as spam (ARF report or provider event).
+    COMPLAINED = "complained"
 
 
 class OutcomeKind(StrEnum):

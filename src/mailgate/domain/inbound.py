@@ -161,6 +161,32 @@ class Bounce:
 
 
 @dataclass(frozen=True, slots=True)
+class Complaint:
+    """What an ARF feedback report (RFC 5965) says about the message it returns.
+
+    ``recipients`` are the complaining addresses the report names (``Original-Rcpt-To``,
+    else the To and Cc of the returned header); many mailbox providers redact them, so
+    the store also accepts a message with a single recipient as the complainer.
+    """
+
+    feedback_type: str
+    original_message_id: str | None
+    recipients: tuple[str, ...] = ()
+    user_agent: str | None = None
+    reporting_mta: str | None = None
+    source_ip: str | None = None
+
+    @property
+    def is_complaint(self) -> bool:
+        """Whether the report is a complaint (``abuse``, ``fraud``), not ``not-spam`` etc."""
+        return self.feedback_type in COMPLAINT_FEEDBACK_TYPES
+
+
+#: Feedback types (RFC 5965 section 7.3) that make a complaint and a suppression.
+COMPLAINT_FEEDBACK_TYPES = frozenset({"abuse", "fraud"})
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message fetched from a mailbox; ``raw`` holds only the header when ``truncated``."""
 
@@ -174,6 +200,10 @@ class InboundMessage:
     raw: bytes = field(repr=False)
     truncated: bool = False
     bounce: Bounce | None = None
+    complaint: Complaint | None = None
+    #: The header fields, decoded and flattened (for ``message.received`` events).
+    headers: tuple[tuple[str, str], ...] = ()
+    in_reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +228,7 @@ class BatchResult:
     duplicates: int = 0
     bounces: int = 0
     bounced_recipients: int = 0
+    complaints: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +243,7 @@ class SyncCounts:
     bounces: int = 0
     bounced_recipients: int = 0
     uidvalidity_changed: bool = False
+    complaints: int = 0
 
     def plus(self, result: BatchResult, *, fetched: int) -> SyncCounts:
         return SyncCounts(
@@ -223,6 +255,7 @@ class SyncCounts:
             bounces=self.bounces + result.bounces,
             bounced_recipients=self.bounced_recipients + result.bounced_recipients,
             uidvalidity_changed=self.uidvalidity_changed,
+            complaints=self.complaints + result.complaints,
         )
 
 
@@ -246,6 +279,8 @@ class InboxItem:
     bounce: dict[str, Any] | None
     matched_message_id: str | None
     created_at: datetime
+    #: What an ARF feedback report said and which recipients it changed.
+    complaint: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,3 @@ class TlsVersion(StrEnum):
 
 
 DEFAULT_PORTS: dict[Security, int] = {Security.STARTTLS: 587, Security.TLS: 465, Security.NONE: 25}
-
-#: Fields whose change on an existing server requires its secret to be given again, so that
-#: a stored password is never sent to a host it was not entered for.
-SECRET_BOUND_FIELDS: frozenset[str] = frozenset({"host", "port", "username", "security"})

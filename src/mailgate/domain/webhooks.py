@@ -3,8 +3,11 @@
 Pure values and functions (no IO). The rules, stated once:
 
 * **Events.** Each recipient that an attempt decides about yields one event: ``message.sent``,
-  ``message.deferred`` or ``message.failed`` (``message.bounced`` is reserved for bounces
-  found in inbound mail). An endpoint receives only the events it subscribed to.
+  ``message.deferred`` or ``message.failed``. ``message.bounced``, ``message.complained``
+  and ``message.delivered`` come from bounces and reports found in inbound mail and from
+  provider event webhooks; ``message.suppressed`` names a recipient left out at acceptance;
+  ``message.received`` announces ordinary mail arriving in a synced inbox
+  (docs/deliverability.md). An endpoint receives only the events it subscribed to.
 * **Body.** Compact JSON, keys sorted, UTF-8; see :func:`event_payload`.
 * **Signature.** ``X-Mailgate-Signature: sha256=<hex>`` where ``hex`` is
   HMAC-SHA256(secret, ``f"{timestamp}.".encode() + body)`` and ``timestamp`` is the value of
@@ -55,6 +58,14 @@ class WebhookEvent(StrEnum):
     DEFERRED = "message.deferred"
     FAILED = "message.failed"
     BOUNCED = "message.bounced"
+    #: A recipient left out at acceptance because its address is suppressed.
+    SUPPRESSED = "message.suppressed"
+    #: A recipient reported the message as spam (ARF report or provider event).
+    COMPLAINED = "message.complained"
+    #: The provider reported the message delivered to the recipient's server.
+    DELIVERED = "message.delivered"
+    #: Ordinary (non-bounce, non-report) mail arrived in a synced inbox.
+    RECEIVED = "message.received"
 
 
 #: The event for a recipient status decided by an attempt.

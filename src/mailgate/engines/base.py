@@ -9,10 +9,15 @@ is built) and for bugs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from mailgate.domain.delivery import DeliveryResult, Envelope
 from mailgate.engines.config import Secret
+from mailgate.engines.probe_report import ProbeReport
+
+#: Times the steps of a probe report (seconds, monotonic).
+Clock = Callable[[], float]
 
 
 @runtime_checkable
@@ -24,6 +29,14 @@ class Engine(Protocol):
 
         ``data`` is the complete RFC 5322 message with CRLF line endings. Concurrent calls
         are allowed; the engine bounds its own connections.
+        """
+        ...
+
+    async def probe(self, *, clock: Clock = ...) -> ProbeReport:
+        """Test the connection and the credentials as :meth:`deliver` would use them.
+
+        Sends no message; never raises for a failure of the server or the network (the
+        report carries it). ``clock`` times the report's steps.
         """
         ...
 

@@ -12,6 +12,14 @@ from collections import deque
 from dataclasses import dataclass
 
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
+from mailgate.engines.base import Clock
+from mailgate.engines.probe_report import (
+    ProbeError,
+    ProbeErrorCode,
+    ProbeReport,
+    ProbeSecurity,
+    hint_for,
+)
 
 DEFAULT_KEEP = 100
 CAPTURED_REPLY = "captured"
@@ -62,6 +70,13 @@ class CaptureEngine:
             transcript=f"* captured [{len(data)} bytes] for {len(envelope.rcpt_to)} recipient(s)",
             duration_ms=(time.perf_counter() - started) * 1000,
         )
+
+    async def probe(self, *, clock: Clock = time.perf_counter) -> ProbeReport:
+        """There is no server to test: ``engine_not_supported``."""
+        code = ProbeErrorCode.ENGINE_NOT_SUPPORTED
+        hint = hint_for(code, host="", port=0, min_tls="1.2")
+        error = ProbeError(code, "The capture engine cannot be probed.", hint)
+        return ProbeReport(security=ProbeSecurity.INSECURE, steps=(), error=error)
 
     async def aclose(self) -> None:
         """Nothing to release; further deliveries raise."""

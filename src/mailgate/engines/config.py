@@ -85,11 +85,6 @@ class ServerConfig:
     options: dict[str, str] = field(default_factory=dict)
 
     @property
-    def ehlo_name(self) -> str | None:
-        """The EHLO name from ``options`` (``ehlo_name``), if one is set."""
-        return self.options.get("ehlo_name") or None
-
-    @property
     def final_reply_timeout(self) -> float:
         """How long to wait for the reply after the final dot (RFC 5321 4.5.3.2.6: 10 min)."""
         return max(self.timeout_seconds * 4, 120.0)

@@ -11,22 +11,37 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Protocol
 
 from mailgate.domain.servers import AuthKind
 from mailgate.domain.servers import Engine as EngineKind
 from mailgate.engines.base import Engine, TokenSource
 from mailgate.engines.capture import CaptureEngine
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.msgraph import GraphEngine
-from mailgate.engines.oauth import token_source_for
-from mailgate.engines.oauth_smtp import XOAuth2Engine
-from mailgate.engines.sendgrid import SendGridEngine
-from mailgate.engines.smtp import SmtpEngine
+from mailgate.engines.http.msgraph import GraphEngine
+from mailgate.engines.http.sendgrid import SendGridEngine
+from mailgate.engines.oauth.tokens import token_source_for
+from mailgate.engines.smtp.engine import SmtpEngine
+from mailgate.engines.smtp.xoauth2 import XOAuth2Engine
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
 #: Builds the OAuth token source of one server (``auth: xoauth2``).
 TokenSourceFactory = Callable[[ServerConfig], TokenSource]
+
+
+class HttpEngineFactory(Protocol):
+    """An HTTP engine's class: built from the server's settings and the dialer."""
+
+    def __call__(self, config: ServerConfig, *, dialer: Dialer) -> Engine: ...
+
+
+#: The HTTP engines, by the ``engine`` of a server. Adding one is a module in
+#: ``engines/http/`` and a line here (docs/engines.md, "Adding an engine").
+HTTP_ENGINES: dict[EngineKind, HttpEngineFactory] = {
+    EngineKind.SENDGRID: SendGridEngine,
+    EngineKind.MSGRAPH: GraphEngine,
+}
 
 
 def engine_for(
@@ -42,7 +57,7 @@ def engine_for(
     For SMTP servers using XOAUTH2 the access tokens come from ``tokens`` when given,
     else from ``token_sources(config)``, else from the server's own OAuth settings
     (:func:`~mailgate.engines.oauth.token_source_for`, through ``dialer``); the engine is
-    then wrapped in :class:`~mailgate.engines.oauth_smtp.XOAuth2Engine`, which refreshes a
+    then wrapped in :class:`~mailgate.engines.smtp.xoauth2.XOAuth2Engine`, which refreshes a
     rejected token once. SendGrid and Microsoft Graph servers get their HTTP engines.
     """
     if config.engine is EngineKind.SMTP:
@@ -54,10 +69,9 @@ def engine_for(
         return XOAuth2Engine(
             SmtpEngine(config, dialer=dialer, tokens=tokens), tokens, owns_tokens=owned
         )
-    if config.engine is EngineKind.SENDGRID:
-        return SendGridEngine(config, dialer=dialer)
-    if config.engine is EngineKind.MSGRAPH:
-        return GraphEngine(config, dialer=dialer)
+    build = HTTP_ENGINES.get(config.engine)
+    if build is not None:
+        return build(config, dialer=dialer)
     if config.engine is EngineKind.CAPTURE:
         return CaptureEngine()
     raise ConfigurationError(

@@ -1,6 +1,6 @@
 """Access tokens for IMAP inboxes (``AUTHENTICATE XOAUTH2``) from the SMTP engine's providers.
 
-An inbox's ``imap.oauth`` settings become the same :class:`~.oauth.OAuthTokenSource` as a
+An inbox's ``imap.oauth`` settings become the same :class:`~.oauth.tokens.OAuthTokenSource` as a
 mail server's: Google's JWT-bearer grant with a service account (``sub`` is the mailbox,
 scope ``https://mail.google.com/``) or Microsoft's client-credentials grant (scope
 ``https://outlook.office365.com/.default``, the app-only IMAP scope of Exchange Online).
@@ -13,9 +13,9 @@ from __future__ import annotations
 from mailgate.domain.inbound import ImapTarget
 from mailgate.domain.servers import AuthKind
 from mailgate.engines.config import OAuthConfig, Secret, ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.oauth import OAuthTokenSource, token_source_for
+from mailgate.engines.oauth.tokens import OAuthTokenSource, token_source_for
 from mailgate.errors import ConfigurationError
+from mailgate.net.dialer import Dialer
 
 __all__ = ["imap_token_source", "imap_tokens"]
 

@@ -13,23 +13,22 @@ import ssl
 
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.probe_report import ProbeError, ProbeErrorCode, StepName, hint_for
-from mailgate.engines.probe_wire import ConnectionLost, ProtocolError
 from mailgate.errors import PolicyViolation
-
-# X509_V_ERR_* codes from OpenSSL's x509_vfy.h, as reported in SSLCertVerificationError.
-_X509_NOT_YET_VALID = 9
-_X509_EXPIRED = 10
-_X509_UNTRUSTED = frozenset({18, 19, 20, 21, 27})  # self-signed, unknown issuer, rejected
-_X509_NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
-
-# OpenSSL reasons meaning "the peer did not answer with TLS at all": a plain-text SMTP
-# banner ("220 …") read as a TLS record header.
-_NOT_TLS_REASONS = frozenset(
-    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+from mailgate.net.tls import (
+    NOT_TLS_REASONS,
+    VERSION_REASONS,
+    CertificateProblem,
+    certificate_problem,
 )
-_VERSION_REASONS = frozenset(
-    {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE"}
-)
+
+_CERTIFICATE_CODES = {
+    CertificateProblem.EXPIRED: ProbeErrorCode.CERTIFICATE_EXPIRED,
+    CertificateProblem.NOT_YET_VALID: ProbeErrorCode.CERTIFICATE_NOT_YET_VALID,
+    CertificateProblem.NAME_MISMATCH: ProbeErrorCode.CERTIFICATE_HOSTNAME_MISMATCH,
+    CertificateProblem.UNTRUSTED: ProbeErrorCode.CERTIFICATE_UNTRUSTED,
+    CertificateProblem.OTHER: ProbeErrorCode.CERTIFICATE_UNTRUSTED,
+}
+
 _UNREACHABLE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL})
 
 
@@ -41,14 +40,7 @@ def make_error(code: ProbeErrorCode, message: str, config: ServerConfig) -> Prob
 
 def _certificate_error(exc: ssl.SSLCertVerificationError, config: ServerConfig) -> ProbeError:
     detail = exc.verify_message or exc.reason or "verification failed"
-    if exc.verify_code == _X509_EXPIRED:
-        code = ProbeErrorCode.CERTIFICATE_EXPIRED
-    elif exc.verify_code == _X509_NOT_YET_VALID:
-        code = ProbeErrorCode.CERTIFICATE_NOT_YET_VALID
-    elif exc.verify_code in _X509_NAME_MISMATCH:
-        code = ProbeErrorCode.CERTIFICATE_HOSTNAME_MISMATCH
-    else:
-        code = ProbeErrorCode.CERTIFICATE_UNTRUSTED
+    code = _CERTIFICATE_CODES[certificate_problem(exc)]
     return make_error(code, f"The server's certificate was rejected: {detail}.", config)
 
 
@@ -56,14 +48,14 @@ def _tls_error(exc: ssl.SSLError, step: StepName, config: ServerConfig) -> Probe
     reason = exc.reason or ""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _certificate_error(exc, config)
-    if reason in _VERSION_REASONS:
+    if reason in VERSION_REASONS:
         return make_error(
             ProbeErrorCode.TLS_VERSION_TOO_LOW,
             f"The server and Mailgate share no TLS version of {config.min_tls_version.value} "
             f"or newer ({reason}).",
             config,
         )
-    if step is StepName.TLS and reason in _NOT_TLS_REASONS:
+    if step is StepName.TLS and reason in NOT_TLS_REASONS:
         return make_error(
             ProbeErrorCode.TLS_ON_PLAIN_PORT,
             f"Implicit TLS failed: the server on port {config.port} answered in plain text "
@@ -106,21 +98,13 @@ def classify(exc: BaseException, step: StepName, config: ServerConfig) -> ProbeE
         return _timeout(step, config)
     if isinstance(exc, ssl.SSLError):
         return _tls_error(exc, step, config)
-    if isinstance(exc, ProtocolError):
-        if exc.looks_like_tls:
-            return make_error(
-                ProbeErrorCode.STARTTLS_ON_TLS_PORT,
-                f"The server on port {config.port} answered with TLS, not with an SMTP greeting.",
-                config,
-            )
-        return make_error(ProbeErrorCode.PROTOCOL_ERROR, f"Not SMTP: {exc}.", config)
     if isinstance(exc, ConnectionRefusedError):
         return make_error(
             ProbeErrorCode.CONNECTION_REFUSED,
             f"{config.host}:{config.port} refused the connection.",
             config,
         )
-    if isinstance(exc, ConnectionLost | ConnectionError | EOFError):
+    if isinstance(exc, ConnectionError | EOFError):
         return make_error(
             ProbeErrorCode.CONNECTION_LOST,
             f"The server closed the connection during {step.value}.",

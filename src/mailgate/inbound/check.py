@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from mailgate.domain.inbound import ImapAuth, ImapTarget
 from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode
-from mailgate.inbound.sync import Dialer, SyncOptions, TokenFactory, open_session
+from mailgate.inbound.sync import SyncOptions, TokenFactory, open_session
+from mailgate.net.dialer import Dialer
 
 
 @dataclass(frozen=True, slots=True)

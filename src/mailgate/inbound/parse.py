@@ -15,13 +15,17 @@ import email.utils
 from datetime import UTC, datetime
 from email.message import Message
 
-from mailgate.domain.inbound import Bounce, InboundMessage
+from mailgate.domain.inbound import Bounce, Complaint, InboundMessage
+from mailgate.inbound.arf import parse_complaint
 from mailgate.inbound.dsn import normalise_message_id, parse_bounce
 from mailgate.inbound.session import FetchedMail
 
 MESSAGE_ID_CHARS = 500
 SENDER_CHARS = 400
 SUBJECT_CHARS = 1000
+#: Header fields kept for ``message.received`` events, and the length of each value.
+MAX_HEADER_FIELDS = 100
+HEADER_VALUE_CHARS = 2000
 
 
 def _header(message: Message, name: str, limit: int) -> str:
@@ -51,22 +55,46 @@ def parse_message(raw: bytes) -> Message:
     return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
 
 
-def _read(fetched: FetchedMail) -> tuple[Message, Bounce | None]:
-    """The message and the bounce it is. MIME parts nested deeper than the interpreter's
-    recursion limit (anyone can mail such a message to the inbox) are not read: the
-    message keeps its header fields and is no bounce, and the sync goes on past it."""
+def _read(fetched: FetchedMail) -> tuple[Message, Bounce | None, Complaint | None]:
+    """The message, the bounce it is and the complaint it reports. MIME parts nested
+    deeper than the interpreter's recursion limit (anyone can mail such a message to the
+    inbox) are not read: the message keeps its header fields and is no bounce, and the
+    sync goes on past it. An ARF report (RFC 5965) is a complaint, never a bounce."""
     try:
         message = parse_message(fetched.raw)
-        return message, None if fetched.truncated else parse_bounce(message)
+        if fetched.truncated:
+            return message, None, None
+        complaint = parse_complaint(message)
+        if complaint is not None:
+            return message, None, complaint
+        return message, parse_bounce(message), None
     except RecursionError:
         parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-        return parser.parsebytes(fetched.raw), None
+        return parser.parsebytes(fetched.raw), None, None
+
+
+def _headers(message: Message) -> tuple[tuple[str, str], ...]:
+    """The first header fields, in order, with decoded, one-line values."""
+    out: list[tuple[str, str]] = []
+    for name, value in message.items()[:MAX_HEADER_FIELDS]:
+        clean_name = _flat(name, 100)
+        if clean_name:
+            out.append((clean_name, _flat(value, HEADER_VALUE_CHARS)))
+    return tuple(out)
+
+
+def _flat(value: object, limit: int) -> str:
+    try:
+        text = str(email.header.make_header(email.header.decode_header(str(value))))
+    except (ValueError, LookupError, UnicodeError):
+        text = str(value)
+    return " ".join(text.replace("\x00", " ").split())[:limit]
 
 
 def to_inbound(fetched: FetchedMail) -> InboundMessage:
     """The stored form of one fetched message; a truncated one is never read as a bounce
-    (its body, where the report is, was not fetched)."""
-    message, bounce = _read(fetched)
+    or a complaint (its body, where the report is, was not fetched)."""
+    message, bounce, complaint = _read(fetched)
     message_id = normalise_message_id(_header(message, "Message-ID", MESSAGE_ID_CHARS))
     received = fetched.internal_date
     if received is not None and received.tzinfo is None:
@@ -82,4 +110,7 @@ def to_inbound(fetched: FetchedMail) -> InboundMessage:
         raw=fetched.raw,
         truncated=fetched.truncated,
         bounce=bounce,
+        complaint=complaint,
+        headers=_headers(message),
+        in_reply_to=normalise_message_id(_header(message, "In-Reply-To", MESSAGE_ID_CHARS)),
     )

@@ -43,6 +43,7 @@ from imapclient import IMAPClient
 
 from mailgate.domain.inbound import ImapAuth, ImapSecurity, ImapTarget
 from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode, translate
+from mailgate.net.tls import VerifiedTls, client_context
 
 #: The longest literal read by default (the default ``SyncOptions.max_bytes``).
 MAX_LITERAL = 25 * 1024 * 1024
@@ -126,11 +127,7 @@ class _Client(IMAPClient):  # type: ignore[misc]
 def tls_context(ca_certificates: str | None = None) -> ssl.SSLContext:
     """A verifying client context: system trust store, host-name check, TLS 1.2 or newer;
     ``ca_certificates`` (PEM) are trusted as well, in this context only."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_certificates:
-        context.load_verify_locations(cadata=ca_certificates)
-    return context
+    return client_context(VerifiedTls(ca_certificates=ca_certificates or None))
 
 
 def xoauth2_initial_response(user: str, token: str) -> bytes:

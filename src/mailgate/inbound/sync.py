@@ -6,10 +6,11 @@ fetch in batches → parse (headers, bounces) → save (messages + bounces + cur
 transaction per batch) → finish (release the lease, stamp the account)``.
 
 The pipeline knows neither the database nor the network policy: it drives a
-:class:`SyncStore` (storage implements it) and a :class:`Dialer` (the engines' guarded
-dialer satisfies it), both handed in by the caller, the manual-sync service or the
-scheduler. OAuth inboxes get their access token from a :data:`TokenFactory`, handed in too
-(the engines' OAuth token providers, wrapped by the caller): a fresh token per sync.
+:class:`SyncStore` (storage implements it) and a :class:`~mailgate.net.dialer.Dialer` (the
+guarded dialer of :mod:`mailgate.net` in production), both handed in by the caller, the
+manual-sync service or the scheduler. OAuth inboxes get their access token from a
+:data:`TokenFactory`, handed in too (the engines' OAuth token providers, wrapped by the
+caller): a fresh token per sync.
 
 Nothing is ingested twice: a batch and the cursor that covers it are saved together, so a
 sync that dies half-way resumes after the last saved batch; when the server reports a new
@@ -20,7 +21,6 @@ already holds (RFC 9051 section 2.3.1.1).
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,15 +40,7 @@ from mailgate.errors import ConfigurationError
 from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode, translate
 from mailgate.inbound.parse import to_inbound
 from mailgate.inbound.session import ImapSession, Trace
-
-
-class Dialer(Protocol):
-    """Opens a TCP connection that the network policy allows; see ``engines.dialer``.
-
-    Raises ``PolicyViolation`` (no connection attempted), ``TimeoutError`` or ``OSError``.
-    """
-
-    async def connect(self, host: str, port: int, *, timeout: float) -> socket.socket: ...
+from mailgate.net.dialer import Dialer
 
 
 class Revealable(Protocol):
@@ -58,7 +50,7 @@ class Revealable(Protocol):
 
 
 class TokenSource(Protocol):
-    """Access tokens of one inbox (``engines.oauth.OAuthTokenSource`` satisfies it).
+    """Access tokens of one inbox (``engines.oauth.tokens.OAuthTokenSource`` satisfies it).
 
     ``access_token`` raises ``ConfigurationError`` when the provider refuses the
     credentials and ``OSError`` when no token can be had now.

@@ -11,9 +11,12 @@ An ``imap`` object that leaves ``auth`` out keeps the stored sign-in (``auth`` a
 client that does not know these fields (an older script, a configuration file) cannot
 switch an OAuth inbox back to passwords by editing its host or folder.
 
-A stored secret is never sent anywhere it was not entered for: changing the server
-(host, port, security, username) needs the password again, and changing where tokens come
-from (provider, tenant, token URL, client id) needs the OAuth secret again.
+A stored secret is never sent anywhere it was not entered for. The fields that decide
+where it goes are declared "secret-bound" in :mod:`mailgate.domain.server_schema`: changing
+the server or what it is trusted with (``host``, ``port``, ``security``, ``username``,
+``ca_certificates``) needs the password again, and changing where tokens come from
+(``oauth.provider``, ``oauth.tenant_id``, ``oauth.token_url``) or trusting other
+certificates for the token endpoint (new ``ca_certificates``) needs the OAuth secret again.
 """
 
 from __future__ import annotations
@@ -24,19 +27,19 @@ from typing import Any
 
 from mailgate.domain.inbound import IMAP_SECRETS
 from mailgate.domain.model import ImapSettings
-from mailgate.engines.http_base import checked_url
-from mailgate.engines.oauth_jwt import ServiceAccount
+from mailgate.domain.server_schema import (
+    IMAP_OAUTH,
+    IMAP_OAUTH_SECRET_BOUND,
+    IMAP_SECRET_BOUND,
+    host_problem,
+)
+from mailgate.engines.oauth.jwt import ServiceAccount
 from mailgate.errors import ConfigurationError, ValidationFailed
+from mailgate.net.urls import checked_url
 
-#: Changing any of these sends the stored password somewhere new: it must be given again.
-PASSWORD_BOUND = ("host", "port", "security", "username")
-#: Changing any of these sends the stored OAuth secret to another token endpoint.
-OAUTH_BOUND = ("provider", "tenant_id", "token_url", "client_id")
-OAUTH_PLAIN = ("provider", "client_id", "tenant_id", "scope", "token_url", "subject")
-_OAUTH_SECRETS = {
-    "client_secret": "imap_oauth_client_secret",
-    "service_account_json": "imap_oauth_service_account_json",
-}
+OAUTH_PLAIN = tuple(k for k, f in IMAP_OAUTH.items() if not f.secret)
+#: OAuth secret fields -> their keys in the account's sealed secrets.
+_OAUTH_SECRETS = {k: str(f.sealed_as) for k, f in IMAP_OAUTH.items() if f.secret}
 
 
 def parse_imap(
@@ -61,6 +64,9 @@ def parse_imap(
     imap.pop("password_set", None)
     if not imap.get("host"):
         raise ValidationFailed.field("imap.host", "is required when imap is given")
+    problem = host_problem(str(imap["host"]))
+    if problem is not None:
+        raise ValidationFailed.field("imap.host", problem)
     if imap.get("security", "tls") not in ("tls", "starttls"):
         raise ValidationFailed.field("imap.security", "must be tls or starttls")
     imap["auth"] = imap.get("auth") or "password"
@@ -108,40 +114,53 @@ def merge_secrets(
         return
     current = stored_imap or ImapSettings(host="")
     if "imap_password" not in given and "imap_password" in secrets:
-        _require_again(current, imap, PASSWORD_BOUND, "imap.password", "password")
+        _require_imap_password_again(current, imap)
     oauth = imap.get("oauth")
     if oauth is None:
         for secret in _OAUTH_SECRETS.values():
             secrets.pop(secret, None)
     else:
-        stored_oauth = current.oauth or {}
         for name, secret in _OAUTH_SECRETS.items():
-            if secret in given or secret not in secrets:
-                continue
-            changed = [k for k in OAUTH_BOUND if oauth.get(k) != stored_oauth.get(k)]
-            if changed:
-                raise ValidationFailed.field(
-                    f"imap.oauth.{name}",
-                    f"changing imap.oauth {', '.join(changed)} requires the {name} again, so "
-                    "a stored secret is never sent to a token endpoint it was not entered for",
-                )
+            if secret not in given and secret in secrets:
+                _require_oauth_secret_again(current, imap, name)
     secrets.update(given)
     if imap.get("auth") == "xoauth2":
         check_oauth(oauth or {}, secrets)
 
 
-def _require_again(
-    current: ImapSettings, new: Mapping[str, Any], bound: tuple[str, ...], field: str, what: str
-) -> None:
+def _require_imap_password_again(stored: ImapSettings | None, new: Mapping[str, Any]) -> None:
+    """The same rule as for mail servers: a stored password never goes to a server (or
+    with trust in certificates) it was not entered for."""
     defaults = ImapSettings(host="")
+    current = stored or defaults
     changed = [
-        name for name in bound if new.get(name, getattr(defaults, name)) != getattr(current, name)
+        name
+        for name in IMAP_SECRET_BOUND
+        if new.get(name, getattr(defaults, name)) != getattr(current, name)
     ]
     if changed:
         raise ValidationFailed.field(
-            field,
-            f"changing imap {', '.join(changed)} requires the {what} again, so a stored "
-            f"{what} is never sent to a server it was not entered for",
+            "imap.password",
+            f"changing imap {', '.join(changed)} requires the password again, so a stored "
+            "password is never sent to a server it was not entered for",
+        )
+
+
+def _require_oauth_secret_again(current: ImapSettings, new: Mapping[str, Any], name: str) -> None:
+    """A stored OAuth secret (``name``) never goes to a token endpoint it was not entered
+    for, nor to one verified with other certificates (clearing them, which leaves only the
+    system's trust store, is allowed)."""
+    stored_oauth = current.oauth or {}
+    oauth = new.get("oauth") or {}
+    changed = [f"oauth.{k}" for k in IMAP_OAUTH_SECRET_BOUND if oauth.get(k) != stored_oauth.get(k)]
+    ca = new.get("ca_certificates")
+    if ca and ca != current.ca_certificates:
+        changed.append("ca_certificates")
+    if changed:
+        raise ValidationFailed.field(
+            f"imap.oauth.{name}",
+            f"changing imap {', '.join(changed)} requires the {name} again, so a stored "
+            "secret is never sent to a token endpoint it was not entered for",
         )
 
 

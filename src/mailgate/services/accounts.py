@@ -7,6 +7,7 @@ from typing import Any
 
 from mailgate.compose.addresses import parse_address
 from mailgate.domain.model import EmailAccount
+from mailgate.domain.server_schema import DISPLAY_NAME, has_controls
 from mailgate.errors import ValidationFailed
 from mailgate.services.account_imap import merge_secrets, parse_imap
 from mailgate.services.context import Caller, Context
@@ -27,6 +28,19 @@ def check_address(value: str, field: str) -> str:
     if address.name is not None:
         raise ValidationFailed.field(field, "give the bare address, without a display name")
     return address.email
+
+
+def check_display_name(value: object, field: str = "display_name") -> str:
+    """A display name as stored: trimmed, not empty, within bounds and free of control
+    characters (CR, LF, TAB, DEL and C1 included), which no header may carry; else a 422."""
+    raw = str(value or "")
+    name = raw.strip()
+    if not name:
+        raise ValidationFailed.field(field, "is required")
+    problem = DISPLAY_NAME.problem(raw if has_controls(raw) else name)
+    if problem is not None:
+        raise ValidationFailed.field(field, problem)
+    return name
 
 
 async def _check_server(repo: ServerRepo, server_id: str | None, *, required: bool) -> None:
@@ -80,9 +94,7 @@ async def get_account(ctx: Context, caller: Caller, account_id: str) -> EmailAcc
 
 async def create_account(ctx: Context, caller: Caller, fields: Mapping[str, Any]) -> EmailAccount:
     address = check_address(str(fields.get("address") or ""), "address")
-    display_name = str(fields.get("display_name") or "").strip()
-    if not display_name:
-        raise ValidationFailed.field("display_name", "is required")
+    display_name = check_display_name(fields.get("display_name"))
     reply_to = fields.get("reply_to")
     if reply_to:
         reply_to = check_address(reply_to, "reply_to")
@@ -136,10 +148,7 @@ async def update_account(
             )
         values: dict[str, Any] = {}
         if "display_name" in fields:
-            name = str(fields["display_name"] or "").strip()
-            if not name:
-                raise ValidationFailed.field("display_name", "must not be empty")
-            values["display_name"] = name
+            values["display_name"] = check_display_name(fields["display_name"])
         if "reply_to" in fields:
             reply_to = fields["reply_to"]
             values["reply_to"] = check_address(reply_to, "reply_to") if reply_to else None

@@ -16,7 +16,9 @@ def secret_box(settings: Settings, *, create: bool) -> SecretBox:
         key_file=settings.key_file,
         create=create,
     )
-    return SecretBox(keys)
+    # Keys from the environment are fixed for the life of the process; a key file is
+    # followed while it runs, so `mailgate keys rotate` needs no restart.
+    return SecretBox(keys, key_file=None if settings.secret_keys else settings.key_file)
 
 
 async def open_context(

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailgate.domain import server_schema as schema
 from mailgate.domain.providers import get_provider
+from mailgate.domain.server_schema import FieldSpec
 from mailgate.domain.servers import DEFAULT_PORTS, Security
 from mailgate.errors import ConfigurationError, FieldError, RequestError, ValidationFailed
 from mailgate.services import servers as server_service
@@ -133,8 +135,7 @@ def _text(max_len: int = 500, *, multiline: bool = False) -> Check:
             raise ConfigFileError(path, "must be a string")
         if len(value) > max_len:
             raise ConfigFileError(path, f"must be at most {max_len} characters long")
-        bad = (c for c in value if (ord(c) < 32 and not (multiline and c in "\r\n\t")))
-        if any(bad) or "\x7f" in value:
+        if schema.has_controls(value, allow_line_breaks=multiline):
             raise ConfigFileError(path, "must not contain control characters")
         return value
 
@@ -152,12 +153,15 @@ def _integer(low: int, high: int) -> Check:
     return check
 
 
-def _seconds(value: Any, path: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ConfigFileError(path, "must be a number of seconds")
-    if not 0 < value <= 600:
-        raise ConfigFileError(path, "must be more than 0 and at most 600")
-    return float(value)
+def _seconds(low: float, high: float) -> Check:
+    def check(value: Any, path: str) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigFileError(path, "must be a number of seconds")
+        if not low < value <= high:
+            raise ConfigFileError(path, f"must be more than {low:g} and at most {high:g}")
+        return float(value)
+
+    return check
 
 
 def _boolean(value: Any, path: str) -> bool:
@@ -186,8 +190,13 @@ def _names(value: Any, path: str) -> list[str]:
 
 
 def _options(value: Any, path: str) -> dict[str, str]:
+    """Known option keys with valid values (the server schema's rules), else an error
+    naming ``options.<key>``."""
     table = _table(value, path)
-    return {str(k): _text(500)(v, f"{path}.{k}") for k, v in table.items()}
+    options = {str(k): _text(schema.MAX_OPTION_LENGTH)(v, f"{path}.{k}") for k, v in table.items()}
+    for where, message in schema.option_problems(options):
+        raise ConfigFileError(f"{path}.{where.split('.', 1)[1]}", message)
+    return options
 
 
 def _table(value: Any, path: str) -> dict[str, Any]:
@@ -212,64 +221,55 @@ def _fields(
     return out
 
 
-_OAUTH_SECRETS = ("client_secret", "service_account_json", "password")
-OAUTH: dict[str, Check] = {
-    "provider": _choice("google", "microsoft"),
-    "token_url": _text(500),
-    "client_id": _text(500),
-    "tenant_id": _text(200),
-    "scope": _text(500),
-    "subject": _text(320),
-    "grant": _choice("client_credentials", "password"),
-    "username": _text(320),
-}
+def _check_for(spec: FieldSpec) -> Check:
+    """The file's check of one field of the server schema (its types and bounds)."""
+    if spec.kind == "choice":
+        return _choice(*spec.choices)
+    if spec.kind == "bool":
+        return _boolean
+    if spec.kind == "int":
+        return _integer(int(spec.minimum or 0), int(spec.maximum or 0))
+    if spec.kind == "float":
+        return _seconds(float(spec.minimum or 0), float(spec.maximum or 0))
+    length = spec.max_length or 500
+    return _text(length, multiline=spec.multiline)
+
+
+def _schema_checks(specs: Mapping[str, FieldSpec]) -> dict[str, Check]:
+    return {k: _check_for(f) for k, f in specs.items() if not f.secret and f.kind != "object"}
+
+
+_OAUTH_SECRETS = tuple(k for k, f in schema.OAUTH.items() if f.secret)
+OAUTH: dict[str, Check] = _schema_checks(schema.OAUTH)
+#: Server fields as the file names them: the fallback is named by ``fallback_server``.
 _SERVER: dict[str, Check] = {
-    "engine": _choice("smtp", "sendgrid", "msgraph", "capture"),
-    "provider": _text(100),
-    "host": _text(255),
-    "port": _integer(1, 65535),
-    "security": _choice("starttls", "tls", "none"),
-    "min_tls_version": _choice("1.2", "1.3"),
-    "verify_certificate": _boolean,
-    "ca_certificates": _text(200_000, multiline=True),
-    "auth": _choice("none", "password", "xoauth2"),
-    "username": _text(320),
-    "allow_insecure_auth": _boolean,
+    **{
+        k: c
+        for k, c in _schema_checks(schema.SERVER).items()
+        if k not in ("fallback_server_id", "stages", "options")
+    },
     "oauth": lambda v, p: _fields(v, p, OAUTH, secrets=frozenset(_OAUTH_SECRETS)),
-    "api_base_url": _text(500),
-    "sender_upn": _text(320),
-    "timeout_seconds": _seconds,
-    "max_connections": _integer(1, 100),
-    "rate_limit_per_minute": _integer(1, 10_000_000),
     "stages": _names,
-    "is_default": _boolean,
     "fallback_server": _text(200),
     "options": _options,
 }
+_SERVER_SECRETS = frozenset(k for k, f in schema.SERVER.items() if f.secret)
 OAUTH_KEYS = tuple(OAUTH)
-#: An inbox's OAuth settings (``imap.oauth``); secrets ``client_secret`` and
-#: ``service_account_json``.
-IMAP_OAUTH_SECRETS = ("client_secret", "service_account_json")
-IMAP_OAUTH: dict[str, Check] = {
-    k: OAUTH[k] for k in ("provider", "token_url", "client_id", "tenant_id", "scope", "subject")
-}
+#: An inbox's OAuth settings (``imap.oauth``); the secrets are given by reference.
+IMAP_OAUTH_SECRETS = tuple(k for k, f in schema.IMAP_OAUTH.items() if f.secret)
+IMAP_OAUTH: dict[str, Check] = _schema_checks(schema.IMAP_OAUTH)
 _IMAP: dict[str, Check] = {
-    "host": _text(255),
-    "port": _integer(1, 65535),
-    "security": _choice("tls", "starttls"),
-    "username": _text(320),
-    "folder": _text(200),
-    "sync_interval_minutes": _integer(1, 10080),
-    "auth": _choice("password", "xoauth2"),
-    "ca_certificates": _text(200_000, multiline=True),
+    **_schema_checks(schema.IMAP),
     "oauth": lambda v, p: _fields(v, p, IMAP_OAUTH, secrets=frozenset(IMAP_OAUTH_SECRETS)),
 }
 _ACCOUNT: dict[str, Check] = {
-    "display_name": _text(200),
+    "display_name": _check_for(schema.DISPLAY_NAME),
     "reply_to": _text(320),
     "mail_server": _text(200),
     "is_default": _boolean,
-    "imap": lambda v, p: _fields(v, p, _IMAP, secrets=frozenset({"password"})),
+    "imap": lambda v, p: _fields(
+        v, p, _IMAP, secrets=frozenset(k for k, f in schema.IMAP.items() if f.secret)
+    ),
 }
 _TEST_LIST: dict[str, Check] = {
     "addresses": lambda v, p: [_text(320)(a, f"{p}[{i}]") for i, a in enumerate(_list(v, p))],
@@ -440,7 +440,7 @@ def _tenant(slug: str, raw: Any, *, environ: Mapping[str, str], base_dir: Path) 
 def _server(
     slug: str, name: str, raw: Any, path: str, environ: Mapping[str, str], base_dir: Path
 ) -> ServerSpec:
-    given = _fields(raw, path, _SERVER, secrets=frozenset({"password", "api_key"}))
+    given = _fields(raw, path, _SERVER, secrets=_SERVER_SECRETS)
     table, oauth_raw = _table(raw, path), raw.get("oauth") if isinstance(raw, dict) else None
     secrets: dict[str, Secret] = {}
     for api_name, key in SERVER_SECRETS.items():
@@ -473,6 +473,8 @@ def _server(
             values["engine"] = preset.engine.value
     if values["port"] is None:
         values["port"] = DEFAULT_PORTS[Security(values["security"])]
+    for where, message in schema.server_problems(values):
+        raise ConfigFileError(f"{path}.{where}", message)
     return ServerSpec(
         name=name,
         path=path,
@@ -498,6 +500,9 @@ def _account(
         imap = {**IMAP_DEFAULTS, **given["imap"]}
         if not imap["host"]:
             raise ConfigFileError(f"{path}.imap.host", "is required when imap is given")
+        problem = schema.host_problem(imap["host"])
+        if problem is not None:
+            raise ConfigFileError(f"{path}.imap.host", problem)
         if "password" in raw["imap"]:
             password = resolve_secret(
                 raw["imap"]["password"],

@@ -25,7 +25,7 @@ from typing import Any
 
 from mailgate.domain.model import App, EmailAccount, MailServer
 from mailgate.domain.roles import Permission, Principal
-from mailgate.domain.servers import SECRET_BOUND_FIELDS
+from mailgate.domain.server_schema import changed_secret_bound
 from mailgate.errors import RequestError
 from mailgate.services import accounts as account_service
 from mailgate.services import apps as app_service
@@ -313,7 +313,7 @@ class _TenantPlan:
             if not _same(kept.get(SERVER_SECRETS[api_name]), secret)
         }
         report += sorted(secrets)
-        if SECRET_BOUND_FIELDS & set(changed):
+        if changed_secret_bound(old, spec.values):
             secrets = dict(spec.secrets)  # the services ask for the secret again
         if not report:
             return self._change(Action.UNCHANGED, "mail server", spec.name, spec.path)

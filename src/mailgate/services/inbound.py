@@ -22,14 +22,15 @@ from collections.abc import Callable
 
 from mailgate.domain.inbound import ImapAuth, InboxItem, SyncCounts, imap_target
 from mailgate.domain.model import EmailAccount
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.engines.oauth_imap import imap_tokens
 from mailgate.errors import FieldError, RequestError, ValidationFailed
 from mailgate.inbound import check as inbox_check
 from mailgate.inbound.check import InboxReport
 from mailgate.inbound.errors import ImapSyncError, SyncErrorCode
-from mailgate.inbound.sync import Dialer, SyncOptions, TokenFactory, sync_account
+from mailgate.inbound.sync import SyncOptions, TokenFactory, sync_account
+from mailgate.net.dialer import Dialer
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import InstancePolicy
 from mailgate.services.context import Caller, Context
 from mailgate.services.ratelimit import RateLimit, principal_key

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from mailgate.domain.roles import Permission
 from mailgate.services.context import Caller, Context
 from mailgate.storage import apps, queue
 from mailgate.storage import messages as store
@@ -55,19 +56,37 @@ async def raw_message(ctx: Context, caller: Caller, message_id: str) -> bytes:
         return await store.raw_of(tx, caller.tenant_id, message_id)
 
 
+def may_read_log(caller: Caller) -> bool:
+    """Whether the caller may read the Email Logs (subject, recipients, metadata, attempts)."""
+    return caller.principal.can(Permission.VIEW_EMAIL_LOGS)
+
+
+async def _after_change(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]:
+    """What a retry or cancel answers: the whole message to a caller who may read the Email
+    Logs, else only its ``id``, ``status`` and ``message_id`` (a sender token)."""
+    if may_read_log(caller):
+        return await get_message(ctx, caller, message_id)
+    async with ctx.db.read() as tx:
+        row = await store.get_message(tx, caller.tenant_id, message_id)
+    return {key: row[key] for key in ("id", "status", "message_id")}
+
+
 async def retry(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]:
+    """Make a message due now. An app-bound token may retry only its app's messages: any
+    other is not found, as to a caller of another tenant."""
     async with ctx.db.transaction() as tx:
-        await store.retry(tx, caller.tenant_id, message_id)
+        await store.retry(tx, caller.tenant_id, message_id, app_id=caller.principal.app_id)
         await queue.notify(tx)
     if ctx.wake is not None:
         ctx.wake()
-    return await get_message(ctx, caller, message_id)
+    return await _after_change(ctx, caller, message_id)
 
 
 async def cancel(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]:
+    """Cancel a queued or deferred message; scoped like :func:`retry`."""
     async with ctx.db.transaction() as tx:
-        await store.cancel(tx, caller.tenant_id, message_id)
-    return await get_message(ctx, caller, message_id)
+        await store.cancel(tx, caller.tenant_id, message_id, app_id=caller.principal.app_id)
+    return await _after_change(ctx, caller, message_id)
 
 
 async def stats(ctx: Context, caller: Caller) -> dict[str, int]:

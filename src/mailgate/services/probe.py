@@ -12,7 +12,7 @@ product. For every test it
 
 Permission checks (``email_configurations:manage``) happen before a :class:`Prober` is
 called: in the web dependencies, or by :func:`operator_caller` at the command line. A probe
-never sends a message: the engine's channel refuses every mail-transaction command.
+never sends a message: it opens the delivery session and says QUIT where delivery says MAIL.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from typing import Any
 from mailgate.domain.model import MailServer
 from mailgate.domain.roles import Permission, Principal, PrincipalKind
 from mailgate.engines.config import ServerConfig
-from mailgate.engines.dialer import Dialer
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
-from mailgate.engines.oauth import token_source_for
+from mailgate.engines.oauth.tokens import token_source_for
 from mailgate.engines.probe import Clock, OAuthTokenSource, probe
 from mailgate.engines.probe_report import ProbeReport
 from mailgate.errors import NotFound
+from mailgate.net.dialer import Dialer
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.services import auth
 from mailgate.services.context import Caller, Context
 from mailgate.services.ratelimit import ProbeRateLimit, principal_key

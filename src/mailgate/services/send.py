@@ -3,7 +3,9 @@
 A message is composed exactly once, here, so every retry sends identical bytes. A 2xx answer
 means the message is committed. The steps read as a list (ARCHITECTURE.md house style 5):
 ``resolve_app → choose_sender → choose_server → render_template → make_draft →
-check_limits → apply_test_list → compose → smime_sign → dkim_sign → enqueue``.
+check_limits → apply_test_list → compose → smime_sign → dkim_sign → screen_suppressions →
+enqueue``. Suppressed recipients (after the test-list redirection) are left out and named
+in the answer; a message with none left is a 422 (``mailgate.services.suppressions``).
 
 Templates: ``template: {name, variables}`` fills the subject, text and HTML that the request
 leaves out (a field given in the request wins over the template's). Signing happens here,
@@ -37,7 +39,9 @@ from mailgate.domain.routing import (
     choose_server,
 )
 from mailgate.errors import Conflict, FieldError, RequestError, ValidationFailed
+from mailgate.services import suppressions
 from mailgate.services.context import Caller, Context
+from mailgate.services.policies import take_quota
 from mailgate.services.routing_snapshot import RoutingSnapshot, load_snapshot
 from mailgate.services.signing import sign_message
 from mailgate.services.templates import fill_from_template
@@ -46,6 +50,8 @@ from mailgate.storage.base import utcnow
 
 MAX_BATCH = 500
 MAX_METADATA_BYTES = 16 * 1024
+#: Deepest nesting of objects and arrays in ``metadata`` (the log must be able to show it).
+MAX_METADATA_DEPTH = 32
 #: Batches at least this long are prepared in a worker thread when they sign or render,
 #: so that the event loop keeps serving other requests meanwhile.
 THREAD_BATCH_MIN = 50
@@ -132,6 +138,24 @@ def resolve_route(
     return Route(app_id=app_id, stage=stage, account=account, server_id=server_id)
 
 
+def _nesting(value: object) -> int:
+    """How deep objects and arrays nest in ``value`` (0 for a scalar); no recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            stack.extend((inner, depth + 1) for inner in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((inner, depth + 1) for inner in item)
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_METADATA_DEPTH:
+            break
+    return deepest
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
@@ -169,8 +193,13 @@ def prepare(
         draft, max_recipients=ctx.policy.max_recipients, max_bytes=ctx.policy.max_message_bytes
     )
     meta = item.get("metadata")
-    if meta is not None and len(json.dumps(meta, default=str)) > MAX_METADATA_BYTES:
-        raise ValidationFailed.field("metadata", f"at most {MAX_METADATA_BYTES} bytes of JSON")
+    if meta is not None:
+        if _nesting(meta) > MAX_METADATA_DEPTH:
+            raise ValidationFailed.field(
+                "metadata", f"at most {MAX_METADATA_DEPTH} levels of nested objects and arrays"
+            )
+        if len(json.dumps(meta, default=str)) > MAX_METADATA_BYTES:
+            raise ValidationFailed.field("metadata", f"at most {MAX_METADATA_BYTES} bytes of JSON")
 
     asked = Recipients(
         to=tuple(a.wire_email for a in draft.to),
@@ -248,11 +277,16 @@ async def commit(
     key: str | None,
     digest: str,
     now: datetime,
+    screened: suppressions.Screened | None = None,
 ) -> None:
-    """Commit ``items`` (and the idempotency record for ``key``) in one transaction, then
-    wake in-process workers; once this returns the messages are durable."""
+    """Commit ``items`` (and the idempotency record for ``key``, and the recipients
+    ``screened`` left out) in one transaction, then wake in-process workers; once this
+    returns the messages are durable."""
     async with ctx.db.transaction() as tx:
+        if items:
+            await take_quota(tx, caller.tenant_id, [m.app_id for m in items], now=now)
         await queue.enqueue(tx, items, now=now)
+        await suppressions.record(tx, items, screened, now=now)
         if key is not None:
             await idempotency.store(
                 tx,
@@ -280,12 +314,31 @@ async def send_one(
         replay = await _replay(ctx, caller, idempotency_key, digest, now)
         if replay is not None:
             return replay
-    snap = await load_snapshot(ctx, caller.tenant_id, template_names=_template_names([item]))
-    message = prepare(ctx, caller, snap, item, now=now)
-    outcome = SendOutcome(
-        202, {"id": message.id, "status": "queued", "message_id": message.message_id}
+    names = _template_names([item])
+    snap = await load_snapshot(ctx, caller.tenant_id, template_names=names)
+    if names:
+        # A render waits for its child process (up to its time budget): not on the loop.
+        message = await asyncio.to_thread(prepare, ctx, caller, snap, item, now=now)
+    else:
+        message = prepare(ctx, caller, snap, item, now=now)
+    screened = await suppressions.screen(ctx, caller.tenant_id, [message], now=now)
+    if message.id in screened.refused:
+        raise screened.refused[message.id]
+    message = screened.kept[0]
+    body: dict[str, Any] = {"id": message.id, "status": "queued", "message_id": message.message_id}
+    if message.id in screened.suppressed:
+        body["suppressed"] = suppressions.suppressed_json(screened.suppressed[message.id])
+    outcome = SendOutcome(202, body)
+    await commit(
+        ctx,
+        caller,
+        [message],
+        outcome,
+        key=idempotency_key,
+        digest=digest,
+        now=now,
+        screened=screened,
     )
-    await commit(ctx, caller, [message], outcome, key=idempotency_key, digest=digest, now=now)
     return outcome
 
 
@@ -373,8 +426,24 @@ async def send_batch(
         )
         accepted = [m for part_accepted, _ in parts for m in part_accepted]
         results = [r for _, part_results in parts for r in part_results]
+    elif snap.templates:
+        # Renders wait for their child processes: off the loop, even for a small batch.
+        accepted, results = await asyncio.to_thread(
+            _prepare_batch, ctx, caller, snap, items, now=now
+        )
     else:
         accepted, results = _prepare_batch(ctx, caller, snap, items, now=now)
+    screened = await suppressions.screen(ctx, caller.tenant_id, accepted, now=now)
+    suppressions.mark_results(results, screened)
     outcome = SendOutcome(200, {"items": results})
-    await commit(ctx, caller, accepted, outcome, key=idempotency_key, digest=digest, now=now)
+    await commit(
+        ctx,
+        caller,
+        screened.kept,
+        outcome,
+        key=idempotency_key,
+        digest=digest,
+        now=now,
+        screened=screened,
+    )
     return outcome

@@ -3,7 +3,8 @@
 Rules applied here: one server per stage (409 naming the stage and the server holding it),
 one default per tenant (setting a new default clears the old in the same transaction),
 port 25 refused unless the instance allows it, write-only secrets that an omitted or blank
-value keeps, changing host/port/username/security requires the secret again, and password
+value keeps, changing a field that decides where or how a secret travels (the schema's
+secret-bound fields) requires the secret again, and password
 AUTH over an unencrypted connection only with ``allow_insecure_auth``.
 """
 
@@ -15,9 +16,15 @@ from typing import Any
 
 from mailgate.domain.model import MailServer
 from mailgate.domain.providers import get_provider
+from mailgate.domain.server_schema import (
+    SERVER_FIELDS,
+    SERVER_NOT_NULLABLE,
+    SERVER_SECRETS,
+    changed_secret_bound,
+    server_problems,
+)
 from mailgate.domain.servers import (
     DEFAULT_PORTS,
-    SECRET_BOUND_FIELDS,
     AuthKind,
     Engine,
     Security,
@@ -30,14 +37,8 @@ from mailgate.storage import audit, queue, tenants
 from mailgate.storage.base import Tx
 from mailgate.storage.servers import ServerRepo
 
-#: Secret fields: API name -> key in the sealed mapping.
-SECRET_FIELDS: dict[str, str] = {
-    "password": "password",
-    "api_key": "api_key",
-    "oauth.client_secret": "oauth_client_secret",
-    "oauth.service_account_json": "oauth_service_account_json",
-    "oauth.password": "oauth_password",
-}
+#: Secret fields: API name -> key in the sealed mapping (declared in the server schema).
+SECRET_FIELDS: dict[str, str] = SERVER_SECRETS
 
 PORT_25_MESSAGE = (
     "port 25 is refused: it is meant for server-to-server relay, is blocked by most "
@@ -46,26 +47,11 @@ PORT_25_MESSAGE = (
     "MAILGATE_ALLOW_PORT_25=true."
 )
 
+#: The plain settings a new server gets when they are not given (from the server schema).
 DEFAULTS: dict[str, Any] = {
-    "engine": Engine.SMTP.value,
-    "provider": None,
-    "host": None,
-    "security": Security.STARTTLS.value,
-    "min_tls_version": "1.2",
-    "verify_certificate": True,
-    "ca_certificates": None,
-    "auth": AuthKind.NONE.value,
-    "username": None,
-    "allow_insecure_auth": False,
-    "oauth": None,
-    "api_base_url": None,
-    "sender_upn": None,
-    "timeout_seconds": 30.0,
-    "max_connections": 4,
-    "rate_limit_per_minute": None,
-    "is_default": False,
-    "fallback_server_id": None,
-    "options": {},
+    f.name: f.default
+    for f in SERVER_FIELDS
+    if not f.secret and f.name not in ("name", "port", "stages")
 }
 
 
@@ -111,7 +97,11 @@ def _fill_from_provider(values: dict[str, Any], given: Mapping[str, Any]) -> Non
 def _validate(
     values: Mapping[str, Any], secrets: Mapping[str, str], *, allow_port_25: bool
 ) -> None:
-    errors: list[FieldError] = []
+    problems = server_problems(values)
+    if problems:
+        errors = [FieldError(field, message) for field, message in problems]
+        raise ValidationFailed(errors[0].message, errors=errors)
+    errors = []
     engine = Engine(values["engine"])
     security = Security(values["security"])
     auth = AuthKind(values["auth"])
@@ -151,10 +141,6 @@ def _validate(
             errors.append(FieldError("oauth.client_id", "is required for the msgraph engine"))
         if not oauth.get("tenant_id"):
             errors.append(FieldError("oauth.tenant_id", "is required for the msgraph engine"))
-    if values.get("options"):
-        for key, value in values["options"].items():
-            if any(ord(c) < 32 for c in f"{key}{value}"):
-                errors.append(FieldError(f"options.{key}", "must not contain control characters"))
     if errors:
         raise ValidationFailed(errors[0].message, errors=errors)
 
@@ -229,12 +215,23 @@ async def create_server(ctx: Context, caller: Caller, fields: Mapping[str, Any])
         return await repo.get(server_id)
 
 
+def _stored_values(server: MailServer) -> dict[str, Any]:
+    """The plain values of ``server`` as the service handles them (enums as their values)."""
+    current = {k: getattr(server, k) for k in DEFAULTS}
+    current["name"] = server.name
+    current["port"] = server.port
+    for key in ("engine", "security", "auth", "min_tls_version"):
+        current[key] = current[key].value if hasattr(current[key], "value") else current[key]
+    return current
+
+
 def _require_secret_again(
-    server: MailServer, plain: Mapping[str, Any], new_secrets: Mapping[str, str]
+    server: MailServer, new_values: Mapping[str, Any], new_secrets: Mapping[str, str]
 ) -> None:
-    changed = sorted(
-        f for f in SECRET_BOUND_FIELDS if f in plain and plain[f] != getattr(server, f)
-    )
+    """422 naming a stored secret when a field that decides where or how secrets travel
+    (``SERVER_SECRET_BOUND``: host, port, username, security, TLS trust, API and token URLs,
+    ...) differs from the stored one and that secret is not given again."""
+    changed = changed_secret_bound(_stored_values(server), new_values)
     if not changed:
         return
     needed = [
@@ -254,23 +251,29 @@ def _require_secret_again(
 async def update_server(
     ctx: Context, caller: Caller, server_id: str, fields: Mapping[str, Any]
 ) -> MailServer:
-    """Apply a PATCH: only the fields given change; omitted or blank secrets are kept."""
+    """Apply a PATCH: only the fields given change; omitted or blank secrets are kept.
+
+    An explicit null for a field that cannot be cleared (``SERVER_NOT_NULLABLE``) is a 422.
+    """
     plain, new_secrets = split_secrets(fields)
+    nulls = [
+        FieldError(f, "must not be null")
+        for f in sorted(SERVER_NOT_NULLABLE)
+        if f in plain and plain[f] is None
+    ]
+    if nulls:
+        raise ValidationFailed(nulls[0].message, errors=nulls)
     async with ctx.db.transaction() as tx:
         repo = ServerRepo(tx, ctx.box, caller.tenant_id)
         server = await repo.get(server_id)
-        _require_secret_again(server, plain, new_secrets)
-        current = {k: getattr(server, k) for k in DEFAULTS}
-        current["name"] = server.name
-        current["port"] = server.port
-        for key in ("engine", "security", "auth", "min_tls_version"):
-            current[key] = current[key].value if hasattr(current[key], "value") else current[key]
+        current = _stored_values(server)
         updates = {k: v for k, v in plain.items() if k != "stages"}
         if "oauth" in updates and updates["oauth"] is not None and server.oauth:
             updates["oauth"] = {**server.oauth, **updates["oauth"]}
         values = {**current, **updates}
         if plain.get("provider"):
             _fill_from_provider(values, plain)
+        _require_secret_again(server, values, new_secrets)
         secrets = {**await repo.secrets(server_id), **new_secrets}
         _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
         await _check_fallback(repo, values, server_id)
@@ -322,8 +325,9 @@ async def draft_server(
     ``fields`` has the shape of the create body plus an optional ``server_id``. The rules of
     saving apply: defaults, provider presets and validation (422 naming the field; port 25
     included). With ``server_id`` (a server of the caller's tenant, else 404), secrets that
-    are omitted or blank are taken from that server, but only while host, port, username and
-    security equal the stored ones; otherwise 422 naming the secret, as an update would.
+    are omitted or blank are taken from that server, but only while every secret-bound field
+    (``SERVER_SECRET_BOUND``) equals the stored one; otherwise 422 naming the secret, as an
+    update would.
     Nothing is written.
     """
     given = dict(fields)
@@ -339,7 +343,7 @@ async def draft_server(
             repo = ServerRepo(tx, ctx.box, caller.tenant_id)
             stored = await repo.get(str(server_id))
             stored_secrets = await repo.secrets(stored.id)
-        _require_secret_again(stored, {f: values.get(f) for f in SECRET_BOUND_FIELDS}, secrets)
+        _require_secret_again(stored, values, secrets)
         secrets = {**stored_secrets, **secrets}
     _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
     now = datetime.now(UTC)

@@ -17,7 +17,8 @@ and returns :class:`SubmittedHeaders`, or raises one
 * ``Bcc`` is dropped: the envelope says who receives a message, and a Bcc field would show
   them to everyone (RFC 5322 section 3.6.3).
 * ``X-Mailgate-App`` and ``X-Mailgate-Stage`` choose the app and the stage and are removed;
-  every other ``X-Mailgate-`` field is Mailgate's own and refused.
+  ``X-Mailgate-Categories`` is kept (SendGrid categories, docs/engines.md); every other
+  ``X-Mailgate-`` field is Mailgate's own and refused.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 from mailgate.compose.addresses import Address, parse_addresses
-from mailgate.compose.headers import validate_subject
+from mailgate.compose.controls import has_surrogate
+from mailgate.compose.headers import SENDER_MAILGATE_FIELDS, validate_subject
 from mailgate.errors import FieldError, ValidationFailed
 from mailgate.services.raw_message import HeaderField, RawMessage
 
@@ -96,9 +98,11 @@ def decoded(text: str) -> str:
     if "=?" not in text:
         return text
     try:
-        return str(make_header(decode_header(text)))
+        decoded_text = str(make_header(decode_header(text)))
     except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
         return text
+    # A word such as =?utf-7?q?+2AA-?= decodes to a lone surrogate, which is not text.
+    return text if has_surrogate(decoded_text) else decoded_text
 
 
 def split_addresses(value: str) -> list[str]:
@@ -141,7 +145,7 @@ def _check_field(field: HeaderField, errors: list[FieldError]) -> None:
     key = field.key
     if key in _REFUSED:
         errors.append(FieldError(field.name, _REFUSED[key]))
-    elif key.startswith("x-mailgate-") and key not in _CONTROLS:
+    elif key.startswith("x-mailgate-") and key not in _CONTROLS | SENDER_MAILGATE_FIELDS:
         errors.append(FieldError(field.name, f"{field.name} is set by Mailgate; remove it"))
     elif key == "date":
         try:

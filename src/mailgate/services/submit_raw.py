@@ -35,6 +35,7 @@ from mailgate.compose.message import format_date
 from mailgate.domain.ids import new_id
 from mailgate.domain.routing import Recipients, Routing, apply_test_list
 from mailgate.errors import FieldError, TooLarge, ValidationFailed
+from mailgate.services import suppressions
 from mailgate.services.context import Caller, Context, InstancePolicy
 from mailgate.services.raw_message import parse_message
 from mailgate.services.raw_mime import check_mime
@@ -264,9 +265,14 @@ async def submit_raw(
         message = await asyncio.to_thread(prepare_raw, *args, trace=trace, now=now)
     else:
         message = prepare_raw(*args, trace=trace, now=now)
+    # Suppressed recipients (test addresses included) are left out; none left: refused.
+    screened = await suppressions.screen(ctx, caller.tenant_id, [message], now=now, field="RCPT TO")
+    if message.id in screened.refused:
+        raise screened.refused[message.id]
+    message = screened.kept[0]
     accepted = Accepted(id=message.id, message_id=message.message_id)
     outcome = SendOutcome(
         202, {"id": accepted.id, "status": "queued", "message_id": accepted.message_id}
     )
-    await commit(ctx, caller, [message], outcome, key=None, digest="", now=now)
+    await commit(ctx, caller, [message], outcome, key=None, digest="", now=now, screened=screened)
     return accepted

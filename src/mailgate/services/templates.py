@@ -13,7 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from mailgate.compose.templates import TemplateSource, check_template, render_template
+from mailgate.compose.render_pool import default_pool
+from mailgate.compose.templates import TemplateSource, check_template
 from mailgate.errors import FieldError, ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
@@ -89,7 +90,9 @@ def fill_from_template(
 
     ``sources`` holds the tenant's templates the request may name. Raises a 422 naming
     ``template.name`` for an unknown template, ``template.variables.<name>`` for a missing
-    variable (see :func:`~mailgate.compose.templates.render_template`).
+    variable (see :func:`~mailgate.compose.templates.render_template`), and for a render
+    over its time or memory budget (see :mod:`mailgate.compose.render_pool`). Blocks until
+    the render is done: call it from a thread, not on the event loop.
     """
     subject, text, html = item.get("subject"), item.get("text"), item.get("html")
     ref = item.get("template")
@@ -104,7 +107,7 @@ def fill_from_template(
     variables = ref.get("variables") or {}
     if not isinstance(variables, Mapping):
         raise ValidationFailed.field("template.variables", "must be an object")
-    rendered = render_template(source, variables, name=name)
+    rendered = default_pool().render(source, variables, name=name)
     return (
         rendered.subject if subject is None else subject,
         rendered.text if text is None else text,

@@ -6,18 +6,26 @@ into a :class:`~mailgate.domain.roles.Principal` here, reading the user again, s
 user is signed out at once and a changed role applies at once. A change of the user row
 (password or role) also ends the sessions made before it: the session remembers the row's
 ``updated_at``.
+
+A signed-in session also has a server-side row (:func:`open_session`): the sealed cookie
+carries a random session id, the database its SHA-256. Signing out deletes the row
+(:func:`end_session`), so a copied cookie stops working at once; every request checks it
+(:func:`session_active`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from mailgate.domain.roles import Principal, PrincipalKind, Role
 from mailgate.errors import NotFound
 from mailgate.services import auth
 from mailgate.services.context import Context
-from mailgate.storage import members, tenants
+from mailgate.storage import members, sessions, tenants
+from mailgate.storage.base import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +97,39 @@ async def refresh(ctx: Context, membership: Membership) -> Membership | None:
         role=user.role,
         stamp=membership.stamp,
     )
+
+
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+async def open_session(ctx: Context, *, kind: str, hours: float) -> str:
+    """Record a new signed-in session lasting ``hours``; returns its id (for the cookie)."""
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    async with ctx.db.transaction() as tx:
+        await sessions.purge(tx, now=now)
+        await sessions.create(
+            tx,
+            _hash(session_id),
+            kind=kind,
+            created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+    return session_id
+
+
+async def session_active(ctx: Context, session_id: str | None) -> bool:
+    """Whether ``session_id`` names a session that has neither ended nor expired."""
+    if not session_id:
+        return False
+    async with ctx.db.read() as tx:
+        return await sessions.is_active(tx, _hash(session_id), now=utcnow())
+
+
+async def end_session(ctx: Context, session_id: str | None) -> None:
+    """End a session (sign-out); nothing happens for an unknown or empty id."""
+    if not session_id:
+        return
+    async with ctx.db.transaction() as tx:
+        await sessions.remove(tx, _hash(session_id))

@@ -30,10 +30,10 @@ from mailgate.domain.webhooks import (
     WebhookStatus,
     generate_secret,
 )
-from mailgate.engines.guarded_dialer import SystemResolver
-from mailgate.engines.netpolicy import NetworkPolicy, Resolver
-from mailgate.engines.webhook_http import check_destination, parse_url
 from mailgate.errors import PolicyViolation, ValidationFailed
+from mailgate.net.guarded import SystemResolver
+from mailgate.net.policy import NetworkPolicy, Resolver
+from mailgate.net.webhook import check_destination, parse_url
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
 from mailgate.storage.base import utcnow

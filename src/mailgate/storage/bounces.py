@@ -2,8 +2,9 @@
 
 A bounce is matched within the account's tenant by the original Message-ID, then by
 recipient address. A recipient that was ``sent`` becomes ``bounced``; the bounce is written
-to the message's delivery log (an attempt row, engine ``imap``) and a ``message.bounced``
-webhook event is recorded, all in the caller's transaction (a batch of ingested mail).
+to the message's delivery log (an attempt row, engine ``imap``), a ``message.bounced``
+webhook event is recorded and the address is suppressed for the tenant (reason
+``hard_bounce``), all in the caller's transaction (a batch of ingested mail).
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from mailgate.domain.inbound import (
     BouncedRecipient,
     InboundMessage,
 )
-from mailgate.domain.webhooks import DeliveryStatus, WebhookEvent, WebhookStatus, event_payload
+from mailgate.domain.suppression import Reason, Source
+from mailgate.domain.webhooks import WebhookEvent, event_payload
 from mailgate.storage.base import Tx
+from mailgate.storage.suppressions import NewSuppression, SuppressionRepo
 from mailgate.storage.tables import (
     attempts,
     message_recipients,
     messages,
-    tenants,
-    webhook_deliveries,
-    webhooks,
 )
+from mailgate.storage.tenant_events import emit, subscribers, tenant_slug
 
 BOUNCE_ENGINE = "imap"
 _ERROR_CHARS = 2000
@@ -116,7 +117,31 @@ async def apply_bounce(
     if events:
         await _log_bounce(tx, message, inbound, bounce, events, now=now)
         await _record_events(tx, tenant_id, message, bounce, events, now=now)
+        await _suppress(tx, tenant_id, message.id, events, now=now)
     return message.id, applied
+
+
+async def _suppress(
+    tx: Tx,
+    tenant_id: str,
+    message_id: str,
+    recipients: Sequence[BouncedRecipient],
+    *,
+    now: datetime,
+) -> None:
+    """A hard bounce suppresses the address for the whole tenant (docs/deliverability.md)."""
+    repo = SuppressionRepo(tx, tenant_id)
+    for recipient in recipients:
+        await repo.add_automatic(
+            NewSuppression(
+                email=recipient.email,
+                reason=Reason.HARD_BOUNCE,
+                source=Source.BOUNCE,
+                source_message_id=message_id,
+                note=_reply(recipient)[:500],
+            ),
+            now=now,
+        )
 
 
 def _reply(recipient: BouncedRecipient) -> str:
@@ -173,20 +198,11 @@ async def _record_events(
     now: datetime,
 ) -> None:
     """A ``message.bounced`` delivery for every active endpoint subscribed to it."""
-    hooks = [
-        hook_id
-        for hook_id, events in await tx.execute(
-            select(webhooks.c.id, webhooks.c.events).where(
-                webhooks.c.tenant_id == tenant_id,
-                webhooks.c.status == WebhookStatus.ACTIVE.value,
-            )
-        )
-        if WebhookEvent.BOUNCED.value in events
-    ]
+    hooks = await subscribers(tx, tenant_id, WebhookEvent.BOUNCED)
     if not hooks:
         return
-    slug = (await tx.execute(select(tenants.c.slug).where(tenants.c.id == tenant_id))).scalar_one()
-    out: list[dict[str, Any]] = []
+    slug = await tenant_slug(tx, tenant_id)
+    payloads: list[dict[str, Any]] = []
     for recipient in recipients:
         payload = event_payload(
             event_id=new_id(),
@@ -206,17 +222,5 @@ async def _record_events(
             "reporting_mta": bounce.reporting_mta,
             "format": bounce.format.value,
         }
-        out += [
-            {
-                "id": new_id(),
-                "webhook_id": hook_id,
-                "event": WebhookEvent.BOUNCED.value,
-                "payload": payload,
-                "status": DeliveryStatus.PENDING.value,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for hook_id in hooks
-        ]
-    await tx.execute(insert(webhook_deliveries), out)
+        payloads.append(payload)
+    await emit(tx, tenant_id, WebhookEvent.BOUNCED, payloads, now=now, hooks=hooks)

@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mailgate.errors import ConfigurationError
+from mailgate.storage.files import ensure_private_file
 
 log = logging.getLogger("mailgate.storage")
 
@@ -41,14 +43,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout_ms: int) -> None:
     # Autocommit at the driver level so that SQLAlchemy's "BEGIN" is the one we emit
     # ourselves (BEGIN IMMEDIATE for writers, see Database.transaction).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -78,13 +80,13 @@ class HostWriteLock:
         self._unusable = False
 
     def _open(self) -> int | None:
-        # ``flock`` needs no write access, and the file stays empty: read-only and readable
-        # by all, so processes of other users (an operator's CLI as root, the service as
-        # its own user) share it. When it cannot be opened, SQLite's busy handler alone
-        # serialises writers: slower under contention, never wrong.
+        # ``flock`` needs no write access and the file stays empty; it is private like the
+        # database beside it (whoever can write the database can open it). When it cannot
+        # be opened, SQLite's busy handler alone serialises writers: slower under
+        # contention, never wrong.
         if self._fd is None and not self._unusable:
             try:
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError as exc:
                 self._unusable = True
                 log.warning(
@@ -126,17 +128,31 @@ class HostWriteLock:
 class Database:
     """One database: an async engine plus transaction helpers."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = 10,
+        busy_timeout_ms: int | None = None,
+    ) -> None:
         self.url = normalise_url(url)
+        #: How long a SQLite writer waits for a lock held by another connection before the
+        #: statement fails with "database is locked".
+        self.busy_timeout_ms = (
+            SQLITE_BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
+        )
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
         self._host_lock: HostWriteLock | None = None
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                # Created 0600 before SQLite opens it: its WAL and shared-memory files
+                # take the database file's mode, so mail and sealed secrets stay private.
+                ensure_private_file(Path(parsed.database))
                 self._host_lock = HostWriteLock(Path(parsed.database + ".writer-lock"))
-            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            kwargs["connect_args"] = {"timeout": self.busy_timeout_ms / 1000}
         elif self.dialect == "postgresql":
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
@@ -149,7 +165,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_lock: asyncio.Lock | None = None
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            pragmas = partial(_sqlite_pragmas, busy_timeout_ms=self.busy_timeout_ms)
+            event.listen(self.engine.sync_engine, "connect", pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
             self._write_lock = asyncio.Lock()
 
@@ -213,7 +230,9 @@ class Database:
     async def ping(self) -> bool:
         """Whether the database answers a trivial query."""
         try:
-            async with self.engine.connect() as conn:
+            # A read: on SQLite a plain connect would begin IMMEDIATE and wait out the busy
+            # timeout behind any writer, stalling the readiness probe that should report it.
+            async with self.read() as conn:
                 await conn.exec_driver_sql("SELECT 1")
         except Exception:
             return False

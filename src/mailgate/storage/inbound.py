@@ -7,8 +7,10 @@
   stamps the account's ``last_sync_at`` / ``last_sync_error``.
 * The lease makes one sync per account at a time across every process sharing the
   database; a lease whose holder died expires by itself.
-* Bounces found in a batch are matched and applied by :mod:`mailgate.storage.bounces`, in
-  the same transaction.
+* Bounces found in a batch are matched and applied by :mod:`mailgate.storage.bounces`,
+  complaints (ARF reports) by :mod:`mailgate.storage.complaints`, and ordinary mail is
+  announced as ``message.received`` by :mod:`mailgate.storage.received`, all in the same
+  transaction.
 * :func:`list_inbox`, :func:`due_accounts` — the inbox listing and the scheduler's query.
 * :func:`purge_ingested` — housekeeping: forget ingested messages past the retention.
   The mailbox cursors stay, so a purged message is not fetched again, and what a bounce
@@ -39,7 +41,9 @@ from mailgate.errors import Conflict, NotFound
 from mailgate.storage.accounts import secret_context
 from mailgate.storage.base import Tx, as_utc, utcnow
 from mailgate.storage.bounces import apply_bounce, bounce_json
+from mailgate.storage.complaints import apply_complaint, complaint_json
 from mailgate.storage.db import Database
+from mailgate.storage.received import record_received
 from mailgate.storage.secretbox import SecretBox
 from mailgate.storage.tables import (
     email_accounts,
@@ -167,13 +171,15 @@ class InboundStore:
             await self._extend_lease(tx, holder)
             fresh, duplicates = await self._fresh(tx, batch)
             now = self.clock()
-            bounces = applied = 0
+            bounces = applied = complaints = 0
             rows: list[dict[str, Any]] = []
             # Ids sort by time; sorted within the batch, they also follow the UIDs.
             ids = sorted(new_id() for _ in fresh)
+            received: list[tuple[str, InboundMessage]] = []
             for row_id, message in zip(ids, fresh, strict=True):
                 matched: str | None = None
                 bounce_record: dict[str, Any] | None = None
+                complaint_record: dict[str, Any] | None = None
                 if message.bounce is not None:
                     bounces += 1
                     matched, results = await apply_bounce(
@@ -181,12 +187,28 @@ class InboundStore:
                     )
                     applied += sum(results)
                     bounce_record = bounce_json(message.bounce, results)
-                rows.append(self._row(row_id, batch.cursor, message, bounce_record, matched, now))
+                elif message.complaint is not None:
+                    complaints += 1
+                    matched, complained = await apply_complaint(
+                        tx, self.tenant_id, message, message.complaint, now=now
+                    )
+                    complaint_record = complaint_json(message.complaint, complained)
+                else:
+                    received.append((row_id, message))
+                row = self._row(row_id, batch.cursor, message, bounce_record, matched, now)
+                rows.append({**row, "complaint": complaint_record})
             if rows:
                 await tx.execute(insert(inbound_messages), rows)
+            await record_received(
+                tx, self.tenant_id, self.account_id, batch.cursor.mailbox, received, now=now
+            )
             await self._save_cursor(tx, batch.cursor, now)
         return BatchResult(
-            stored=len(rows), duplicates=duplicates, bounces=bounces, bounced_recipients=applied
+            stored=len(rows),
+            duplicates=duplicates,
+            bounces=bounces,
+            bounced_recipients=applied,
+            complaints=complaints,
         )
 
     async def _fresh(self, tx: Tx, batch: InboundBatch) -> tuple[list[InboundMessage], int]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.errors import Conflict, NotFound
@@ -74,14 +75,16 @@ async def list_messages(
     return [_row_dict(r) for r in await tx.execute(query)]
 
 
-async def get_message(tx: Tx, tenant_id: str, message_id: str) -> dict[str, Any]:
-    row = (
-        await tx.execute(
-            select(*_SUMMARY_COLUMNS).where(
-                messages.c.tenant_id == tenant_id, messages.c.id == message_id
-            )
-        )
-    ).first()
+async def get_message(
+    tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None = None
+) -> dict[str, Any]:
+    """One message of the tenant; with ``app_id``, only a message sent for that app."""
+    query = select(*_SUMMARY_COLUMNS).where(
+        messages.c.tenant_id == tenant_id, messages.c.id == message_id
+    )
+    if app_id is not None:
+        query = query.where(messages.c.app_id == app_id)
+    row = (await tx.execute(query)).first()
     if row is None:
         raise NotFound(f"No message {message_id!r}.")
     return _row_dict(row)
@@ -118,9 +121,11 @@ async def raw_of(tx: Tx, tenant_id: str, message_id: str) -> bytes:
     return bytes(raw)
 
 
-async def retry(tx: Tx, tenant_id: str, message_id: str) -> None:
-    """Make a deferred, held or failed message due now; failed recipients are tried again."""
-    current = await get_message(tx, tenant_id, message_id)
+async def retry(tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None = None) -> None:
+    """Make a deferred, held or failed message due now; failed recipients are tried again.
+
+    With ``app_id`` (an app-bound caller) a message of another app is not found."""
+    current = await get_message(tx, tenant_id, message_id, app_id=app_id)
     status = current["status"]
     if status not in (
         MessageStatus.DEFERRED.value,
@@ -150,9 +155,11 @@ async def retry(tx: Tx, tenant_id: str, message_id: str) -> None:
     )
 
 
-async def cancel(tx: Tx, tenant_id: str, message_id: str) -> None:
-    """Cancel a message that is not being sent and not yet final."""
-    current = await get_message(tx, tenant_id, message_id)
+async def cancel(tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None = None) -> None:
+    """Cancel a message that is not being sent and not yet final.
+
+    With ``app_id`` (an app-bound caller) a message of another app is not found."""
+    current = await get_message(tx, tenant_id, message_id, app_id=app_id)
     if current["status"] not in (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value):
         raise Conflict(f"A {current['status']} message cannot be cancelled.")
     now = utcnow()
@@ -174,12 +181,47 @@ async def cancel(tx: Tx, tenant_id: str, message_id: str) -> None:
         raise Conflict("The message is being sent right now; try again in a moment.")
 
 
-async def purge_delivered(tx: Tx, *, older_than: datetime) -> int:
-    """Delete sent messages (with recipients and attempts) finished before ``older_than``."""
-    result = await tx.execute(
-        delete(messages).where(
-            messages.c.status == MessageStatus.SENT.value,
-            messages.c.finished_at < older_than,
-        )
+async def purge_final(
+    tx: Tx,
+    horizons: Mapping[str, datetime],
+    *,
+    tenant_ids: Collection[str] | None = None,
+    except_tenants: Collection[str] = (),
+) -> int:
+    """Delete final messages (with recipients, attempts and body) finished before their
+    status's horizon: ``horizons`` maps ``sent``, ``failed``, ``cancelled`` and ``bounced``
+    (sent messages with a bounced recipient) to a time. Limited to ``tenant_ids`` when
+    given, and never in ``except_tenants``. Returns how many messages went."""
+    bounced = exists().where(
+        message_recipients.c.message_id == messages.c.id,
+        message_recipients.c.status == RecipientStatus.BOUNCED.value,
     )
-    return int(result.rowcount or 0)
+    scope = []
+    if tenant_ids is not None:
+        scope.append(messages.c.tenant_id.in_(list(tenant_ids)))
+    if except_tenants:
+        scope.append(messages.c.tenant_id.not_in(list(except_tenants)))
+    conditions = [
+        (MessageStatus.SENT.value, horizons["sent"], ~bounced),
+        (MessageStatus.SENT.value, horizons["bounced"], bounced),
+        (MessageStatus.FAILED.value, horizons["failed"], None),
+        (MessageStatus.CANCELLED.value, horizons["cancelled"], None),
+    ]
+    total = 0
+    for status, horizon, extra in conditions:
+        where = [messages.c.status == status, messages.c.finished_at < horizon, *scope]
+        if extra is not None:
+            where.append(extra)
+        result = await tx.execute(delete(messages).where(*where))
+        total += int(result.rowcount or 0)
+    return total
+
+
+async def held_by_server(tx: Tx, tenant_id: str) -> dict[str, int]:
+    """How many messages are held, per server, in one tenant."""
+    rows = await tx.execute(
+        select(messages.c.server_id, func.count())
+        .where(messages.c.tenant_id == tenant_id, messages.c.held.is_(True))
+        .group_by(messages.c.server_id)
+    )
+    return {server_id: int(n) for server_id, n in rows if server_id is not None}

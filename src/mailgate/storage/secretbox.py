@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mailgate.errors import ConfigurationError, SecretKeyError
+from mailgate.storage.files import write_private_file
+
+log = logging.getLogger(__name__)
 
 _MAGIC = b"MG1"
 _KEY_ID_LEN = 8
@@ -56,9 +60,21 @@ def _key_id(key: bytes) -> bytes:
 
 
 class SecretBox:
-    """Seals and opens secret values with a list of keys, newest first."""
+    """Seals and opens secret values with a list of keys, newest first.
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    With ``key_file`` the box follows the file while the process runs, which is what makes
+    ``mailgate keys rotate`` safe with the API, workers and syncs running: before sealing it
+    re-reads the file when it changed (a ``stat`` per seal; sealing is rare), so new
+    secrets are sealed with the newest key; and a value sealed with a key it does not hold
+    makes it re-read the file once before giving up.
+    """
+
+    def __init__(self, keys: Sequence[str], *, key_file: Path | None = None) -> None:
+        self._key_file = key_file
+        self._file_stamp = _stamp(key_file) if key_file is not None else None
+        self._install(keys)
+
+    def _install(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ConfigurationError("No secret key configured (MAILGATE_SECRET_KEYS or key file).")
         raw = [_decode_key(k, index=i) for i, k in enumerate(keys)]
@@ -70,8 +86,30 @@ class SecretBox:
     def __repr__(self) -> str:
         return f"SecretBox(keys={len(self._by_id)})"
 
+    def refresh(self) -> bool:
+        """Re-read the key file if it changed since it was read; whether the keys changed.
+
+        A file that cannot be read or holds no valid key leaves the keys as they were (and
+        says so in the log): a half-written or mistyped file never takes keys away.
+        """
+        if self._key_file is None:
+            return False
+        stamp = _stamp(self._key_file)
+        if stamp is None or stamp == self._file_stamp:
+            return False
+        try:
+            keys = read_key_file(self._key_file)
+            self._install(keys)
+        except ConfigurationError as exc:
+            log.warning("keeping the keys in use: the key file cannot be read (%s)", exc)
+            return False
+        self._file_stamp = stamp
+        log.info("secret keys reloaded from %s (%d key(s))", self._key_file, len(keys))
+        return True
+
     def seal(self, plaintext: bytes, *, context: str) -> bytes:
         """Encrypt ``plaintext`` bound to ``context`` with the newest key."""
+        self.refresh()
         nonce = os.urandom(_NONCE_LEN)
         ct = self._sealer.encrypt(nonce, plaintext, context.encode("utf-8"))
         return _MAGIC + self._primary_id + nonce + ct
@@ -84,6 +122,8 @@ class SecretBox:
         nonce = sealed[3 + _KEY_ID_LEN : 3 + _KEY_ID_LEN + _NONCE_LEN]
         body = sealed[3 + _KEY_ID_LEN + _NONCE_LEN :]
         aead = self._by_id.get(key_id)
+        if aead is None and self.refresh():
+            aead = self._by_id.get(key_id)
         if aead is None:
             raise SecretKeyError(
                 "A stored secret was sealed with a key that is not configured: restore the "
@@ -125,16 +165,7 @@ def load_keys(*, env_keys: Sequence[str], key_file: Path, create: bool) -> list[
     if env_keys:
         return list(env_keys)
     if key_file.exists():
-        mode = key_file.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise ConfigurationError(
-                f"The key file {key_file} is readable by others (mode {mode:o}); "
-                f"run `chmod 600 {key_file}`."
-            )
-        keys = [line.strip() for line in key_file.read_text().splitlines() if line.strip()]
-        if not keys:
-            raise ConfigurationError(f"The key file {key_file} is empty.")
-        return keys
+        return read_key_file(key_file)
     if not create:
         raise ConfigurationError(
             f"No secret key: set MAILGATE_SECRET_KEYS or create {key_file} "
@@ -144,12 +175,35 @@ def load_keys(*, env_keys: Sequence[str], key_file: Path, create: bool) -> list[
     return load_keys(env_keys=(), key_file=key_file, create=False)
 
 
+def read_key_file(key_file: Path) -> list[str]:
+    """The keys in ``key_file``, newest first; refused when others may read the file."""
+    try:
+        mode = key_file.stat().st_mode & 0o777
+        text = key_file.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"The key file {key_file} cannot be read: {exc}.") from exc
+    if mode & 0o077:
+        raise ConfigurationError(
+            f"The key file {key_file} is readable by others (mode {mode:o}); "
+            f"run `chmod 600 {key_file}`."
+        )
+    keys = [line.strip() for line in text.splitlines() if line.strip()]
+    if not keys:
+        raise ConfigurationError(f"The key file {key_file} is empty.")
+    for index, key in enumerate(keys):
+        _decode_key(key, index=index)
+    return keys
+
+
+def _stamp(key_file: Path) -> tuple[int, int, int] | None:
+    """What changes when the key file is replaced: inode, size, modification time."""
+    try:
+        st = key_file.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def write_key_file(key_file: Path, keys: Sequence[str]) -> None:
     """Write ``keys`` (newest first) to ``key_file`` atomically with mode 0600."""
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = key_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write("\n".join(keys) + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, key_file)
+    write_private_file(key_file, "\n".join(keys) + "\n")

@@ -32,6 +32,9 @@ MAX_AUTH_ATTEMPTS = 3
 IDLE_TIMEOUT = 300.0
 #: Seconds ``stop`` lets a DATA command in progress finish before it closes connections.
 SHUTDOWN_GRACE = 10.0
+#: Open connections allowed at once, in all and from one client address.
+MAX_CONNECTIONS = 256
+MAX_CONNECTIONS_PER_CLIENT = 16
 
 
 def is_loopback(host: str) -> bool:
@@ -59,6 +62,9 @@ class SubmissionConfig:
     hostname: str | None = None
     idle_timeout: float = IDLE_TIMEOUT
     shutdown_grace: float = SHUTDOWN_GRACE
+    #: More open connections than these (in all, from one address) are answered 421.
+    max_connections: int = MAX_CONNECTIONS
+    max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SubmissionConfig:
@@ -68,6 +74,8 @@ class SubmissionConfig:
             tls_cert=settings.smtp_tls_cert,
             tls_key=settings.smtp_tls_key,
             allow_insecure_auth=settings.smtp_allow_insecure_auth,
+            max_connections=settings.smtp_max_connections,
+            max_connections_per_client=settings.smtp_max_connections_per_client,
         )
 
     @property

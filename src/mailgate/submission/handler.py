@@ -9,7 +9,9 @@
 * MAIL FROM needs a successful AUTH; its address must pass the strict address parser.
 * RCPT TO: strict address; beyond the instance's ``max_recipients`` the reply is
   ``452 4.5.3`` (RFC 5321 section 4.5.3.1.10), so a client can send the rest in a new
-  transaction.
+  transaction. A suppressed address gets ``550 5.7.1`` naming the suppression entry
+  (docs/deliverability.md); so does DATA when every recipient left after the test-list
+  redirection is suppressed.
 * DATA hands the message to :func:`mailgate.services.submit_raw.submit_raw` and answers
   ``250`` with the Mailgate message id only after the message is committed. The commit runs
   in its own task, shielded: a client that hangs up mid-commit cannot leave a half-written
@@ -38,7 +40,7 @@ from mailgate.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from mailgate.services import auth
+from mailgate.services import auth, suppressions
 from mailgate.services.context import Caller, Context
 from mailgate.services.send import Accepted
 from mailgate.services.submit_raw import Envelope as SubmittedEnvelope
@@ -197,6 +199,11 @@ class SubmissionHandler:
             parse_address(address, field="RCPT TO")
         except ValidationFailed as exc:
             return replies.reply(553, "5.1.3", f"RCPT TO: {exc.errors[0].message}")
+        login = _login_of(session)
+        if login is not None:
+            entry = await suppressions.check_rcpt(self._ctx, login.caller, address)
+            if entry is not None:
+                return replies.reply(550, "5.7.1", f"{address} is {entry.describe()}")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Recipient ok"
@@ -227,6 +234,9 @@ class SubmissionHandler:
         peer = _peer_ip(session)
         try:
             accepted = await asyncio.shield(task)
+        except suppressions.Suppressed as exc:
+            log.info("SMTP message from %s refused: every recipient is suppressed", peer)
+            return replies.reply(550, "5.7.1", [e.message for e in exc.errors])
         except RequestError as exc:
             log.info("SMTP message from %s refused: %s", peer, exc.detail)
             return replies.for_error(exc)

@@ -44,6 +44,7 @@ MISCONFIGURED: Final = (
     "451 4.3.5 Mailgate is misconfigured; the message was not queued, try again later"
 )
 SHUTTING_DOWN: Final = "421 4.3.2 Mailgate is shutting down; try again later"
+TOO_MANY_CONNECTIONS: Final = "421 4.7.0 Too many connections; try again later"
 
 _ROUTING_FIELDS: Final = frozenset({SENDER_FIELD, APP_HEADER, STAGE_HEADER})
 

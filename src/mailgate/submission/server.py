@@ -12,6 +12,10 @@ AUTH PLAIN and LOGIN (RFC 4954) when :class:`SubmissionConfig` allows it on this
 ``stop`` stops accepting and answers ``421`` on every open connection and closes it; a
 connection in the middle of DATA first finishes it (its commit and the reply), for at most
 ``shutdown_grace`` seconds.
+
+Open connections are capped in all and per client address (``max_connections``,
+``max_connections_per_client``): one more is answered ``421`` and closed at once, and the
+condition is logged once a minute (:mod:`mailgate.submission.gate`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Session, syntax
@@ -28,6 +33,12 @@ from mailgate.services.context import Context
 from mailgate.settings import Settings
 from mailgate.submission import replies
 from mailgate.submission.config import MAX_AUTH_ATTEMPTS, SubmissionConfig
+from mailgate.submission.gate import (
+    ConnectionGate,
+    Notices,
+    descriptor_warning,
+    quiet_accept_errors,
+)
 from mailgate.submission.handler import SubmissionHandler
 
 log = logging.getLogger("mailgate.submission")
@@ -50,9 +61,18 @@ class _Protocol(SMTP):
     """One connection; registers itself so that ``stop`` can close it, and finishes the
     DATA command in progress (the commit and its reply) before it does."""
 
-    def __init__(self, handler: SubmissionHandler, open_: set[_Protocol], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: SubmissionHandler,
+        open_: set[_Protocol],
+        gate: ConnectionGate,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(handler, **kwargs)
         self._open = open_
+        self._gate = gate
+        self._client = ""
+        self._admitted = False
         self._in_data = False
         self._leaving = False
 
@@ -60,12 +80,35 @@ class _Protocol(SMTP):
         return _Session(self.loop)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self._client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if not self._gate.admit(self._client):
+            # Over a cap: 421 and close, before aiosmtpd starts serving the connection.
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(replies.TOO_MANY_CONNECTIONS.encode() + b"\r\n")
+            transport.close()
+            return
+        self._admitted = True
         self._open.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if not self._admitted:
+            return
+        self._admitted = False
+        self._gate.release(self._client)
         self._open.discard(self)
         super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        if self._admitted:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if not self._admitted:
+            return False
+        result: bool | None = super().eof_received()
+        return result
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -122,11 +165,13 @@ class SubmissionServer:
         handler: SubmissionHandler,
         connections: set[_Protocol],
         config: SubmissionConfig,
+        restore_loop: Callable[[], None],
     ) -> None:
         self._server = server
         self._handler = handler
         self._connections = connections
         self.config = config
+        self._restore_loop = restore_loop
         self._stopped = False
 
     @property
@@ -149,6 +194,7 @@ class SubmissionServer:
         # A commit whose client is gone still runs (it is shielded): let it end.
         await self._handler.drain(grace)
         await self._server.wait_closed()
+        self._restore_loop()
         log.info("SMTP submission stopped")
 
     async def __aenter__(self) -> SubmissionServer:
@@ -166,6 +212,8 @@ async def serve_submission(ctx: Context, config: SubmissionConfig) -> Submission
         hostname = await asyncio.to_thread(socket.getfqdn)
     handler = SubmissionHandler(ctx, hostname=hostname)
     connections: set[_Protocol] = set()
+    notices = Notices()
+    gate = ConnectionGate(config.max_connections, config.max_connections_per_client, notices)
     loop = asyncio.get_running_loop()
     options: dict[str, Any] = {
         "hostname": hostname,
@@ -181,7 +229,7 @@ async def serve_submission(ctx: Context, config: SubmissionConfig) -> Submission
     }
 
     def factory() -> _Protocol:
-        return _Protocol(handler, connections, **options)
+        return _Protocol(handler, connections, gate, **options)
 
     try:
         server = await loop.create_server(factory, host=config.host, port=config.port)
@@ -194,11 +242,14 @@ async def serve_submission(ctx: Context, config: SubmissionConfig) -> Submission
     quiet = logging.getLogger("mail.log")
     if quiet.level == logging.NOTSET:
         quiet.setLevel(logging.WARNING)
-    running = SubmissionServer(server, handler, connections, config)
+    running = SubmissionServer(
+        server, handler, connections, config, quiet_accept_errors(loop, notices)
+    )
     tls_note = "STARTTLS" if tls else "no TLS"
     log.info("SMTP submission on %s:%d (%s)", config.host, running.port, tls_note)
-    if config.warning:
-        log.warning(config.warning)
+    for warning in (config.warning, descriptor_warning(config.max_connections)):
+        if warning:
+            log.warning(warning)
     return running
 
 

@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mailgate import __version__
+from mailgate.services import keys as key_service
 from mailgate.services import messages as messages_service
 from mailgate.services.context import Context
 from mailgate.web import problems
 from mailgate.web.api import (
     config,
     domains,
+    events,
     inbound,
     members,
     messages,
+    policies,
     probe,
     providers,
+    routing,
     signing,
+    suppressions,
     tenants,
     webhooks,
 )
+from mailgate.web.guard import RequestGuard, RequestLimits, protected_routes
 from mailgate.web.ui import UiOptions, mount_ui
 
 
-def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
+def create_app(
+    ctx: Context, *, ui: UiOptions | None = None, limits: RequestLimits | None = None
+) -> FastAPI:
     """An app serving the REST API and the web UI over ``ctx``; the caller owns ``ctx``'s
-    lifetime."""
+    lifetime. ``limits`` caps request bodies (default: from the instance's message size)."""
     app = FastAPI(
         title="Mailgate",
         version=__version__,
@@ -35,7 +45,7 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     problems.install(app)
-    for router in (
+    routers = (
         providers.router,
         tenants.router,
         members.router,
@@ -45,9 +55,19 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
         webhooks.router,
         signing.router,
         inbound.router,
+        policies.router,
+        routing.router,
+        suppressions.router,
+        events.router,
         domains.router,
-    ):
+    )
+    for router in routers:
         app.include_router(router)
+    app.add_middleware(
+        RequestGuard,
+        limits=limits or RequestLimits.for_message_size(ctx.policy.max_message_bytes),
+        protected=protected_routes(routers),
+    )
 
     @app.get("/healthz", tags=["operations"], response_class=PlainTextResponse)
     async def healthz() -> str:
@@ -55,13 +75,41 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> str:
-        """Prometheus text format: queue depth by status over every tenant."""
+        """Prometheus text format: queue depth by status over every tenant, and the state of
+        this process's delivery workers."""
         counts = await messages_service.instance_stats(ctx)
         lines = [
             "# HELP mailgate_messages Messages in the store by status.",
             "# TYPE mailgate_messages gauge",
         ]
         lines += [f'mailgate_messages{{status="{k}"}} {v}' for k, v in sorted(counts.items())]
+        health = ctx.workers
+        report = health.report(now=time.monotonic())
+        lines += [
+            "# HELP mailgate_worker_loops Delivery worker claim loops in this process.",
+            "# TYPE mailgate_worker_loops gauge",
+            f"mailgate_worker_loops {report.loops}",
+            "# HELP mailgate_worker_loops_claiming Claim loops that claimed recently without "
+            "error.",
+            "# TYPE mailgate_worker_loops_claiming gauge",
+            f"mailgate_worker_loops_claiming {report.claiming}",
+            "# HELP mailgate_worker_not_claiming 1 when a claim loop is dead, failing or stuck.",
+            "# TYPE mailgate_worker_not_claiming gauge",
+            f"mailgate_worker_not_claiming {0 if report.ready else 1}",
+            "# HELP mailgate_worker_claim_pass_age_seconds Age of the oldest last claim pass.",
+            "# TYPE mailgate_worker_claim_pass_age_seconds gauge",
+            f"mailgate_worker_claim_pass_age_seconds {report.oldest_pass_age or 0:.3f}",
+            "# HELP mailgate_worker_claim_failures_total Claim passes that failed.",
+            "# TYPE mailgate_worker_claim_failures_total counter",
+            f"mailgate_worker_claim_failures_total {health.claim_failures_total}",
+            "# HELP mailgate_worker_restarts_total Delivery workers restarted after dying.",
+            "# TYPE mailgate_worker_restarts_total counter",
+            f"mailgate_worker_restarts_total {health.restarts_total}",
+            "# HELP mailgate_messages_quarantined_total Claimed messages failed because they "
+            "could not be loaded.",
+            "# TYPE mailgate_messages_quarantined_total counter",
+            f"mailgate_messages_quarantined_total {health.quarantined_total}",
+        ]
         lines += [
             "# HELP mailgate_info Mailgate version.",
             "# TYPE mailgate_info gauge",
@@ -71,8 +119,26 @@ def create_app(ctx: Context, *, ui: UiOptions | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
+        """200 when this process can serve: the database answers, the keys open the stored
+        secrets, and every delivery worker of this process claims; 503 naming the reasons
+        otherwise (a process without workers reports the database and keys)."""
         ready = await ctx.db.ping()
-        return JSONResponse({"database": ready}, status_code=200 if ready else 503)
+        report = ctx.workers.report(now=time.monotonic())
+        body: dict[str, object] = {"database": ready}
+        if ready:
+            problem = await key_service.key_problem(ctx.db, ctx.box)
+            body["keys"] = problem is None
+            if problem is not None:
+                body["reason"] = problem
+                ready = False
+        if report.loops:
+            body["workers"] = {
+                "loops": report.loops,
+                "claiming": report.claiming,
+                "problems": list(report.reasons),
+            }
+        ok = ready and report.ready
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     mount_ui(app, ctx, options=ui)
     return app

@@ -10,6 +10,11 @@ from fastapi import Depends, Path, Query, Request
 from mailgate.domain.roles import Permission, Principal
 from mailgate.services import auth
 from mailgate.services.context import Caller, Context
+from mailgate.services.probe import Prober
+
+#: Where the request guard (``mailgate.web.guard``) leaves the principal it authenticated
+#: before the body was read: ``(Authorization header, principal)``.
+PRINCIPAL_STATE = "mailgate_principal"
 
 
 def get_context(request: Request) -> Context:
@@ -21,6 +26,9 @@ async def get_principal(
     request: Request, ctx: Annotated[Context, Depends(get_context)]
 ) -> Principal:
     header = request.headers.get("authorization", "")
+    found = getattr(request.state, PRINCIPAL_STATE, None)
+    if isinstance(found, tuple) and found[0] == header and isinstance(found[1], Principal):
+        return found[1]
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         token = ""
@@ -100,3 +108,15 @@ def app_object(request: Request, name: str, kind: type[T], make: Callable[[], T]
         found = make()
         setattr(state, name, found)
     return found
+
+
+def get_prober(request: Request) -> Prober:
+    """The application's :class:`Prober`, which holds the rate limits (``app.state.prober``).
+
+    Shared by the API's and the UI's test-connection routes, so both count against the
+    same limits.
+    """
+    return app_object(request, "prober", Prober, Prober)
+
+
+ProberDep = Annotated[Prober, Depends(get_prober)]

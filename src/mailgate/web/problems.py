@@ -24,6 +24,12 @@ log = logging.getLogger("mailgate.web")
 PROBLEM = "application/problem+json"
 
 
+def _text(value: str) -> str:
+    """``value`` safe to encode as UTF-8: a lone surrogate (echoed from a request) is shown
+    as its escape, so an error answer can always be sent."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def problem(
     status: int,
     title: str,
@@ -36,10 +42,10 @@ def problem(
         "type": "about:blank",
         "title": title,
         "status": status,
-        "detail": detail,
+        "detail": _text(detail),
     }
     if errors:
-        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+        body["errors"] = [{"field": _text(e.field), "message": _text(e.message)} for e in errors]
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -72,7 +78,12 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
         message = str(item.get("msg", "is invalid"))
         if item.get("type") == "extra_forbidden":
             message = "is not a known field"
-        errors.append(FieldError(_loc_to_field(tuple(item.get("loc", ()))), message))
+        field = _loc_to_field(tuple(item.get("loc", ())))
+        # A value refused by Strict._json_text: its place inside the field.
+        where = str((item.get("ctx") or {}).get("where", ""))
+        if where and item.get("type") == "json_text":
+            field += where if where.startswith("[") else f".{where}"
+        errors.append(FieldError(field, message))
     if malformed:
         return problem(400, "Malformed request", "The body is not valid JSON.")
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])

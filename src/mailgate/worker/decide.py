@@ -144,3 +144,38 @@ def decide(
         next_attempt_at=when,
         possible_duplicate=result.kind is OutcomeKind.UNKNOWN or job.possible_duplicate,
     )
+
+
+def quarantine(job: Job, *, now: datetime) -> Completion:
+    """The completion for a claimed message that cannot be loaded (``job.fault`` is set).
+
+    It fails at once with the reason, on the message, on each recipient still due and as an
+    attempt in its delivery log (engine ``queue``), so it is never claimed again and cannot
+    stop the worker from delivering the rest of the queue.
+    """
+    reason = job.fault or "quarantined: the message cannot be loaded"
+    record = AttemptRecord(
+        started_at=now,
+        finished_at=now,
+        server_id=None,
+        engine="queue",
+        outcome=OutcomeKind.FAILED.value,
+        code=None,
+        reply=reason[:2000],
+        tls_version=None,
+        duration_ms=0.0,
+        possible_duplicate=job.possible_duplicate,
+        transcript="",
+    )
+    return Completion(
+        job=job,
+        status=MessageStatus.SENT if job.delivered_before else MessageStatus.FAILED,
+        next_attempt_at=None,
+        possible_duplicate=job.possible_duplicate,
+        held=False,
+        last_error=reason,
+        attempt=record,
+        recipients=tuple(
+            RecipientUpdate(p, RecipientStatus.FAILED, None, reason) for p, _ in job.recipients
+        ),
+    )

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mailgate.domain.inbound import DueAccount
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
 from mailgate.engines.oauth_imap import imap_tokens
 from mailgate.errors import Conflict, MailgateError
 from mailgate.inbound.errors import ImapSyncError
-from mailgate.inbound.sync import Dialer, SyncOptions, sync_account
+from mailgate.inbound.sync import SyncOptions, sync_account
+from mailgate.net.dialer import Dialer
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import Context
 from mailgate.storage import inbound as store
 from mailgate.storage.base import utcnow

@@ -1,9 +1,10 @@
-"""Housekeeping: purge delivered and ingested mail past its retention, forget old
+"""Housekeeping: purge final and ingested mail past its retention, forget old
 idempotency keys and the previous webhook secrets whose rotation overlap has ended.
 
-One retention (``MAILGATE_RETENTION_DAYS``, :attr:`InstancePolicy.retention_days`) applies to
-sent messages and to messages ingested from IMAP inboxes: a bounce and the message it
-returns then leave the store at about the same time, and an operator has one number to set.
+The instance retention (``MAILGATE_RETENTION_DAYS``, :attr:`InstancePolicy.retention_days`)
+applies to every final status — sent, failed, cancelled, and sent with a bounced recipient —
+and to messages ingested from IMAP inboxes, unless a tenant's policy sets its own days for a
+status (``PATCH /tenants/{t}/policy``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from mailgate.domain.policies import RETENTION_STATUSES, TenantPolicy
 from mailgate.runtime import Context
 from mailgate.storage import idempotency
 from mailgate.storage import inbound as inbound_store
 from mailgate.storage import messages as message_store
+from mailgate.storage import policies as policy_store
 from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
 
@@ -30,7 +33,7 @@ INTERVAL_SECONDS = 600.0
 class Purged:
     """What one housekeeping pass deleted."""
 
-    #: Sent messages finished before the retention (with recipients, attempts and body).
+    #: Final messages finished before their retention (with recipients, attempts and body).
     messages: int
     #: Messages ingested from IMAP inboxes before the retention.
     inbound: int
@@ -41,20 +44,29 @@ class Purged:
 
 
 async def purge_once(ctx: Context) -> Purged:
-    """Delete sent and ingested messages older than the retention, expired idempotency
+    """Delete final and ingested messages older than their retention, expired idempotency
     keys and previous webhook secrets past their overlap, in one transaction."""
     now = utcnow()
-    horizon = now - timedelta(days=ctx.policy.retention_days)
+    days = ctx.policy.retention_days
+    horizon = now - timedelta(days=days)
     async with ctx.db.transaction() as tx:
+        overrides = await policy_store.retention_overrides(tx)
+        purged_messages = await message_store.purge_final(
+            tx, dict.fromkeys(RETENTION_STATUSES, horizon), except_tenants=overrides.keys()
+        )
+        for tenant_id, own in overrides.items():
+            effective = TenantPolicy(retention_days=own).effective_retention(days)
+            horizons = {s: now - timedelta(days=d) for s, d in effective.items()}
+            purged_messages += await message_store.purge_final(tx, horizons, tenant_ids=[tenant_id])
         purged = Purged(
-            messages=await message_store.purge_delivered(tx, older_than=horizon),
+            messages=purged_messages,
             inbound=await inbound_store.purge_ingested(tx, older_than=horizon),
             idempotency_keys=await idempotency.purge(tx, now=now),
             webhook_secrets=await webhook_store.forget_expired_previous(tx, ctx.box, now=now),
         )
     if purged.messages or purged.inbound or purged.idempotency_keys:
         log.info(
-            "purged %d delivered message(s), %d ingested message(s) and %d idempotency key(s)",
+            "purged %d final message(s), %d ingested message(s) and %d idempotency key(s)",
             purged.messages,
             purged.inbound,
             purged.idempotency_keys,

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 
 from mailgate.engines.factory import EngineCache
-from mailgate.engines.guarded_dialer import GuardedDialer
-from mailgate.engines.netpolicy import NetworkPolicy
-from mailgate.engines.oauth import token_source_for
+from mailgate.engines.oauth.tokens import token_source_for
+from mailgate.net.guarded import GuardedDialer
+from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import Context
 from mailgate.storage.listen import listen
 from mailgate.worker import imap_sync, maintenance
 from mailgate.worker import webhooks as webhook_dispatch
 from mailgate.worker.runner import Worker, WorkerOptions
+
+log = logging.getLogger("mailgate.worker")
+
+#: The wait before a dead worker is replaced, doubling while replacements keep dying.
+RESTART_DELAY = 0.5
+RESTART_DELAY_CAP = 30.0
 
 
 def guarded_engines(ctx: Context) -> EngineCache:
@@ -51,8 +59,10 @@ class WorkerPool:
         self.ctx = ctx
         self.engines = engines or guarded_engines(ctx)
         options = options or options_for(ctx)
+        self.options = options
         self.workers = [
-            Worker(ctx, engines=self.engines, options=options) for _ in range(max(count, 0))
+            Worker(ctx, engines=self.engines, options=options, slot=f"worker-{i}")
+            for i in range(max(count, 0))
         ]
 
     def wake(self) -> None:
@@ -68,7 +78,8 @@ class WorkerPool:
             await stop.wait()
             return
         workers = [
-            asyncio.create_task(w.run(stop), name=f"worker-{i}") for i, w in enumerate(self.workers)
+            asyncio.create_task(self._keep(i, stop), name=f"worker-{i}")
+            for i in range(len(self.workers))
         ]
         helpers = [
             asyncio.create_task(listen(self.ctx.db, self.wake, stop), name="listen"),
@@ -89,3 +100,32 @@ class WorkerPool:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.engines.aclose()
+
+    async def _keep(self, index: int, stop: asyncio.Event) -> None:
+        """Run worker ``index`` until ``stop``, replacing it whenever it dies."""
+        delay = RESTART_DELAY
+        while not stop.is_set():
+            worker = self.workers[index]
+            began = time.monotonic()
+            try:
+                await worker.run(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery worker %s died; restarting it", worker.slot)
+            else:
+                if stop.is_set():
+                    return
+                log.error("delivery worker %s stopped unexpectedly; restarting it", worker.slot)
+            if time.monotonic() - began > RESTART_DELAY_CAP:
+                delay = RESTART_DELAY
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, RESTART_DELAY_CAP)
+            self.workers[index] = Worker(
+                self.ctx,
+                engines=self.engines,
+                options=self.options,
+                slot=worker.slot,
+                restarted=True,
+            )

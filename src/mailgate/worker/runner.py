@@ -32,12 +32,18 @@ from mailgate.domain.smime import is_smime_signed
 from mailgate.engines.factory import EngineCache
 from mailgate.errors import MailgateError
 from mailgate.runtime import Context
-from mailgate.storage import queue, rate
+from mailgate.storage import rate
 from mailgate.storage import servers as server_store
 from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
-from mailgate.storage.queue import AttemptRecord, Completion, Job, RecipientUpdate
-from mailgate.worker.decide import attempt_record, decide
+from mailgate.storage.queue import (
+    AttemptRecord,
+    Completion,
+    Job,
+    RecipientUpdate,
+    queue_for,
+)
+from mailgate.worker.decide import attempt_record, decide, quarantine
 from mailgate.worker.servers import ServerDirectory, ServerEntry
 
 log = logging.getLogger("mailgate.worker")
@@ -54,6 +60,9 @@ class WorkerOptions:
     flush_interval: float = 0.05
     reclaim_interval: float = 10.0
     shutdown_grace: float = 15.0
+    #: The first wait after a failed claim pass (a database error), doubling up to the cap.
+    error_backoff: float = 0.5
+    error_backoff_cap: float = 30.0
 
 
 def worker_name() -> str:
@@ -71,13 +80,21 @@ class Worker:
         retry: RetryPolicy | None = None,
         options: WorkerOptions | None = None,
         name: str | None = None,
+        slot: str = "worker-0",
+        restarted: bool = False,
     ) -> None:
         self.ctx = ctx
+        self.health = ctx.workers
+        #: The place of this worker in its pool, kept by a replacement after a restart.
+        self.slot = slot
+        self.restarted = restarted
+        self._last_reclaim = 0.0
         self.engines = engines
         self.retry = retry or RetryPolicy(give_up=timedelta(hours=ctx.policy.give_up_hours))
         self.options = options or WorkerOptions()
         self.name = name or worker_name()
         self.servers = ServerDirectory(ctx)
+        self.queue = queue_for(ctx.db.dialect)
         self._wake = asyncio.Event()
         self._done: list[Completion] = []
         self._status_updates: dict[str, tuple[ServerStatus, str | None]] = {}
@@ -96,13 +113,19 @@ class Worker:
     # The loop -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        flusher = asyncio.create_task(self._flush_loop(stop), name="mailgate-flush")
-        keeper = asyncio.create_task(self._lease_loop(stop), name="mailgate-leases")
+        """Deliver until ``stop`` is set. Database errors do not end it (see :meth:`_pass`);
+        if it ends for any other reason, in-flight mail is still finished and recorded, and
+        the exception propagates so that the pool restarts the worker."""
+        ended = asyncio.Event()
+        self.health.started(self.slot, now=time.monotonic(), restart=self.restarted)
+        flusher = asyncio.create_task(self._flush_loop(ended), name="mailgate-flush")
+        keeper = asyncio.create_task(self._lease_loop(ended), name="mailgate-leases")
         try:
             await self._claim_loop(stop)
         finally:
+            self.health.ended(self.slot)
             await self._shutdown()
-            stop.set()
+            ended.set()
             await flusher
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,35 +133,67 @@ class Worker:
             await self._flush()
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
-        last_reclaim = 0.0
+        backoff = self.options.error_backoff
         while not stop.is_set():
-            if time.monotonic() - last_reclaim > self.options.reclaim_interval:
-                last_reclaim = time.monotonic()
-                async with self.ctx.db.transaction() as tx:
-                    reclaimed = await queue.reclaim_expired(tx)
-                if reclaimed:
-                    log.warning("reclaimed %d message(s) from expired leases", reclaimed)
-            room = self.options.concurrency - len(self._inflight)
-            # Claim in worthwhile batches: a transaction per handful of messages costs more
-            # than waiting for the next flush to free room.
-            worthwhile = room >= self._min_claim or not self._inflight
-            jobs: list[Job] = []
-            if room > 0 and worthwhile:
-                async with self.ctx.db.transaction() as tx:
-                    rows = await queue.claim_rows(
-                        tx,
-                        worker=self.name,
-                        limit=min(self.options.batch_size, room),
-                        lease=self.options.lease,
-                    )
-                if rows:
+            try:
+                full = await self._pass()
+            except Exception as exc:  # the database, mostly: report at once, retry later
+                self.health.failed(self.slot, type(exc).__name__)
+                log.error(
+                    "claiming mail failed (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    _first_line(exc),
+                    backoff,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, self.options.error_backoff_cap)
+                continue
+            backoff = self.options.error_backoff
+            self.health.beat(self.slot, now=time.monotonic())
+            if full is not None:
+                await self._idle(stop, full=full)
+
+    async def _pass(self) -> bool | None:
+        """Claim and start one batch: None to claim again at once, else whether to idle
+        until room frees up (True) or only until woken or the next poll (False)."""
+        if time.monotonic() - self._last_reclaim > self.options.reclaim_interval:
+            async with self.ctx.db.transaction() as tx:
+                reclaimed = await self.queue.reclaim_expired(tx)
+            self._last_reclaim = time.monotonic()
+            if reclaimed:
+                log.warning("reclaimed %d message(s) from expired leases", reclaimed)
+        room = self.options.concurrency - len(self._inflight)
+        # Claim in worthwhile batches: a transaction per handful of messages costs more
+        # than waiting for the next flush to free room.
+        worthwhile = room >= self._min_claim or not self._inflight
+        jobs: list[Job] = []
+        if room > 0 and worthwhile:
+            async with self.ctx.db.transaction() as tx:
+                rows = await self.queue.claim(
+                    tx,
+                    worker=self.name,
+                    limit=min(self.options.batch_size, room),
+                    lease=self.options.lease,
+                )
+            if rows:
+                try:
                     async with self.ctx.db.read() as tx:
-                        jobs = await queue.jobs_for(tx, rows)
-            if jobs:
+                        jobs = await self.queue.load(tx, rows)
+                except Exception:
+                    await self._give_back([row[0] for row in rows])
+                    raise
+        if jobs:
+            try:
                 await self._start(jobs)
-                if len(jobs) == min(self.options.batch_size, room):
-                    continue
-            await self._idle(stop, full=not worthwhile or room <= 0)
+            except Exception:
+                await self._give_back(
+                    [j.id for j in jobs if j.fault is None and j.id not in self._inflight]
+                )
+                raise
+            if len(jobs) == min(self.options.batch_size, room):
+                return None
+        return not worthwhile or room <= 0
 
     async def _idle(self, stop: asyncio.Event, *, full: bool) -> None:
         self._wake.clear()
@@ -155,6 +210,10 @@ class Worker:
         self._room.clear()
 
     async def _start(self, jobs: list[Job]) -> None:
+        broken = [j for j in jobs if j.fault is not None]
+        if broken:
+            self._quarantine(broken)
+            jobs = [j for j in jobs if j.fault is None]
         entries = await self.servers.load({j.server_id for j in jobs if j.server_id})
         fallbacks = {
             e.server.fallback_server_id
@@ -168,6 +227,36 @@ class Worker:
             task = asyncio.create_task(self._attempt(job, entries), name=f"deliver-{job.id}")
             self._inflight[job.id] = (job, task)
             task.add_done_callback(self._forget(job.id))
+
+    async def _give_back(self, message_ids: list[str]) -> None:
+        """Return messages this pass claimed but did not start, as never attempted (else
+        they would wait for their leases to expire, then come back flagged as possible
+        duplicates)."""
+        try:
+            async with self.ctx.db.transaction() as tx:
+                await self.queue.release(
+                    tx,
+                    message_ids,
+                    worker=self.name,
+                    when=utcnow(),
+                    possible_duplicate=False,
+                    uncount=True,
+                )
+        except Exception as exc:
+            log.warning(
+                "could not give back %d claimed message(s) (%s); they return when their "
+                "leases expire",
+                len(message_ids),
+                type(exc).__name__,
+            )
+
+    def _quarantine(self, jobs: list[Job]) -> None:
+        now = utcnow()
+        for job in jobs:
+            log.error("message %s %s; failing it", job.id, job.fault)
+            self._done.append(quarantine(job, now=now))
+        self.health.quarantined(len(jobs))
+        self._flush_now.set()
 
     def _forget(self, job_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:
@@ -196,9 +285,9 @@ class Worker:
         now = utcnow()
         async with self.ctx.db.transaction() as tx:
             if held:
-                await queue.release(
+                await self.queue.release(
                     tx,
-                    held,
+                    [j.id for j in held],
                     worker=self.name,
                     when=now,
                     possible_duplicate=False,
@@ -220,9 +309,9 @@ class Worker:
                 if later:
                     next_window = rate.window_of(now) + 60
                     when = now + timedelta(seconds=next_window - now.timestamp())
-                    await queue.release(
+                    await self.queue.release(
                         tx,
-                        later,
+                        [j.id for j in later],
                         worker=self.name,
                         when=when,
                         possible_duplicate=False,
@@ -345,9 +434,9 @@ class Worker:
             return
         done, self._done = self._done, []
         updates, self._status_updates = self._status_updates, {}
-        prepared = queue.prepare_finish(self.ctx.db.dialect, done, worker=self.name)
+        prepared = self.queue.prepare_finish(done, worker=self.name)
         async with self.ctx.db.transaction() as tx:
-            await queue.apply_finish(tx, prepared)
+            await self.queue.finish(tx, prepared)
             await webhook_store.record_events(tx, done)
             if updates:
                 await server_store.set_status_many(tx, updates)
@@ -370,7 +459,7 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 async with self.ctx.db.transaction() as tx:
-                    await queue.renew_leases(tx, worker=self.name, lease=self.options.lease)
+                    await self.queue.renew(tx, worker=self.name, lease=self.options.lease)
             except Exception:
                 log.exception("renewing leases failed; will try again")
 
@@ -389,10 +478,19 @@ class Worker:
         if aborted:
             # The data may have been on the wire when the attempt was aborted.
             async with self.ctx.db.transaction() as tx:
-                await queue.release(
-                    tx, aborted, worker=self.name, when=utcnow(), possible_duplicate=True
+                await self.queue.release(
+                    tx,
+                    [j.id for j in aborted],
+                    worker=self.name,
+                    when=utcnow(),
+                    possible_duplicate=True,
                 )
             log.warning("released %d unfinished message(s) on shutdown", len(aborted))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "no detail"
 
 
 def _can_carry(entry: ServerEntry, job: Job) -> bool:

@@ -28,8 +28,8 @@ from mailgate.domain.webhooks import (
     encode_body,
     request_headers,
 )
-from mailgate.engines.netpolicy import NetworkPolicy
-from mailgate.engines.webhook_http import PostResult, WebhookPoster
+from mailgate.net.policy import NetworkPolicy
+from mailgate.net.webhook import PostResult, WebhookPoster
 from mailgate.runtime import Context
 from mailgate.storage import webhooks as store
 from mailgate.storage.base import utcnow

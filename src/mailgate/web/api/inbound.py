@@ -44,6 +44,7 @@ class SyncOut(BaseModel):
     duplicates: int
     bounces: int
     bounced_recipients: int
+    complaints: int = 0
 
     @classmethod
     def of(cls, counts: SyncCounts) -> SyncOut:
@@ -56,6 +57,7 @@ class SyncOut(BaseModel):
             duplicates=counts.duplicates,
             bounces=counts.bounces,
             bounced_recipients=counts.bounced_recipients,
+            complaints=counts.complaints,
         )
 
 
@@ -116,6 +118,7 @@ class InboxMessageOut(BaseModel):
     bounce: dict[str, Any] | None
     matched_message_id: str | None
     created_at: datetime
+    complaint: dict[str, Any] | None = None
 
 
 _SYNC_FAILED: dict[int | str, dict[str, Any]] = {

@@ -235,19 +235,27 @@ async def raw(message_id: str, ctx: CtxDep, who: Viewer) -> Response:
     return Response(data, media_type="message/rfc822")
 
 
+class MessageState(BaseModel):
+    """What a retry or cancel answers a caller who may not read the Email Logs."""
+
+    id: str
+    status: str
+    message_id: str
+
+
+def _changed(row: dict[str, Any]) -> MessageOut | MessageState:
+    return MessageOut.full(row) if "attempt_log" in row else MessageState(**row)
+
+
 @router.post("/{message_id}/retry")
-async def retry(
-    message_id: str,
-    ctx: CtxDep,
-    who: Annotated[Caller, Depends(caller(Permission.SEND_EMAIL))],
-) -> MessageOut:
-    return MessageOut.full(await log_svc.retry(ctx, who, message_id))
+async def retry(message_id: str, ctx: CtxDep, who: Sender) -> MessageOut | MessageState:
+    """Make a deferred, held or failed message due now. An app-bound token may retry only its
+    app's messages; a caller without ``email_logs:view`` gets only ``id``, ``status`` and
+    ``message_id``."""
+    return _changed(await log_svc.retry(ctx, who, message_id))
 
 
 @router.post("/{message_id}/cancel")
-async def cancel(
-    message_id: str,
-    ctx: CtxDep,
-    who: Annotated[Caller, Depends(caller(Permission.SEND_EMAIL))],
-) -> MessageOut:
-    return MessageOut.full(await log_svc.cancel(ctx, who, message_id))
+async def cancel(message_id: str, ctx: CtxDep, who: Sender) -> MessageOut | MessageState:
+    """Cancel a queued or deferred message; scoped and answered like retry."""
+    return _changed(await log_svc.cancel(ctx, who, message_id))

@@ -11,24 +11,13 @@ included, naming ``port``) and 429 with ``Retry-After`` past the rate limits.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
 from mailgate.engines.probe_report import ProbeReport
-from mailgate.services.probe import Prober
 from mailgate.web.api.schemas import MailServerTestIn, ProbeReportOut
-from mailgate.web.deps import CtxDep, ManageConfig, app_object
+from mailgate.web.deps import CtxDep, ManageConfig, ProberDep
 
 router = APIRouter(prefix="/api/v1/tenants/{tenant}")
-
-
-def get_prober(request: Request) -> Prober:
-    """The application's :class:`Prober`, which holds the rate limits (``app.state.prober``)."""
-    return app_object(request, "prober", Prober, Prober)
-
-
-ProberDep = Annotated[Prober, Depends(get_prober)]
 
 
 def _out(report: ProbeReport) -> ProbeReportOut:
@@ -42,7 +31,8 @@ async def test_unsaved_server(
     """Test unsaved settings: connect, TLS, EHLO, STARTTLS, AUTH and QUIT; no mail is sent.
 
     With ``server_id``, omitted or blank secrets are those of that stored server, provided
-    host, port, username and security are unchanged (else 422 naming the secret).
+    every field deciding where or how a secret travels (host, port, username, security,
+    certificate checks, CAs, API and token URLs) is unchanged (else 422 naming the secret).
     """
     fields = body.model_dump(exclude_unset=True)
     return _out(await prober.test_unsaved(ctx, who, fields))

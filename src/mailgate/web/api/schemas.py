@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from mailgate.domain.model import (
     ApiToken,
@@ -17,6 +18,8 @@ from mailgate.domain.model import (
     Tenant,
     User,
 )
+from mailgate.domain.server_schema import IMAP, IMAP_OAUTH, OAUTH, SERVER, FieldSpec
+from mailgate.web.api.json_values import json_value_problem
 
 EngineName = Literal["smtp", "sendgrid", "msgraph", "capture"]
 SecurityName = Literal["starttls", "tls", "none"]
@@ -28,6 +31,17 @@ class Strict(BaseModel):
     """Unknown fields are refused (422 naming them), never silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        """Lone surrogates and NaN/Infinity are refused before any other check."""
+        problem = json_value_problem(value)
+        if problem is not None:
+            where, why = problem
+            # problems.py appends "where" to the field's name (headers.X-Campaign).
+            raise PydanticCustomError("json_text", why, {"where": where})
+        return value
 
 
 T = TypeVar("T")
@@ -137,71 +151,101 @@ class UserOut(BaseModel):
 # Mail servers ---------------------------------------------------------------------------
 
 
+def spec(field: FieldSpec, default: Any = None, **extra: Any) -> Any:
+    """A pydantic ``Field`` with the bounds the server schema declares for ``field``."""
+    bounds: dict[str, Any] = {}
+    if field.kind in ("text", "choice") and field.max_length is not None:
+        bounds["max_length"] = field.max_length
+    if field.minimum is not None:
+        bounds["gt" if field.exclusive_minimum else "ge"] = field.minimum
+    if field.maximum is not None:
+        bounds["le"] = field.maximum
+    if field.secret:
+        extra.setdefault("description", "Write-only.")
+    return Field(default, **bounds, **extra)
+
+
+def _s(name: str, default: Any = None, **extra: Any) -> Any:
+    return spec(SERVER[name], default, **extra)
+
+
+def _o(name: str) -> Any:
+    return spec(OAUTH[name])
+
+
+def _i(name: str, default: Any = None, **extra: Any) -> Any:
+    return spec(IMAP[name], default, **extra)
+
+
+def _io(name: str, **extra: Any) -> Any:
+    return spec(IMAP_OAUTH[name], **extra)
+
+
 class OAuthIn(Strict):
     provider: Literal["google", "microsoft"]
-    token_url: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = Field(None, description="Write-only.")
-    tenant_id: str | None = None
-    scope: str | None = None
-    service_account_json: str | None = Field(None, description="Write-only.")
-    subject: str | None = None
+    token_url: str | None = _o("token_url")
+    client_id: str | None = _o("client_id")
+    client_secret: str | None = _o("client_secret")
+    tenant_id: str | None = _o("tenant_id")
+    scope: str | None = _o("scope")
+    service_account_json: str | None = _o("service_account_json")
+    subject: str | None = _o("subject")
     grant: Literal["client_credentials", "password"] | None = None
-    username: str | None = None
-    password: str | None = Field(None, description="Write-only (password grant).")
+    username: str | None = _o("username")
+    password: str | None = _o("password")
 
 
 class MailServerIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = _s("name", ..., min_length=1)
     engine: EngineName = "smtp"
-    provider: str | None = None
-    host: str | None = Field(None, max_length=255)
-    port: int | None = Field(None, ge=1, le=65535)
+    provider: str | None = _s("provider")
+    host: str | None = _s("host")
+    port: int | None = _s("port")
     security: SecurityName | None = None
     min_tls_version: Literal["1.2", "1.3"] = "1.2"
     verify_certificate: bool = True
-    ca_certificates: str | None = None
+    ca_certificates: str | None = _s("ca_certificates")
     auth: AuthName = "none"
-    username: str | None = Field(None, max_length=320)
-    password: str | None = Field(None, description="Write-only.")
+    username: str | None = _s("username")
+    password: str | None = _s("password")
     allow_insecure_auth: bool = False
     oauth: OAuthIn | None = None
-    api_key: str | None = Field(None, description="Write-only.")
-    api_base_url: str | None = Field(None, max_length=500)
-    sender_upn: str | None = Field(None, max_length=320)
-    timeout_seconds: float = Field(30, gt=0, le=600)
-    max_connections: int = Field(4, ge=1, le=100)
-    rate_limit_per_minute: int | None = Field(None, ge=1)
+    api_key: str | None = _s("api_key")
+    api_base_url: str | None = _s("api_base_url")
+    sender_upn: str | None = _s("sender_upn")
+    timeout_seconds: float = _s("timeout_seconds", 30)
+    max_connections: int = _s("max_connections", 4)
+    rate_limit_per_minute: int | None = _s("rate_limit_per_minute")
     stages: list[str] = Field(default_factory=list)
     is_default: bool = False
-    fallback_server_id: str | None = None
+    fallback_server_id: str | None = _s("fallback_server_id")
     options: dict[str, str] = Field(default_factory=dict)
 
 
 class MailServerPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = _s("name", min_length=1)
     engine: EngineName | None = None
-    provider: str | None = None
-    host: str | None = Field(None, max_length=255)
-    port: int | None = Field(None, ge=1, le=65535)
+    provider: str | None = _s("provider")
+    host: str | None = _s("host")
+    port: int | None = _s("port")
     security: SecurityName | None = None
     min_tls_version: Literal["1.2", "1.3"] | None = None
     verify_certificate: bool | None = None
-    ca_certificates: str | None = None
+    ca_certificates: str | None = _s("ca_certificates")
     auth: AuthName | None = None
-    username: str | None = Field(None, max_length=320)
-    password: str | None = None
+    username: str | None = _s("username")
+    password: str | None = _s("password")
     allow_insecure_auth: bool | None = None
     oauth: OAuthIn | None = None
-    api_key: str | None = None
-    api_base_url: str | None = Field(None, max_length=500)
-    sender_upn: str | None = Field(None, max_length=320)
-    timeout_seconds: float | None = Field(None, gt=0, le=600)
-    max_connections: int | None = Field(None, ge=1, le=100)
-    rate_limit_per_minute: int | None = Field(None, ge=1)
+    api_key: str | None = _s("api_key")
+    api_base_url: str | None = _s("api_base_url")
+    sender_upn: str | None = _s("sender_upn")
+    timeout_seconds: float | None = _s("timeout_seconds")
+    max_connections: int | None = _s("max_connections")
+    rate_limit_per_minute: int | None = _s("rate_limit_per_minute")
     stages: list[str] | None = None
     is_default: bool | None = None
-    fallback_server_id: str | None = None
+    fallback_server_id: str | None = _s("fallback_server_id")
     options: dict[str, str] | None = None
 
 
@@ -302,25 +346,27 @@ class ImapOAuthIn(Strict):
     """Where an inbox's access tokens come from (``imap.auth: xoauth2``)."""
 
     provider: Literal["google", "microsoft"]
-    client_id: str | None = Field(None, max_length=200)
-    client_secret: str | None = Field(None, description="Write-only (Microsoft).")
-    tenant_id: str | None = Field(None, max_length=200)
-    scope: str | None = Field(None, max_length=500)
-    token_url: str | None = Field(None, max_length=500)
-    service_account_json: str | None = Field(None, description="Write-only (Google).")
-    subject: str | None = Field(None, max_length=320)
+    client_id: str | None = _io("client_id")
+    client_secret: str | None = _io("client_secret", description="Write-only (Microsoft).")
+    tenant_id: str | None = _io("tenant_id")
+    scope: str | None = _io("scope")
+    token_url: str | None = _io("token_url")
+    service_account_json: str | None = _io(
+        "service_account_json", description="Write-only (Google)."
+    )
+    subject: str | None = _io("subject")
 
 
 class ImapIn(Strict):
-    host: str = Field(max_length=255)
-    port: int = Field(993, ge=1, le=65535)
+    host: str = _i("host", ...)
+    port: int = _i("port", 993)
     security: Literal["tls", "starttls"] = "tls"
-    username: str | None = Field(None, max_length=320)
-    password: str | None = Field(None, description="Write-only.")
-    folder: str = Field("INBOX", max_length=200)
-    sync_interval_minutes: int | None = Field(None, ge=1, le=10080)
+    username: str | None = _i("username")
+    password: str | None = _i("password")
+    folder: str = _i("folder", "INBOX")
+    sync_interval_minutes: int | None = _i("sync_interval_minutes")
     auth: Literal["password", "xoauth2"] = "password"
-    ca_certificates: str | None = Field(None, description="PEM CA certificates to trust.")
+    ca_certificates: str | None = _i("ca_certificates", description="PEM CA certificates to trust.")
     oauth: ImapOAuthIn | None = None
 
 
@@ -504,7 +550,9 @@ class MailServerTestIn(MailServerIn):
     """Unsaved settings to test: the create body, with ``name`` optional and ``server_id``.
 
     ``server_id`` names a stored server whose secrets are used where the body omits them
-    (or leaves them blank), as long as host, port, username and security are unchanged.
+    (or leaves them blank), as long as every field deciding where or how a secret travels
+    (host, port, username, security, certificate checks, CAs, API and token URLs) is
+    unchanged.
     """
 
     name: str = Field("", max_length=200)
@@ -546,7 +594,7 @@ class ProbeReportOut(BaseModel):
     """The report of a connection test (API.md); ``ok`` is true exactly when ``error`` is null."""
 
     ok: bool
-    security: Literal["insecure", "SMTPS", "STARTTLS"]
+    security: Literal["insecure", "SMTPS", "STARTTLS", "HTTPS"]
     tls: TlsOut | None
     server: ProbeServerOut | None
     authenticated: bool

@@ -12,7 +12,16 @@ from mailgate.web.api.schemas import Strict
 
 # Webhooks -------------------------------------------------------------------------------
 
-WebhookEventName = Literal["message.sent", "message.deferred", "message.failed", "message.bounced"]
+WebhookEventName = Literal[
+    "message.sent",
+    "message.deferred",
+    "message.failed",
+    "message.bounced",
+    "message.suppressed",
+    "message.complained",
+    "message.delivered",
+    "message.received",
+]
 
 
 class WebhookIn(Strict):

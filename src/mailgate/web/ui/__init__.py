@@ -12,7 +12,16 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from mailgate.services.context import Context
-from mailgate.web.ui import accounts, apps, audit, captured, logs, servers, signin
+from mailgate.web.ui import (
+    accounts,
+    apps,
+    audit,
+    captured,
+    logs,
+    servers,
+    signin,
+    suppressions,
+)
 from mailgate.web.ui.pages import STATIC_DIR, LoginLimits, Ui, make_environment
 from mailgate.web.ui.session import SessionCodec, UiOptions
 
@@ -44,6 +53,7 @@ def mount_ui(app: FastAPI, ctx: Context, *, options: UiOptions | None = None) ->
         apps.router,
         logs.router,
         captured.router,
+        suppressions.router,
         audit.router,
     ):
         app.include_router(router)

@@ -15,6 +15,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
+from mailgate.domain.server_schema import (
+    IMAP,
+    IMAP_FIELDS,
+    IMAP_OAUTH,
+    IMAP_OAUTH_FIELDS,
+    OAUTH_FIELDS,
+    SERVER_FIELDS,
+    SERVER_NOT_NULLABLE,
+)
 from mailgate.errors import FieldError, RequestError, ValidationFailed
 
 #: Server fields of every engine; then those of each engine.
@@ -59,14 +68,13 @@ OAUTH_BY_ENGINE: dict[str, tuple[str, ...]] = {
         "password",
     ),
 }
-SECRETS = frozenset({"password", "api_key", "client_secret", "service_account_json"})
+_ALL_FIELDS = (*SERVER_FIELDS, *OAUTH_FIELDS, *IMAP_FIELDS, *IMAP_OAUTH_FIELDS)
+#: Inputs by their last name (``client_secret`` of ``oauth.client_secret``), from the schema.
+SECRETS = frozenset(f.name.rsplit(".", 1)[-1] for f in _ALL_FIELDS if f.secret)
 #: Fields that cannot be cleared: blank keeps the stored value on edit.
-KEEP_WHEN_BLANK = frozenset(
-    {"name", "engine", "port", "security", "min_tls_version", "auth", "timeout_seconds"}
-    | {"max_connections", "provider"}
-)
-INTEGERS = frozenset({"port", "max_connections", "rate_limit_per_minute", "sync_interval_minutes"})
-NUMBERS = frozenset({"timeout_seconds"})
+KEEP_WHEN_BLANK = SERVER_NOT_NULLABLE | {"provider"}
+INTEGERS = frozenset(f.name.rsplit(".", 1)[-1] for f in _ALL_FIELDS if f.kind == "int")
+NUMBERS = frozenset(f.name.rsplit(".", 1)[-1] for f in _ALL_FIELDS if f.kind == "float")
 
 
 class FormErrors(Exception):
@@ -166,17 +174,10 @@ def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
     names = ("address", "display_name", "reply_to", "mail_server_id")
     fields = _read(form, names, prefix="", editing=editing, errors=errors)
     fields["is_default"] = form.get("is_default") is not None
-    imap_names = ("host", "port", "security", "username", "password", "folder", "auth")
-    imap = _read(
-        form,
-        (*imap_names, "sync_interval_minutes", "ca_certificates"),
-        prefix="imap.",
-        editing=False,
-        errors=errors,
-    )
+    imap_names = tuple(k for k, f in IMAP.items() if f.kind != "object")
+    imap = _read(form, imap_names, prefix="imap.", editing=False, errors=errors)
     if imap.get("auth") == "xoauth2":
-        oauth_names = OAUTH_BY_ENGINE["smtp"]
-        imap["oauth"] = _read(form, oauth_names, prefix="imap.oauth.", editing=False, errors=errors)
+        imap["oauth"] = _read(form, IMAP_OAUTH, prefix="imap.oauth.", editing=False, errors=errors)
     if imap.get("host"):
         imap.setdefault("ca_certificates", None)  # blank clears the stored certificates
         fields["imap"] = imap
@@ -227,6 +228,9 @@ def field_messages(exc: RequestError | FormErrors) -> tuple[dict[str, str], str]
     by_field: dict[str, str] = {}
     for error in exc.errors:
         name = error.field.split("[", 1)[0]
+        if name.startswith("options."):  # one text area holds every option
+            by_field.setdefault("options", f"{name.split('.', 1)[1]}: {error.message}")
+            continue
         by_field.setdefault(name, error.message)
     if isinstance(exc, FormErrors):
         return by_field, "Some fields need attention."

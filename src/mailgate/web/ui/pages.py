@@ -222,6 +222,7 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("apps", "Apps", Permission.VIEW_EMAIL_CONFIGURATIONS),
     ("logs", "Email Logs", Permission.VIEW_EMAIL_LOGS),
     ("captured", "Captured mail", Permission.VIEW_EMAIL_LOGS),
+    ("suppressions", "Suppressions", Permission.VIEW_EMAIL_LOGS),
     ("audit", "Audit log", Permission.VIEW_EMAIL_CONFIGURATIONS),
 )
 

@@ -21,8 +21,8 @@ from mailgate.errors import NotFound, RequestError
 from mailgate.services import accounts as account_svc
 from mailgate.services import servers as server_svc
 from mailgate.services import tenants as tenant_svc
-from mailgate.web.api.probe import ProberDep
 from mailgate.web.api.schemas import MailServerIn, MailServerPatch, MailServerTestIn
+from mailgate.web.deps import ProberDep
 from mailgate.web.ui.forms import FormErrors, form_problem, server_fields, validated
 from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
 

@@ -10,6 +10,9 @@ seen before sign-in is worth nothing after it.
 What a session holds: the memberships of a signed-in user (tenant and user ids, never a
 role: roles are read again on every request) or, for the instance administrator, the
 administrator token it signed in with, checked again on every request like a bearer token.
+A signed-in session also holds a random session id whose server-side record
+(:mod:`mailgate.services.ui_sessions`) every request checks: signing out deletes it, so the
+cookie, even copied, opens nothing afterwards.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class Session:
     memberships: tuple[Membership, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
     admin_actor: str | None = None
+    #: The server-side session (see :func:`mailgate.services.ui_sessions.open_session`).
+    session_id: str | None = field(default=None, repr=False)
 
     @property
     def signed_in(self) -> bool:
@@ -91,6 +96,7 @@ class Session:
         *,
         admin_token: str | None = None,
         admin_actor: str | None = None,
+        session_id: str | None = None,
     ) -> Session:
         """A new session (new CSRF token, new issue time) for a successful sign-in."""
         return Session(
@@ -99,6 +105,7 @@ class Session:
             memberships=tuple(memberships or ()),
             admin_token=admin_token,
             admin_actor=admin_actor,
+            session_id=session_id,
         )
 
     def with_membership(self, membership: Membership) -> Session:
@@ -144,6 +151,7 @@ class SessionCodec:
             "m": [_membership_json(m) for m in session.memberships],
             "a": session.admin_token,
             "aa": session.admin_actor,
+            "sid": session.session_id,
         }
         sealed = self._ctx.box.seal(json.dumps(body).encode("utf-8"), context=_SEAL_CONTEXT)
         return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
@@ -160,6 +168,7 @@ class SessionCodec:
                 memberships=tuple(_membership(m) for m in data["m"]),
                 admin_token=data.get("a"),
                 admin_actor=data.get("aa"),
+                session_id=data.get("sid"),
             )
         except (MailgateError, binascii.Error, ValueError, KeyError, TypeError):
             return None
@@ -207,8 +216,19 @@ async def principal_for(ctx: Context, session: Session, slug: str) -> Principal 
     """The principal of ``session`` for tenant ``slug``; None when the session has ended.
 
     A user without a membership in ``slug`` gets the principal of another membership, which
-    the tenant check then answers with 404 (never 403 across tenants).
+    the tenant check then answers with 404 (never 403 across tenants). A session found ended
+    here (a deleted user, a changed password or role, a revoked administrator token) has its
+    server-side record deleted too.
     """
+    if not session.signed_in or not await ui_sessions.session_active(ctx, session.session_id):
+        return None
+    principal = await _current_principal(ctx, session, slug)
+    if principal is None:
+        await ui_sessions.end_session(ctx, session.session_id)
+    return principal
+
+
+async def _current_principal(ctx: Context, session: Session, slug: str) -> Principal | None:
     if session.admin_token is not None:
         try:
             principal = await auth.authenticate(ctx, session.admin_token)

@@ -101,7 +101,8 @@ async def login(
         except Unauthenticated:
             ui.login_limits.failed(address=email, client=client)
             return _login_page(request, ui, status=401, error=WRONG, next=target, email=email)
-    fresh = session.signed_in_as(memberships)
+    session_id = await ui_sessions.open_session(ui.ctx, kind="user", hours=ui.options.session_hours)
+    fresh = session.signed_in_as(memberships, session_id=session_id)
     if target:
         destination = target
     elif len(memberships) == 1:
@@ -124,22 +125,30 @@ async def login_admin(
     await check_csrf(request, session)
     client = _client(request)
     error = "That is not a valid instance-administrator token."
-    async with ui.login_limits.turn(address="instance-admin", client=client):
+    # Counted per client address: wrong tokens sent from one address never lock the
+    # administrator out elsewhere (a token is a long random value, not a guessable password).
+    key = f"instance-admin@{client}"
+    async with ui.login_limits.turn(address=key, client=client):
         try:
-            _throttle(ui, address="instance-admin", client=client)
+            _throttle(ui, address=key, client=client)
             principal = await auth.authenticate(ui.ctx, token.strip() or None)
             if not principal.is_instance_admin:
                 raise Unauthenticated(error)
         except RateLimited as exc:
             return _login_page(request, ui, status=429, error=exc.detail)
         except Unauthenticated:
-            ui.login_limits.failed(address="instance-admin", client=client)
+            ui.login_limits.failed(address=key, client=client)
             return _login_page(request, ui, status=401, error=error)
+    session_id = await ui_sessions.open_session(
+        ui.ctx, kind="admin", hours=ui.options.session_hours
+    )
     response = redirect("/tenants")
     ui.codec.write(
         request,
         response,
-        session.signed_in_as(admin_token=token.strip(), admin_actor=principal.actor),
+        session.signed_in_as(
+            admin_token=token.strip(), admin_actor=principal.actor, session_id=session_id
+        ),
     )
     return response
 
@@ -148,6 +157,8 @@ async def login_admin(
 async def logout(request: Request, ui: UiDep) -> Response:
     session = load_session(request, ui)
     await check_csrf(request, session)
+    # The server-side session ends here: the cookie, even copied elsewhere, opens nothing.
+    await ui_sessions.end_session(ui.ctx, session.session_id)
     response = redirect("/login", flash="You are signed out.")
     ui.codec.clear(request, response)
     return response
@@ -165,6 +176,8 @@ async def tenant_picker(request: Request, ui: UiDep) -> Response:
         found = await tenant_svc.list_tenants(ui.ctx, principal, limit=500, cursor=None)
         choices = [{"slug": t.slug, "name": t.name, "role": "instance admin"} for t in found]
     else:
+        if not await ui_sessions.session_active(ui.ctx, session.session_id):
+            raise SignInRequired()
         choices = [
             {"slug": m.tenant_slug, "name": m.tenant_name, "role": m.role.value}
             for m in session.memberships

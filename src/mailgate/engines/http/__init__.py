@@ -1,0 +1,1 @@
+"""The HTTP engines: shared plumbing, SendGrid and Microsoft Graph."""

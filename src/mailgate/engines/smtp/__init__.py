@@ -1,0 +1,1 @@
+"""The SMTP engine: wire, session, transaction, pool, settings, transcript, XOAUTH2."""

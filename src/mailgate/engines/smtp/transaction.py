@@ -1,0 +1,283 @@
+"""One mail transaction on an open session: MAIL, RCPT per recipient, DATA, the content.
+
+RFC 5321 section 3.3. Each recipient gets its own result from its RCPT reply; DATA is sent
+only when at least one recipient was accepted, and the reply to the final dot decides for
+the accepted ones. When the server offers PIPELINING (RFC 2920) MAIL, every RCPT and DATA
+go out in one write and their replies are read back in order, which saves two round trips
+per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailgate.domain.delivery import Envelope, OutcomeKind, RecipientResult
+from mailgate.domain.outcomes import Failure, Phase, classify_reply
+from mailgate.engines.smtp.diagnose import SmtpError
+from mailgate.engines.smtp.session import SmtpSession
+from mailgate.engines.smtp.transcript import Transcript
+from mailgate.engines.smtp.wire import ConnectionLost, Reply, encode_command, encode_message
+
+
+@dataclass(slots=True)
+class Transaction:
+    """The per-recipient state of one transaction, filled in as replies arrive."""
+
+    envelope: Envelope
+    results: dict[int, RecipientResult] = field(default_factory=dict)
+    accepted: list[int] = field(default_factory=list)
+    mail_reply: Reply | None = None
+    final_reply: Reply | None = None
+    error: SmtpError | None = None
+    reusable: bool = False
+    retry_after: float | None = None
+
+    def decide(self, index: int, kind: OutcomeKind, code: int | None, text: str) -> None:
+        email = self.envelope.rcpt_to[index]
+        self.results[index] = RecipientResult(email, kind, code, text)
+
+    def decide_reply(self, index: int, reply: Reply, *, phase: Phase) -> None:
+        outcome = classify_reply(reply.code, reply.text, phase=phase)
+        self.decide(index, outcome.kind, reply.code, reply.text)
+        if outcome.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, outcome.retry_after)
+
+    def decide_rest(self, *, reply: Reply | None = None, phase: Phase = Phase.MAIL) -> None:
+        """Every recipient not decided yet shares ``reply`` (or the recorded error)."""
+        for index in range(len(self.envelope.rcpt_to)):
+            if index in self.results:
+                continue
+            if reply is not None:
+                self.decide_reply(index, reply, phase=phase)
+            elif self.error is not None:
+                error = self.error
+                self.decide(index, error.outcome.kind, error.code, error.message)
+                if error.outcome.retry_after is not None:
+                    self.retry_after = max(self.retry_after or 0.0, error.outcome.retry_after)
+
+    @property
+    def stale_connection(self) -> bool:
+        """The server had dropped the session before this transaction began (a 421 or a
+        closed connection instead of the reply to MAIL): nothing was accepted."""
+        if self.mail_reply is not None:
+            return self.mail_reply.code == 421
+        error = self.error
+        return (
+            error is not None
+            and error.phase is Phase.MAIL
+            and error.failure in (Failure.CONNECTION_LOST,)
+        )
+
+    @property
+    def recipients(self) -> tuple[RecipientResult, ...]:
+        return tuple(self.results[i] for i in range(len(self.envelope.rcpt_to)))
+
+
+async def transact(
+    session: SmtpSession, envelope: Envelope, data: bytes, *, transcript: Transcript
+) -> Transaction:
+    """Run one transaction; every outcome, failures included, is recorded in the result.
+
+    ``reusable`` is set only when the session ended the transaction in a clean state
+    (after the reply to the final dot, or after a successful RSET).
+    """
+    tx = Transaction(envelope)
+    try:
+        await _run(session, tx, data, transcript)
+    except SmtpError as exc:
+        tx.error = exc
+        tx.reusable = exc.sent_nothing and session.wire.is_open
+        tx.decide_rest()
+    session.uses += 1
+    if not tx.reusable:
+        session.abort()
+    return tx
+
+
+async def _run(session: SmtpSession, tx: Transaction, data: bytes, transcript: Transcript) -> None:
+    envelope = tx.envelope
+    host = session.settings.host
+    utf8 = envelope.smtputf8 or not _is_ascii(envelope)
+    if utf8 and "SMTPUTF8" not in session.extensions:
+        raise SmtpError.local(
+            f"the message needs SMTPUTF8 (non-ASCII addresses) but {host} does not offer it",
+            phase=Phase.MAIL,
+            kind=OutcomeKind.FAILED,
+        )
+    payload = encode_message(data)
+    limit = session.size_limit
+    if limit is not None and len(payload) > limit:
+        raise SmtpError.local(
+            f"the message is {len(payload)} bytes, more than the {limit} bytes {host} "
+            "accepts (SIZE)",
+            phase=Phase.MAIL,
+            kind=OutcomeKind.FAILED,
+        )
+
+    try:
+        mail = encode_command(_mail_command(session, envelope, payload, utf8=utf8), utf8=utf8)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise SmtpError.local(
+            f"invalid sender address: {exc}", phase=Phase.MAIL, kind=OutcomeKind.FAILED
+        ) from exc
+    rcpts: list[tuple[int, bytes]] = []
+    for index, address in enumerate(envelope.rcpt_to):
+        try:
+            rcpts.append((index, encode_command(f"RCPT TO:<{address}>", utf8=utf8)))
+        except (ValueError, UnicodeEncodeError):
+            tx.decide(index, OutcomeKind.FAILED, None, "invalid recipient address")
+    if not rcpts:
+        raise SmtpError.local(
+            "no valid recipient address", phase=Phase.RCPT, kind=OutcomeKind.FAILED
+        )
+
+    pipelined = session.settings.pipelining and "PIPELINING" in session.extensions
+    if pipelined:
+        go = await _pipelined_envelope(session, tx, mail, rcpts, transcript)
+    else:
+        go = await _sequential_envelope(session, tx, mail, rcpts, transcript)
+    if go:
+        await _send_content(session, tx, payload, transcript)
+
+
+async def _pipelined_envelope(
+    session: SmtpSession,
+    tx: Transaction,
+    mail: bytes,
+    rcpts: list[tuple[int, bytes]],
+    transcript: Transcript,
+) -> bool:
+    """RFC 2920 section 3.1: MAIL, RCPTs and DATA (last in the group) in one write."""
+    _write(session, mail + b"".join(line for _, line in rcpts) + b"DATA\r\n", Phase.MAIL)
+    timeout = session.settings.command_timeout
+    transcript.client(_shown(mail))
+    mail_reply = tx.mail_reply = await session.read(Phase.MAIL, transcript, timeout=timeout)
+    for index, line in rcpts:
+        transcript.client(_shown(line))
+        reply = await session.read(Phase.RCPT, transcript, timeout=timeout)
+        if mail_reply.code // 100 == 2 and reply.code // 100 == 2:
+            tx.accepted.append(index)
+        elif mail_reply.code // 100 == 2:
+            tx.decide_reply(index, reply, phase=Phase.RCPT)
+    transcript.client("DATA")
+    data_reply = await session.read(Phase.DATA, transcript, timeout=timeout)
+    if mail_reply.code // 100 != 2:
+        tx.decide_rest(reply=mail_reply, phase=Phase.MAIL)
+    if data_reply.code == 354 and tx.accepted:
+        return True
+    if data_reply.code == 354:
+        # Every recipient was refused but DATA was accepted anyway: RFC 2920 section 3.1
+        # has the client send the terminating dot at once, then reset.
+        _write(session, b".\r\n", Phase.DATA)
+        transcript.client(".")
+        await session.read(Phase.DATA, transcript, timeout=timeout)
+    elif tx.accepted:
+        for index in tx.accepted:
+            tx.decide_reply(index, data_reply, phase=Phase.DATA)
+    await _reset(session, tx, transcript, closing=data_reply.code == 421)
+    return False
+
+
+async def _sequential_envelope(
+    session: SmtpSession,
+    tx: Transaction,
+    mail: bytes,
+    rcpts: list[tuple[int, bytes]],
+    transcript: Transcript,
+) -> bool:
+    """One command, one reply: MAIL, then RCPT per recipient, then DATA if any accepted."""
+    reply = tx.mail_reply = await _command(session, mail, Phase.MAIL, transcript)
+    if reply.code // 100 != 2:
+        tx.decide_rest(reply=reply, phase=Phase.MAIL)
+        await _reset(session, tx, transcript, closing=reply.code == 421)
+        return False
+    for index, line in rcpts:
+        reply = await _command(session, line, Phase.RCPT, transcript)
+        if reply.code // 100 == 2:
+            tx.accepted.append(index)
+        else:
+            tx.decide_reply(index, reply, phase=Phase.RCPT)
+            if reply.code == 421:
+                tx.decide_rest(reply=reply, phase=Phase.RCPT)
+                session.abort()
+                return False
+    if not tx.accepted:
+        await _reset(session, tx, transcript)
+        return False
+    reply = await _command(session, b"DATA\r\n", Phase.DATA, transcript)
+    if reply.code != 354:
+        for index in tx.accepted:
+            tx.decide_reply(index, reply, phase=Phase.DATA)
+        await _reset(session, tx, transcript, closing=reply.code == 421)
+        return False
+    return True
+
+
+async def _send_content(
+    session: SmtpSession, tx: Transaction, payload: bytes, transcript: Transcript
+) -> None:
+    """Write the content and the final dot, then wait for the long final reply."""
+    _write(session, payload, Phase.MESSAGE)
+    transcript.client_data(len(payload))
+    try:
+        await session.wire.wait_flushed()
+    except ConnectionLost as exc:
+        message = f"{session.settings.host} closed the connection while the message was sent"
+        transcript.note(message)
+        raise SmtpError.from_failure(Failure.CONNECTION_LOST, message, phase=Phase.MESSAGE) from exc
+    # From here on the server may have the whole message: a silence or a broken
+    # connection is UNKNOWN, not DEFERRED (RFC 5321 section 4.1.1.4 and 6.1).
+    reply = await session.read(Phase.FINAL, transcript, timeout=session.settings.final_timeout)
+    if reply.code // 100 not in (2, 4, 5):
+        raise SmtpError.from_failure(
+            Failure.PROTOCOL, f"unexpected reply to the final dot: {reply}", phase=Phase.FINAL
+        )
+    tx.final_reply = reply
+    for index in tx.accepted:
+        tx.decide_reply(index, reply, phase=Phase.FINAL)
+    tx.reusable = reply.code != 421 and session.wire.is_open
+
+
+async def _reset(
+    session: SmtpSession, tx: Transaction, transcript: Transcript, *, closing: bool = False
+) -> None:
+    """RSET after an aborted transaction (RFC 5321 section 4.1.1.5) to reuse the session."""
+    if closing or not session.wire.is_open:
+        return
+    reply = await _command(session, b"RSET\r\n", Phase.RSET, transcript)
+    tx.reusable = reply.code == 250
+
+
+async def _command(
+    session: SmtpSession, line: bytes, phase: Phase, transcript: Transcript
+) -> Reply:
+    _write(session, line, phase)
+    transcript.client(_shown(line))
+    return await session.read(phase, transcript, timeout=session.settings.command_timeout)
+
+
+def _write(session: SmtpSession, data: bytes, phase: Phase) -> None:
+    try:
+        session.wire.write(data)
+    except ConnectionLost as exc:
+        raise SmtpError.from_failure(Failure.CONNECTION_LOST, str(exc), phase=phase) from exc
+
+
+def _mail_command(session: SmtpSession, envelope: Envelope, payload: bytes, *, utf8: bool) -> str:
+    extensions = session.extensions
+    params = []
+    if "SIZE" in extensions:
+        params.append(f"SIZE={len(payload)}")  # RFC 1870 section 6
+    if "8BITMIME" in extensions and (utf8 or not payload.isascii()):
+        params.append("BODY=8BITMIME")  # RFC 6152 section 3
+    if utf8:
+        params.append("SMTPUTF8")  # RFC 6531 section 3.4
+    return " ".join([f"MAIL FROM:<{envelope.mail_from}>", *params])
+
+
+def _is_ascii(envelope: Envelope) -> bool:
+    return envelope.mail_from.isascii() and all(r.isascii() for r in envelope.rcpt_to)
+
+
+def _shown(line: bytes) -> str:
+    return line.rstrip(b"\r\n").decode("utf-8", "replace")

@@ -1,0 +1,322 @@
+"""The queue operations SQLite and PostgreSQL share, written once (:class:`SqlQueue`).
+
+The hot statements (enqueue, load, finish) go to the DBAPI driver through :class:`Bulk`,
+which converts values per dialect; each dialect's class supplies what differs: how claim,
+reclaim and renewal lock rows, and whether committed mail can be announced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select, update
+
+from mailgate.domain.delivery import MessageStatus, RecipientStatus
+from mailgate.domain.ids import new_id
+from mailgate.storage.base import Tx, utcnow
+from mailgate.storage.bulk import Bulk
+from mailgate.storage.queue_types import (
+    ACTIVE_RECIPIENT,
+    AttemptRecord,
+    Completion,
+    Job,
+    NewMessage,
+    PreparedFinish,
+)
+from mailgate.storage.tables import messages
+
+_MESSAGE_COLUMNS = (
+    "id", "tenant_id", "app_id", "stage", "account_id", "server_id", "status", "message_id",
+    "mail_from", "from_header", "subject", "redirected", "original_recipients", "smtputf8",
+    "size", "meta", "send_at", "next_attempt_at", "attempts", "possible_duplicate",
+    "held", "created_at", "updated_at",
+)  # fmt: skip
+
+
+_CLAIM = """
+UPDATE messages SET status = 'sending', lease_owner = {m}, lease_expires_at = {m},
+    next_attempt_at = NULL, attempts = attempts + 1, updated_at = {m}
+WHERE id IN (
+    SELECT id FROM messages WHERE next_attempt_at <= {m}
+    ORDER BY next_attempt_at LIMIT {m} {lock}
+)
+RETURNING id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, attempts,
+    possible_duplicate, created_at
+"""
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else bytes(value)
+
+
+def _job(
+    row: Any,
+    bodies: dict[str, Any],
+    pending: dict[str, list[tuple[int, str]]],
+    delivered: set[str],
+) -> Job:
+    (job_id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, attempt,
+     duplicate, created_at) = row  # fmt: skip
+    fault: str | None = None
+    raw = b""
+    try:
+        created = _parse_time(created_at)
+    except (TypeError, ValueError) as exc:
+        created, fault = datetime.now(UTC), f"its creation time cannot be read ({exc})"
+    body = bodies.get(job_id)
+    if body is None:
+        fault = "its stored body is missing"
+    else:
+        raw = _bytes(body)
+    return Job(
+        id=job_id,
+        tenant_id=tenant_id,
+        server_id=server_id,
+        account_id=account_id,
+        stage=stage,
+        mail_from=mail_from,
+        smtputf8=bool(smtputf8),
+        raw=raw,
+        attempt=attempt,
+        possible_duplicate=bool(duplicate),
+        created_at=created,
+        recipients=tuple(pending.get(job_id, ())),
+        delivered_before=job_id in delivered,
+        fault=None if fault is None else f"quarantined: the message cannot be loaded: {fault}",
+    )
+
+
+_ATTEMPT_COLUMNS = (
+    "id", "message_id", "n", "started_at", "finished_at", "server_id", "engine", "worker",
+    "outcome", "code", "reply", "tls_version", "duration_ms", "possible_duplicate", "transcript",
+)  # fmt: skip
+
+_FINISH_COLUMNS = (
+    "status", "next_attempt_at", "possible_duplicate", "held", "last_error", "server_id",
+    "remote_id", "finished_at", "lease_owner", "lease_expires_at", "updated_at",
+)  # fmt: skip
+
+_FINAL = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED})
+
+
+def _attempt_row(
+    b: Bulk, message_id: str, n: int, a: AttemptRecord, worker: str
+) -> tuple[Any, ...]:
+    return (
+        new_id(), message_id, n, b.time(a.started_at), b.time(a.finished_at), a.server_id,
+        a.engine, worker, a.outcome, a.code, a.reply, a.tls_version, a.duration_ms,
+        b.flag(a.possible_duplicate), a.transcript,
+    )  # fmt: skip
+
+
+class SqlQueue:
+    """The shared half of the :class:`~mailgate.storage.queue_types.Queue` protocol."""
+
+    dialect = ""
+    #: Appended to the claim's candidate SELECT (row locking, where the database has it).
+    claim_lock = ""
+
+    async def enqueue(self, tx: Tx, items: Sequence[NewMessage], /, *, now: datetime) -> None:
+        """Commit messages and their recipients (one ``executemany`` each for the whole batch)."""
+        if not items:
+            return
+        b = Bulk(tx)
+        stamp, no, queued = b.time(now), b.flag(False), MessageStatus.QUEUED.value
+        await b.insert(
+            "messages",
+            _MESSAGE_COLUMNS,
+            [
+                (
+                    m.id, m.tenant_id, m.app_id, m.stage, m.account_id, m.server_id, queued,
+                    m.message_id, m.mail_from, m.from_header, m.subject, b.flag(m.redirected),
+                    b.json(m.original_recipients), b.flag(m.smtputf8), len(m.raw),
+                    b.json(m.meta), b.time(m.send_at),
+                    b.time(max(m.send_at, now)) if m.send_at else stamp, 0, no, no, stamp, stamp,
+                )
+                for m in items
+            ],
+        )  # fmt: skip
+        await b.insert("message_bodies", ("message_id", "raw"), [(m.id, m.raw) for m in items])
+        pending = RecipientStatus.PENDING.value
+        await b.insert(
+            "message_recipients",
+            ("message_id", "position", "email", "status"),
+            [(m.id, i, email, pending) for m in items for i, email in enumerate(m.recipients)],
+        )
+
+    async def claim(
+        self, tx: Tx, *, worker: str, limit: int, lease: timedelta, now: datetime | None = None
+    ) -> Sequence[Any]:
+        """Lease up to ``limit`` due messages to ``worker`` (the write half of a claim).
+
+        Written at the driver level: it runs hundreds of times a second under load, and
+        SQLAlchemy's row processing would cost more than the database work. Keep the write
+        transaction this short: on SQLite every other writer waits for it.
+        """
+        now = now or utcnow()
+        b = Bulk(tx, dialect=self.dialect)
+        sql = _CLAIM.format(m=b.mark, lock=self.claim_lock)
+        stamp = b.time(now)
+        result = await tx.exec_driver_sql(sql, (worker, b.time(now + lease), stamp, stamp, limit))
+        return result.all()
+
+    async def load(self, tx: Tx, rows: Sequence[Any], /) -> list[Job]:
+        """Jobs for claimed rows, with their bodies and recipients (a read; no write lock)."""
+        if not rows:
+            return []
+        b = Bulk(tx, dialect=self.dialect)
+        ids = [r[0] for r in rows]
+        pending: dict[str, list[tuple[int, str]]] = {}
+        delivered: set[str] = set()
+        bodies: dict[str, Any] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = b.marks(len(chunk))
+            body_query = f"SELECT message_id, raw FROM message_bodies WHERE message_id IN ({marks})"  # noqa: S608
+            stored: Sequence[Any] = (await tx.exec_driver_sql(body_query, tuple(chunk))).all()
+            bodies.update((message_id, raw) for message_id, raw in stored)
+            query = (
+                "SELECT message_id, position, email, status FROM message_recipients "  # noqa: S608
+                f"WHERE message_id IN ({marks}) ORDER BY message_id, position"
+            )
+            found: Sequence[Any] = (await tx.exec_driver_sql(query, tuple(chunk))).all()
+            for message_id, position, email, status in found:
+                if status in ACTIVE_RECIPIENT:
+                    pending.setdefault(message_id, []).append((position, email))
+                elif status == RecipientStatus.SENT.value:
+                    delivered.add(message_id)
+        return [_job(row, bodies, pending, delivered) for row in rows]
+
+    def prepare_finish(
+        self, completions: Sequence[Completion], /, *, worker: str
+    ) -> PreparedFinish:
+        """Convert completions to statement rows (pure work, kept out of the write lock)."""
+        b = Bulk(None, dialect=self.dialect)
+        now = b.time(utcnow())
+        attempt_rows: list[tuple[Any, ...]] = []
+        for c in completions:
+            for extra in c.extra_attempts:
+                attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, extra, worker))
+            if c.attempt is not None:
+                attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, c.attempt, worker))
+        message_rows = [
+            (
+                c.status.value, b.time(c.next_attempt_at), b.flag(c.possible_duplicate),
+                b.flag(c.held), c.last_error, c.server_id or c.job.server_id, c.remote_id,
+                now if c.status in _FINAL else None, None, None, now, c.job.id, worker,
+            )
+            for c in completions
+        ]  # fmt: skip
+        recipient_rows = [
+            (r.status.value, r.code, r.reply[:2000], now, c.job.id, r.position)
+            for c in completions
+            for r in c.recipients
+        ]
+        return PreparedFinish(attempt_rows, message_rows, recipient_rows)
+
+    async def finish(self, tx: Tx, prepared: PreparedFinish, /) -> None:
+        """Write prepared outcomes: attempts, message states, recipient states."""
+        b = Bulk(tx, dialect=self.dialect)
+        await b.insert("attempts", _ATTEMPT_COLUMNS, prepared.attempts)
+        await b.update(
+            "messages", _FINISH_COLUMNS, "id = {} AND lease_owner = {}", prepared.messages
+        )
+        await b.update(
+            "message_recipients",
+            ("status", "code", "reply", "updated_at"),
+            "message_id = {} AND position = {}",
+            prepared.recipients,
+        )
+
+    async def release(
+        self,
+        tx: Tx,
+        message_ids: Sequence[str],
+        /,
+        *,
+        worker: str,
+        when: datetime,
+        possible_duplicate: bool,
+        uncount: bool = False,
+        held: bool = False,
+    ) -> None:
+        """Give claimed messages back to the queue without an outcome (shutdown, rate limit,
+        hold, a claim pass that failed before delivering them)."""
+        if not message_ids:
+            return
+        values: dict[str, Any] = {
+            "status": MessageStatus.DEFERRED.value,
+            "next_attempt_at": None if held else when,
+            "held": held,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": utcnow(),
+        }
+        if possible_duplicate:
+            values["possible_duplicate"] = True
+        if uncount:
+            values["attempts"] = messages.c.attempts - 1
+        await tx.execute(
+            update(messages)
+            .where(messages.c.id.in_(list(message_ids)), messages.c.lease_owner == worker)
+            .values(**values)
+        )
+
+    def lock_rows(self, query: Select[Any]) -> Select[Any]:
+        """``query`` locking the rows it selects against other workers, where the database
+        locks rows (on SQLite the write transaction already serialises writers)."""
+        return query
+
+    async def reclaim_expired(self, tx: Tx, *, now: datetime | None = None) -> int:
+        """Return messages whose lease ran out (a dead worker) to the queue, flagged.
+
+        The dead worker may have delivered before dying, so the next attempt is flagged
+        ``possible_duplicate``.
+        """
+        now = now or utcnow()
+        expired = self.lock_rows(
+            select(messages.c.id).where(
+                messages.c.status == MessageStatus.SENDING.value,
+                messages.c.lease_expires_at < now,
+            )
+        )
+        result = await tx.execute(
+            update(messages)
+            .where(messages.c.id.in_(expired.scalar_subquery()))
+            .values(
+                status=MessageStatus.DEFERRED.value,
+                next_attempt_at=now,
+                possible_duplicate=True,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+        return int(result.rowcount or 0)
+
+    async def renew(self, tx: Tx, *, worker: str, lease: timedelta) -> int:
+        """Extend the leases a live worker holds, so slow deliveries are not reclaimed."""
+        mine = self.lock_rows(
+            select(messages.c.id).where(
+                messages.c.lease_owner == worker,
+                messages.c.status == MessageStatus.SENDING.value,
+            )
+        )
+        result = await tx.execute(
+            update(messages)
+            .where(messages.c.id.in_(mine.scalar_subquery()))
+            .values(lease_expires_at=utcnow() + lease)
+        )
+        return int(result.rowcount or 0)
+
+    async def notify(self, tx: Tx) -> None:
+        """Tell listening workers that mail was committed: nothing to do by default (the
+        workers' poll finds it)."""
