@@ -8,8 +8,6 @@ file holds only the new key, and `/readyz` stays 200.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,57 +22,20 @@ from mailgate.services.boot import open_context
 from mailgate.settings import Settings
 from mailgate.storage import rotation
 from mailgate.storage.secretbox import SecretBox, generate_key, read_key_file, write_key_file
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.serve import mailgate_env, serve
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
-    return env | {
-        "MAILGATE_DATA_DIR": str(data_dir),
-        "MAILGATE_SMTP_PORT": str(_free_port()),
-        "MAILGATE_ALLOWED_NETWORKS": "127.0.0.0/8",
-    }
+    return mailgate_env(data_dir, MAILGATE_ALLOWED_NETWORKS="127.0.0.0/8")
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
-    data_dir = tmp_path / "var"
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailgate", "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=_env(data_dir),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail((tmp_path / "serve.log").read_text())
-            time.sleep(0.2)
-        else:
-            pytest.fail("mailgate serve did not answer /healthz within 60 s")
-        output = (tmp_path / "serve.log").read_text()
-        token = next(line.strip() for line in output.splitlines() if line.strip().startswith("mg_"))
-        yield url, data_dir, token
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    with serve(tmp_path, "--demo", env=_env(tmp_path / "var")) as running:
+        token = next(
+            line.strip() for line in running.output.splitlines() if line.strip().startswith("mg_")
+        )
+        yield running.url, running.data_dir, token
 
 
 class _Receiver:

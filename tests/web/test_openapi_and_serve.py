@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import smtplib
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +11,8 @@ import httpx
 import pytest
 
 from mailgate.services.demo import DEMO_SENDER
+from tests.support.serve import mailgate_env, serve
+from tests.support.smtp_servers import free_port
 
 # Every route of API.md implemented so far: (method, path).
 ROUTES = [
@@ -81,51 +79,17 @@ ROUTES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-SMTP_PORT = _free_port()
+SMTP_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A real `mailgate serve --demo` process on a free port (SMTP submission on
-    ``SMTP_PORT``); yields its URL and stderr."""
+    ``SMTP_PORT``); yields its URL and output."""
     workdir: Path = tmp_path_factory.mktemp("serve")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
-    env |= {"MAILGATE_DATA_DIR": str(workdir / "var"), "MAILGATE_SMTP_PORT": str(SMTP_PORT)}
-    log = (workdir / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailgate", "serve", "--demo", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail((workdir / "serve.log").read_text())
-            time.sleep(0.2)
-        else:
-            pytest.fail("mailgate serve did not answer /healthz within 60 s")
-        yield url, (workdir / "serve.log").read_text()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    env = mailgate_env(workdir / "var", MAILGATE_SMTP_PORT=str(SMTP_PORT))
+    with serve(workdir, "--demo", env=env) as served:
+        yield served.url, served.output
 
 
 def test_serve_answers_health_and_openapi(served: tuple[str, str]) -> None:
