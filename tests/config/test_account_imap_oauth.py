@@ -250,3 +250,63 @@ async def test_oauth_settings_the_provider_cannot_use_are_422_on_sync(
         await inbound.sync_now(ctx, caller, r.json()["id"], tokens=unusable)
 
     assert caught.value.errors[0].field == "imap.oauth"
+
+
+async def test_new_ca_certificates_need_the_password_again(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    pem = TestCA(tmp_path / "pki").ca_pem
+    r = await account(client, imap(password="imap-secret-7"))
+    assert r.status_code == 201, r.text
+    url = f"{T}/email-accounts/{r.json()['id']}"
+
+    trusting = await client.patch(url, json={"imap": imap(ca_certificates=pem)}, headers=ADMIN)
+    given = await client.patch(
+        url, json={"imap": imap(ca_certificates=pem, password="imap-secret-8")}, headers=ADMIN
+    )
+
+    assert field_of(trusting) == "imap.password"
+    assert "changing imap ca_certificates requires the password again" in trusting.text
+    assert given.status_code == 200, given.text
+    assert given.json()["imap"]["ca_certificates"] == pem
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tenant_id": "fabrikam.onmicrosoft.com"},
+        {"provider": "google", "service_account_json": None},
+    ],
+)
+async def test_a_stored_client_secret_does_not_follow_a_new_tenant_or_provider(
+    client: httpx.AsyncClient, change: dict[str, Any]
+) -> None:
+    r = await account(client, imap(auth="xoauth2", oauth=MICROSOFT))
+    url = f"{T}/email-accounts/{r.json()['id']}"
+    kept = {k: v for k, v in MICROSOFT.items() if k != "client_secret"}
+
+    moved = await client.patch(
+        url, json={"imap": imap(auth="xoauth2", oauth={**kept, **change})}, headers=ADMIN
+    )
+
+    assert field_of(moved) == "imap.oauth.client_secret"
+
+
+async def test_new_ca_certificates_need_the_client_secret_again(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    pem = TestCA(tmp_path / "pki").ca_pem
+    r = await account(client, imap(auth="xoauth2", oauth=MICROSOFT))
+    url = f"{T}/email-accounts/{r.json()['id']}"
+
+    trusting = await client.patch(url, json={"imap": imap(ca_certificates=pem)}, headers=ADMIN)
+    given = await client.patch(
+        url,
+        json={"imap": imap(auth="xoauth2", oauth=MICROSOFT, ca_certificates=pem)},
+        headers=ADMIN,
+    )
+
+    assert field_of(trusting) == "imap.oauth.client_secret"
+    assert "ca_certificates" in trusting.json()["errors"][0]["message"]
+    assert given.status_code == 200, given.text
+    assert given.json()["imap"]["ca_certificates"] == pem
