@@ -26,6 +26,7 @@ class InstancePolicy:
     retention_days: float = 30.0
     lease_seconds: float = 120.0
     imap_sync_interval: float = 300.0
+    dns_resolver: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InstancePolicy:
@@ -38,6 +39,7 @@ class InstancePolicy:
             retention_days=settings.retention_days,
             lease_seconds=settings.lease_seconds,
             imap_sync_interval=settings.imap_sync_interval,
+            dns_resolver=settings.dns_resolver,
         )
 
 

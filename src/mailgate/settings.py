@@ -6,6 +6,7 @@ the working directory (or the file named by ``MAILGATE_CONFIG``); the environmen
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -115,6 +116,29 @@ class Settings(BaseSettings):
         description="Seconds between background syncs of each email account's IMAP inbox "
         "(an account's imap.sync_interval_minutes overrides it); 0 disables the scheduler.",
     )
+    dns_resolver: str | None = Field(
+        None,
+        description="IP address (optionally :port, [v6]:port) of the DNS resolver the "
+        "sending-domain checks ask; default: the system's resolvers.",
+    )
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _resolver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        host = value.strip()
+        if host.startswith("[") and "]" in host:
+            host = host[1 : host.index("]")]
+        elif host.count(":") == 1:
+            host, _, port = host.partition(":")
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("the port must be a number from 1 to 65535")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("must be an IP address, optionally with :port") from None
+        return value.strip()
 
     @field_validator("secret_keys", "allowed_networks", "trusted_proxies", mode="before")
     @classmethod

@@ -49,7 +49,12 @@ def test_api_server_models_have_the_schema_fields_and_bounds(model: type[BaseMod
 
 
 @pytest.mark.parametrize(
-    ("model", "fields"), [(api.OAuthIn, schema.OAUTH), (api.ImapIn, schema.IMAP)]
+    ("model", "fields"),
+    [
+        (api.OAuthIn, schema.OAUTH),
+        (api.ImapIn, schema.IMAP),
+        (api.ImapOAuthIn, schema.IMAP_OAUTH),
+    ],
 )
 def test_api_nested_models_follow_the_schema(
     model: type[BaseModel], fields: dict[str, schema.FieldSpec]
@@ -66,6 +71,9 @@ def test_the_config_file_knows_exactly_the_schema_fields() -> None:
     assert file_names == schema_names
     assert set(config_file.OAUTH) | set(config_file._OAUTH_SECRETS) == set(schema.OAUTH)
     assert set(config_file._IMAP) | {"password"} == set(schema.IMAP)
+    assert set(config_file.IMAP_OAUTH) | set(config_file.IMAP_OAUTH_SECRETS) == set(
+        schema.IMAP_OAUTH
+    )
 
 
 def test_the_service_defaults_and_secrets_come_from_the_schema() -> None:
@@ -148,7 +156,14 @@ def test_secret_bound_fields_include_every_destination_and_trust_setting() -> No
         "api_base_url",
         "oauth.token_url",
     } <= set(schema.SERVER_SECRET_BOUND)
-    assert set(schema.IMAP_SECRET_BOUND) == {"host", "port", "security", "username"}
+    assert set(schema.IMAP_SECRET_BOUND) == {
+        "host",
+        "port",
+        "security",
+        "username",
+        "ca_certificates",
+    }
+    assert set(schema.IMAP_OAUTH_SECRET_BOUND) == {"provider", "tenant_id", "token_url"}
 
 
 def test_field_problems_name_the_rule() -> None:

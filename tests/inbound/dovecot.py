@@ -67,11 +67,23 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], directory: Path) -
 
 
 class Dovecot:
-    """A running Dovecot; ``users`` maps user names to passwords."""
+    """A running Dovecot; ``users`` maps user names to passwords.
+
+    With ``oauth2_introspection`` (a URL), XOAUTH2 and OAUTHBEARER are offered too, and
+    Dovecot's ``oauth2`` passdb asks that URL (RFC 7662 token introspection, POST) whether a
+    bearer token is active and for which ``username``.
+    """
 
     host = "127.0.0.1"
 
-    def __init__(self, *, cert: CertFiles, sni_cert: CertFiles, users: dict[str, str]) -> None:
+    def __init__(
+        self,
+        *,
+        cert: CertFiles,
+        sni_cert: CertFiles,
+        users: dict[str, str],
+        oauth2_introspection: str | None = None,
+    ) -> None:
         binary, doveadm = dovecot_binary(), doveadm_binary()
         assert binary and doveadm
         self.binary, self.doveadm = binary, doveadm
@@ -93,6 +105,9 @@ class Dovecot:
             self.dir.chmod(0o755)
             os.chown(mail_dir, mail.pw_uid, mail.pw_gid)
         self._cert, self._sni_cert = cert, sni_cert
+        self._oauth2 = oauth2_introspection
+        if oauth2_introspection is not None:
+            (self.dir / "oauth2.conf.ext").write_text(_OAUTH2.format(url=oauth2_introspection))
         self._root, self._me, self._mail = root, me, mail
         # A port picked here can be taken by another process before Dovecot binds it, so a
         # start that fails is tried again on fresh ports (and says why when it gives up).
@@ -120,6 +135,9 @@ class Dovecot:
                 key=self._cert.key_file,
                 sni_cert=self._sni_cert.cert_file,
                 sni_key=self._sni_cert.key_file,
+                mechanisms="plain login xoauth2 oauthbearer" if self._oauth2 else "plain login",
+                oauth2_passdb=_OAUTH2_PASSDB.format(dir=self.dir) if self._oauth2 else "",
+                passwd_mechanisms="  mechanisms = plain login none\n" if self._oauth2 else "",
             )
         )
         with (self.dir / "stderr.log").open("ab") as stderr:
@@ -177,7 +195,7 @@ default_internal_user = {internal_user}
 default_internal_group = {internal_user}
 default_login_user = {login_user}
 first_valid_uid = 1
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 disable_plaintext_auth = yes
 ssl = yes
 ssl_cert = <{cert}
@@ -191,8 +209,8 @@ login_trusted_networks =
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {dir}/passwd
-}}
-userdb {{
+{passwd_mechanisms}}}
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={dir}/mail/%u
 }}
@@ -212,4 +230,20 @@ service imap-login {{
 service anvil {{
   chroot =
 }}
+"""
+
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {dir}/oauth2.conf.ext
+}}
+"""
+
+_OAUTH2 = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
 """

@@ -8,6 +8,7 @@ UIDVALIDITY it was issued under.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,10 +20,34 @@ class ImapSecurity(StrEnum):
     STARTTLS = "starttls"  # plain connect, then STARTTLS is mandatory (RFC 9051 section 6.2.1)
 
 
+class ImapAuth(StrEnum):
+    PASSWORD = "password"  # noqa: S105 - LOGIN with the account's IMAP password
+    XOAUTH2 = "xoauth2"  # AUTHENTICATE XOAUTH2 with an OAuth 2.0 access token
+
+
+@dataclass(frozen=True, slots=True)
+class ImapOAuth:
+    """Where an inbox's access tokens come from: the same providers as the SMTP engine's
+    XOAUTH2 (Google JWT bearer with a service account, Microsoft client credentials).
+    Secrets are kept out of reprs."""
+
+    provider: str  # "google" | "microsoft"
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    tenant_id: str | None = None
+    scope: str | None = None
+    token_url: str | None = None
+    service_account_json: str = field(default="", repr=False)
+    subject: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ImapTarget:
     """Everything one sync needs to reach one account's inbox; the password is kept out of
-    reprs and never leaves the process."""
+    reprs and never leaves the process.
+
+    ``ca_certificates`` (PEM) are trusted for this inbox only, besides the system store.
+    """
 
     host: str
     port: int
@@ -30,6 +55,53 @@ class ImapTarget:
     username: str
     password: str = field(repr=False)
     folder: str = "INBOX"
+    auth: ImapAuth = ImapAuth.PASSWORD
+    oauth: ImapOAuth | None = None
+    ca_certificates: str | None = None
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret of the target (to scrub from any text shown to people)."""
+        values = [self.password]
+        if self.oauth is not None:
+            values += [self.oauth.client_secret, self.oauth.service_account_json]
+        return tuple(v for v in values if v)
+
+
+#: The account secrets (sealed apart from the plain ``imap`` settings) an inbox uses.
+IMAP_SECRETS = ("imap_password", "imap_oauth_client_secret", "imap_oauth_service_account_json")
+
+
+def imap_target(
+    address: str, imap: Mapping[str, Any] | None, secrets: Mapping[str, str]
+) -> ImapTarget | None:
+    """The inbox of an account from its stored ``imap`` settings and opened secrets; None
+    when it has no inbox. The username defaults to the account's address."""
+    if not imap or not imap.get("host"):
+        return None
+    oauth: ImapOAuth | None = None
+    raw = imap.get("oauth")
+    if isinstance(raw, Mapping) and raw.get("provider"):
+        oauth = ImapOAuth(
+            provider=str(raw["provider"]),
+            client_id=str(raw.get("client_id") or ""),
+            client_secret=secrets.get("imap_oauth_client_secret", ""),
+            tenant_id=raw.get("tenant_id") or None,
+            scope=raw.get("scope") or None,
+            token_url=raw.get("token_url") or None,
+            service_account_json=secrets.get("imap_oauth_service_account_json", ""),
+            subject=raw.get("subject") or None,
+        )
+    return ImapTarget(
+        host=str(imap["host"]),
+        port=int(imap.get("port") or 993),
+        security=ImapSecurity(imap.get("security") or "tls"),
+        username=str(imap.get("username") or address),
+        password=secrets.get("imap_password", ""),
+        folder=str(imap.get("folder") or "INBOX"),
+        auth=ImapAuth(imap.get("auth") or "password"),
+        oauth=oauth,
+        ca_certificates=imap.get("ca_certificates") or None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

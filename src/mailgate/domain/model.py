@@ -76,6 +76,10 @@ class ImapSettings:
     username: str | None = None
     folder: str = "INBOX"
     sync_interval_minutes: int | None = None
+    auth: str = "password"
+    ca_certificates: str | None = None
+    #: provider, client_id, tenant_id, scope, token_url, subject (secrets are sealed apart).
+    oauth: dict[str, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,6 +156,25 @@ IMAP_FIELDS: tuple[FieldSpec, ...] = (
     _F("imap.password", "text", max_length=10_000, secret=True, sealed_as="imap_password"),
     _F("imap.folder", "text", "INBOX", nullable=False, max_length=200),
     _F("imap.sync_interval_minutes", "int", minimum=1, maximum=10080),
+    _F("imap.auth", "choice", "password", nullable=False, choices=("password", "xoauth2")),
+    _F("imap.ca_certificates", "text", max_length=200_000, multiline=True, secret_bound=True),
+    _F("imap.oauth", "object"),
+)  # fmt: skip
+
+#: An inbox's OAuth settings (``imap.auth: xoauth2``): Google's service account or a
+#: Microsoft app's client credentials.
+IMAP_OAUTH_FIELDS: tuple[FieldSpec, ...] = (
+    _F("imap.oauth.provider", "choice", nullable=False, choices=("google", "microsoft"),
+       secret_bound=True),
+    _F("imap.oauth.client_id", "text", max_length=500),
+    _F("imap.oauth.client_secret", "text", max_length=10_000, secret=True,
+       sealed_as="imap_oauth_client_secret"),
+    _F("imap.oauth.tenant_id", "text", max_length=200, secret_bound=True),
+    _F("imap.oauth.scope", "text", max_length=500),
+    _F("imap.oauth.token_url", "text", max_length=500, secret_bound=True),
+    _F("imap.oauth.service_account_json", "text", max_length=64 * 1024, multiline=True,
+       secret=True, sealed_as="imap_oauth_service_account_json"),
+    _F("imap.oauth.subject", "text", max_length=320),
 )  # fmt: skip
 
 #: An email account's display name.
@@ -164,6 +183,7 @@ DISPLAY_NAME = _F("display_name", "text", nullable=False, max_length=200)
 SERVER: dict[str, FieldSpec] = {f.name: f for f in SERVER_FIELDS}
 OAUTH: dict[str, FieldSpec] = {f.name.split(".", 1)[1]: f for f in OAUTH_FIELDS}
 IMAP: dict[str, FieldSpec] = {f.name.split(".", 1)[1]: f for f in IMAP_FIELDS}
+IMAP_OAUTH: dict[str, FieldSpec] = {f.name.split(".", 2)[2]: f for f in IMAP_OAUTH_FIELDS}
 
 #: Secret fields of a server: API name (``oauth.client_secret``) -> key in the sealed mapping.
 SERVER_SECRETS: dict[str, str] = {
@@ -174,8 +194,13 @@ SERVER_SECRETS: dict[str, str] = {
 SERVER_SECRET_BOUND: tuple[str, ...] = tuple(
     f.name for f in (*SERVER_FIELDS, *OAUTH_FIELDS) if f.secret_bound
 )
-#: The same for an account's IMAP settings (names without the ``imap.`` prefix).
+#: The same for an account's IMAP settings (names without the ``imap.`` prefix): the
+#: password goes to the server these name and trust.
 IMAP_SECRET_BOUND: tuple[str, ...] = tuple(k for k, f in IMAP.items() if f.secret_bound)
+#: Where an inbox's OAuth secrets go (names under ``imap.oauth``). The token endpoint is
+#: verified with the inbox's ``ca_certificates`` as well, so changing those needs the OAuth
+#: secret again too.
+IMAP_OAUTH_SECRET_BOUND: tuple[str, ...] = tuple(k for k, f in IMAP_OAUTH.items() if f.secret_bound)
 #: Server fields that cannot be cleared: an explicit null is refused.
 SERVER_NOT_NULLABLE: frozenset[str] = frozenset(f.name for f in SERVER_FIELDS if not f.nullable)
 

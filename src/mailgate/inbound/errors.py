@@ -13,7 +13,7 @@ import socket
 import ssl
 from enum import StrEnum
 
-from mailgate.domain.inbound import ImapSecurity, ImapTarget
+from mailgate.domain.inbound import ImapAuth, ImapSecurity, ImapTarget
 from mailgate.errors import MailgateError, PolicyViolation
 
 # X509_V_ERR_* codes from OpenSSL's x509_vfy.h, as reported in SSLCertVerificationError.
@@ -29,6 +29,9 @@ _NOT_TLS_REASONS = frozenset(
 class SyncErrorCode(StrEnum):
     NO_INBOX = "no_inbox"
     NO_PASSWORD = "no_password"  # noqa: S105 - an error code, not a password
+    NO_OAUTH = "no_oauth"
+    OAUTH_REFUSED = "oauth_refused"
+    TOKEN_UNAVAILABLE = "token_unavailable"  # noqa: S105 - an error code, not a token
     POLICY_REFUSED = "policy_refused"
     DNS_FAILED = "dns_failed"
     CONNECT_FAILED = "connect_failed"
@@ -48,6 +51,7 @@ class SyncErrorCode(StrEnum):
 class Step(StrEnum):
     """Where in a sync something went wrong (it decides what an IMAP ``NO`` means)."""
 
+    TOKEN = "token"  # noqa: S105 - a step name: fetching the OAuth access token
     CONNECT = "connect"
     TLS = "tls"
     GREETING = "greeting"
@@ -61,6 +65,9 @@ class Step(StrEnum):
 FIELD_FOR_CODE: dict[SyncErrorCode, str] = {
     SyncErrorCode.NO_INBOX: "imap",
     SyncErrorCode.NO_PASSWORD: "imap.password",
+    SyncErrorCode.NO_OAUTH: "imap.oauth",
+    SyncErrorCode.OAUTH_REFUSED: "imap.oauth",
+    SyncErrorCode.TOKEN_UNAVAILABLE: "imap.oauth.token_url",
     SyncErrorCode.POLICY_REFUSED: "imap.host",
     SyncErrorCode.DNS_FAILED: "imap.host",
     SyncErrorCode.CONNECT_FAILED: "imap.port",
@@ -85,6 +92,18 @@ def hint_for(code: SyncErrorCode, target: ImapTarget | None) -> str:
     hints = {
         SyncErrorCode.NO_INBOX: "Set the account's imap settings (host, username, password).",
         SyncErrorCode.NO_PASSWORD: "Set imap.password on the account (it is write-only).",
+        SyncErrorCode.NO_OAUTH: (
+            "Set imap.oauth on the account: provider google with service_account_json, or "
+            "provider microsoft with tenant_id, client_id and client_secret."
+        ),
+        SyncErrorCode.OAUTH_REFUSED: (
+            "The OAuth provider refused the credentials: check imap.oauth (client id and "
+            "secret, tenant, or the service account and its domain-wide delegation)."
+        ),
+        SyncErrorCode.TOKEN_UNAVAILABLE: (
+            "No access token could be fetched now; check that the token endpoint is "
+            "reachable (and allowed by the network policy), then try again."
+        ),
         SyncErrorCode.POLICY_REFUSED: (
             f"{host} is on a network Mailgate may not reach; an operator can allow it with "
             "MAILGATE_ALLOWED_NETWORKS (a CIDR or host:port)."
@@ -111,17 +130,15 @@ def hint_for(code: SyncErrorCode, target: ImapTarget | None) -> str:
             "certificate lists."
         ),
         SyncErrorCode.CERTIFICATE_UNTRUSTED: (
-            "The certificate is not signed by a trusted CA; install the CA in the system "
-            "trust store of the Mailgate host (or SSL_CERT_FILE)."
+            "The certificate is not signed by a trusted CA; give that CA in "
+            "imap.ca_certificates (PEM), or install it in the system trust store of the "
+            "Mailgate host (or SSL_CERT_FILE)."
         ),
         SyncErrorCode.STARTTLS_UNSUPPORTED: (
             "The server does not offer STARTTLS; choose security tls (port 993). Mailgate "
             "never logs in over an unencrypted connection."
         ),
-        SyncErrorCode.AUTH_FAILED: (
-            "Check imap.username and imap.password. Gmail, Microsoft 365 and iCloud accept "
-            "only an app password for IMAP, and the mailbox must have IMAP enabled."
-        ),
+        SyncErrorCode.AUTH_FAILED: _auth_hint(target),
         SyncErrorCode.MAILBOX_NOT_FOUND: (
             "Check imap.folder; folder names are case-sensitive except INBOX."
         ),
@@ -131,26 +148,48 @@ def hint_for(code: SyncErrorCode, target: ImapTarget | None) -> str:
     return hints[code]
 
 
+def _auth_hint(target: ImapTarget | None) -> str:
+    if target is not None and target.auth is ImapAuth.XOAUTH2:
+        return (
+            "The server refused the access token: check imap.username (the mailbox to open) "
+            "and that the application may use IMAP for it (Microsoft 365: the service "
+            "principal needs full access to the mailbox; Google: domain-wide delegation "
+            "with the https://mail.google.com/ scope)."
+        )
+    return (
+        "Check imap.username and imap.password. Gmail, Microsoft 365 and iCloud accept "
+        "only an app password or OAuth (imap.auth xoauth2) for IMAP, and the mailbox must "
+        "have IMAP enabled."
+    )
+
+
 class ImapSyncError(MailgateError):
     """An inbox could not be read; ``code`` says why, ``hint`` what to change.
 
     The message never contains the password.
     """
 
-    def __init__(self, code: SyncErrorCode, message: str, *, hint: str) -> None:
+    def __init__(
+        self, code: SyncErrorCode, message: str, *, hint: str, oauth: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.hint = hint
+        self.oauth = oauth
 
     @classmethod
     def of(cls, code: SyncErrorCode, message: str, target: ImapTarget | None) -> ImapSyncError:
-        if target is not None and target.password:
-            message = message.replace(target.password, "***")
-        return cls(code, message, hint=hint_for(code, target))
+        if target is not None:
+            for secret in target.secrets():
+                message = message.replace(secret, "***")
+        oauth = target is not None and target.auth is ImapAuth.XOAUTH2
+        return cls(code, message, hint=hint_for(code, target), oauth=oauth)
 
     @property
     def field(self) -> str:
+        if self.oauth and self.code is SyncErrorCode.AUTH_FAILED:
+            return "imap.username"
         return FIELD_FOR_CODE[self.code]
 
     def summary(self) -> str:

@@ -9,6 +9,12 @@ the *configured* host name (``server_hostname=target.host``), never the address.
 * ``starttls``: STARTTLS is mandatory before LOGIN (RFC 9051 section 6.2.1): a server that
   does not offer it is an error, never a reason to log in in plain text.
 
+Authentication is LOGIN with the account's password, or, with an OAuth access token,
+``AUTHENTICATE XOAUTH2`` (developers.google.com/gmail/imap/xoauth2-protocol; Exchange
+Online refuses password logins). The initial response is
+``base64("user=" user ^A "auth=Bearer " token ^A ^A)``; a refused token comes back as a
+continuation carrying a JSON error, answered with an empty line, then ``NO``.
+
 The mailbox is opened read-only (EXAMINE), and bodies are fetched with ``BODY.PEEK[]``, so
 syncing never changes the ``\\Seen`` flag or anything else in the user's mailbox.
 
@@ -28,14 +34,14 @@ import imaplib
 import socket
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from imapclient import IMAPClient
 
-from mailgate.domain.inbound import ImapSecurity, ImapTarget
+from mailgate.domain.inbound import ImapAuth, ImapSecurity, ImapTarget
 from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode, translate
 from mailgate.net.tls import VerifiedTls, client_context
 
@@ -43,6 +49,24 @@ from mailgate.net.tls import VerifiedTls, client_context
 MAX_LITERAL = 25 * 1024 * 1024
 #: What a literal may exceed the size limit by (a server's RFC822.SIZE may be a little off).
 LITERAL_SLACK = 64 * 1024
+
+#: Called with each step as it starts (the connection test times the steps with it).
+Trace = Callable[[Step], None]
+
+
+class _Progress:
+    """The step reached so far, reported to ``trace`` as each one starts."""
+
+    def __init__(self, first: Step, trace: Trace | None) -> None:
+        self._trace = trace
+        self.step = first
+        if trace is not None:
+            trace(first)
+
+    def enter(self, step: Step) -> None:
+        self.step = step
+        if self._trace is not None:
+            self._trace(step)
 
 
 class _PinnedIMAP4(imaplib.IMAP4):
@@ -55,7 +79,7 @@ class _PinnedIMAP4(imaplib.IMAP4):
         *,
         tls: ssl.SSLContext | None,
         timeout: float,
-        progress: list[Step],
+        progress: _Progress,
         target: ImapTarget,
         max_literal: int,
     ) -> None:
@@ -85,7 +109,7 @@ class _PinnedIMAP4(imaplib.IMAP4):
             return sock
         # The configured host name, not the pinned address, is what the certificate proves.
         wrapped = self._tls.wrap_socket(sock, server_hostname=self.host)
-        self._progress[0] = Step.GREETING
+        self._progress.enter(Step.GREETING)
         return wrapped
 
 
@@ -100,9 +124,27 @@ class _Client(IMAPClient):  # type: ignore[misc]
         return self._prepared
 
 
-def tls_context() -> ssl.SSLContext:
-    """A verifying client context: system trust store, host-name check, TLS 1.2 or newer."""
-    return client_context(VerifiedTls())
+def tls_context(ca_certificates: str | None = None) -> ssl.SSLContext:
+    """A verifying client context: system trust store, host-name check, TLS 1.2 or newer;
+    ``ca_certificates`` (PEM) are trusted as well, in this context only."""
+    return client_context(VerifiedTls(ca_certificates=ca_certificates or None))
+
+
+def xoauth2_initial_response(user: str, token: str) -> bytes:
+    """The XOAUTH2 initial client response, before base64 (imaplib encodes it)."""
+    return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+class _XOAuth2Responder:
+    """Answers AUTHENTICATE XOAUTH2: the bearer string first, then an empty line to the
+    error continuation of a refused token (so the server ends with ``NO``)."""
+
+    def __init__(self, user: str, token: str) -> None:
+        self._first: bytes | None = xoauth2_initial_response(user, token)
+
+    def __call__(self, challenge: bytes) -> bytes:
+        first, self._first = self._first, None
+        return first if first is not None else b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,16 +186,19 @@ class ImapSession:
         timeout: float,
         context: ssl.SSLContext | None = None,
         max_bytes: int = MAX_LITERAL,
+        token: str | None = None,
+        trace: Trace | None = None,
     ) -> ImapSession:
-        """TLS (or STARTTLS), greeting and LOGIN on ``sock``; closes ``sock`` on failure.
-        No literal longer than ``max_bytes`` (and a little slack) is read."""
-        context = context or tls_context()
+        """TLS (or STARTTLS), greeting and LOGIN (or AUTHENTICATE XOAUTH2 with ``token``,
+        required when the target's ``auth`` is xoauth2) on ``sock``; closes ``sock`` on
+        failure. No literal longer than ``max_bytes`` (and a little slack) is read."""
         implicit = target.security is ImapSecurity.TLS
         # The step reached so far: imaplib reads the greeting and asks for CAPABILITY while
         # it sets the connection up, after the TLS handshake of implicit TLS.
-        progress = [Step.TLS if implicit else Step.GREETING]
+        progress = _Progress(Step.TLS if implicit else Step.GREETING, trace)
         client: Any = None
         try:
+            context = context or tls_context(target.ca_certificates)
             imap = _PinnedIMAP4(
                 sock,
                 target.host,
@@ -166,13 +211,16 @@ class ImapSession:
             client = _Client(imap, target.host, tls=implicit, timeout=timeout)
             client.normalise_times = False  # keep INTERNALDATE's own offset
             if not implicit:
-                progress[0] = Step.STARTTLS
+                progress.enter(Step.STARTTLS)
                 client.starttls(context)
-            progress[0] = Step.LOGIN
-            client.login(target.username, target.password)
+            progress.enter(Step.LOGIN)
+            if target.auth is ImapAuth.XOAUTH2:
+                _authenticate_xoauth2(client, target, token)
+            else:
+                client.login(target.username, target.password)
         except Exception as exc:
             _discard(client, sock)
-            error = translate(exc, progress[0], target)
+            error = translate(exc, progress.step, target)
             if error is None:
                 raise
             raise error from exc
@@ -258,6 +306,32 @@ class ImapSession:
             _discard(self._client, None, logout=True)
         finally:
             self._busy.release()
+
+
+def _authenticate_xoauth2(client: Any, target: ImapTarget, token: str | None) -> None:
+    if not token:
+        raise ImapSyncError.of(
+            SyncErrorCode.NO_OAUTH, "No access token was obtained for this inbox.", target
+        )
+    offered = {bytes(c).upper() for c in client.capabilities()}
+    if b"AUTH=XOAUTH2" not in offered:
+        raise ImapSyncError.of(
+            SyncErrorCode.AUTH_FAILED,
+            f"{target.host} does not offer AUTHENTICATE XOAUTH2 (capabilities: "
+            f"{b' '.join(sorted(offered)).decode('ascii', 'replace')}).",
+            target,
+        )
+    try:
+        client._imap.authenticate("XOAUTH2", _XOAuth2Responder(target.username, token))
+    except imaplib.IMAP4.abort:
+        raise  # the connection broke: CONNECTION_LOST, not a refusal
+    except imaplib.IMAP4.error as exc:
+        reply = str(exc).replace(token, "***")
+        raise ImapSyncError.of(
+            SyncErrorCode.AUTH_FAILED,
+            f"The IMAP server refused the access token for {target.username!r}: {reply}",
+            target,
+        ) from None
 
 
 def _discard(client: Any, sock: socket.socket | None, *, logout: bool = False) -> None:

@@ -1,14 +1,16 @@
 """One sync of one account's inbox, as named steps.
 
-``begin (lease + inbox settings) → dial (network policy, pinned address) → open (TLS or
-STARTTLS, LOGIN) → examine → new UIDs → fetch in batches → parse (headers, bounces) →
-save (messages + bounces + cursor, one transaction per batch) → finish (release the lease,
-stamp the account)``.
+``begin (lease + inbox settings) → token (OAuth inboxes) → dial (network policy, pinned
+address) → open (TLS or STARTTLS, LOGIN or AUTHENTICATE XOAUTH2) → examine → new UIDs →
+fetch in batches → parse (headers, bounces) → save (messages + bounces + cursor, one
+transaction per batch) → finish (release the lease, stamp the account)``.
 
 The pipeline knows neither the database nor the network policy: it drives a
 :class:`SyncStore` (storage implements it) and a :class:`~mailgate.net.dialer.Dialer` (the
 guarded dialer of :mod:`mailgate.net` in production), both handed in by the caller, the
-manual-sync service or the scheduler.
+manual-sync service or the scheduler. OAuth inboxes get their access token from a
+:data:`TokenFactory`, handed in too (the engines' OAuth token providers, wrapped by the
+caller): a fresh token per sync.
 
 Nothing is ingested twice: a batch and the cursor that covers it are saved together, so a
 sync that dies half-way resumes after the last saved batch; when the server reports a new
@@ -20,23 +22,48 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from mailgate.domain.ids import new_id
 from mailgate.domain.inbound import (
     BatchResult,
+    ImapAuth,
     ImapTarget,
     InboundBatch,
     InboundMessage,
     MailboxCursor,
     SyncCounts,
 )
+from mailgate.errors import ConfigurationError
 from mailgate.inbound.errors import ImapSyncError, Step, SyncErrorCode, translate
 from mailgate.inbound.parse import to_inbound
-from mailgate.inbound.session import ImapSession
+from mailgate.inbound.session import ImapSession, Trace
 from mailgate.net.dialer import Dialer
+
+
+class Revealable(Protocol):
+    """A secret value (``engines.config.Secret``)."""
+
+    def reveal(self) -> str: ...
+
+
+class TokenSource(Protocol):
+    """Access tokens of one inbox (``engines.oauth.tokens.OAuthTokenSource`` satisfies it).
+
+    ``access_token`` raises ``ConfigurationError`` when the provider refuses the
+    credentials and ``OSError`` when no token can be had now.
+    """
+
+    async def access_token(self) -> Revealable: ...
+
+    async def aclose(self) -> None: ...
+
+
+#: Builds the token source of an OAuth inbox; raises ``ConfigurationError`` for settings
+#: that cannot work (a missing client id, a service-account key that is not one...).
+TokenFactory = Callable[[ImapTarget], TokenSource]
 
 
 class SyncStore(Protocol):
@@ -72,12 +99,14 @@ async def sync_account(
     dialer: Dialer,
     options: SyncOptions | None = None,
     tls: ssl.SSLContext | None = None,
+    tokens: TokenFactory | None = None,
 ) -> SyncCounts:
     """Read what is new in the account's inbox into ``store``.
 
     Raises ``Conflict`` (from the store) while another sync holds the account,
     :class:`ImapSyncError` when the inbox cannot be read; the account records the error
-    either way. ``tls`` replaces the default verifying context.
+    either way. ``tls`` replaces the default verifying context; ``tokens`` serves inboxes
+    whose ``auth`` is xoauth2.
     """
     options = options or SyncOptions()
     holder = new_id()
@@ -91,7 +120,9 @@ async def sync_account(
     try:
         try:
             async with limit:
-                return await _sync(store, holder, target, dialer=dialer, options=options, tls=tls)
+                return await _sync(
+                    store, holder, target, dialer=dialer, options=options, tls=tls, tokens=tokens
+                )
         except TimeoutError as exc:
             if not limit.expired():
                 raise
@@ -111,13 +142,54 @@ async def sync_account(
         await store.finish(holder, error=error)
 
 
-async def _open(
-    target: ImapTarget, *, dialer: Dialer, options: SyncOptions, tls: ssl.SSLContext | None
+async def fetch_token(target: ImapTarget, tokens: TokenFactory | None) -> str:
+    """A fresh access token for an OAuth inbox; :class:`ImapSyncError` when none can be had
+    (``no_oauth``, ``oauth_refused`` or ``token_unavailable``)."""
+    if target.oauth is None or tokens is None:
+        raise ImapSyncError.of(
+            SyncErrorCode.NO_OAUTH,
+            "This inbox authenticates with OAuth (imap.auth xoauth2) but has no imap.oauth "
+            "settings.",
+            target,
+        )
+    try:
+        source = tokens(target)
+    except ConfigurationError as exc:
+        raise ImapSyncError.of(SyncErrorCode.NO_OAUTH, str(exc), target) from None
+    try:
+        return (await source.access_token()).reveal()
+    except ConfigurationError as exc:
+        raise ImapSyncError.of(SyncErrorCode.OAUTH_REFUSED, str(exc), target) from None
+    except OSError as exc:
+        raise ImapSyncError.of(SyncErrorCode.TOKEN_UNAVAILABLE, str(exc), target) from None
+    finally:
+        await source.aclose()
+
+
+async def open_session(
+    target: ImapTarget,
+    *,
+    dialer: Dialer,
+    options: SyncOptions,
+    tls: ssl.SSLContext | None,
+    tokens: TokenFactory | None,
+    trace: Trace | None = None,
 ) -> ImapSession:
-    if not target.password:
+    """Token (OAuth inboxes), dial and open: a logged-in session on ``target``.
+
+    ``trace`` is told of each step as it starts (see ``mailgate.inbound.check``).
+    """
+    token: str | None = None
+    if target.auth is ImapAuth.XOAUTH2:
+        if trace is not None:
+            trace(Step.TOKEN)
+        token = await fetch_token(target, tokens)
+    elif not target.password:
         raise ImapSyncError.of(
             SyncErrorCode.NO_PASSWORD, "No IMAP password is set for this account.", target
         )
+    if trace is not None:
+        trace(Step.CONNECT)
     try:
         sock = await dialer.connect(target.host, target.port, timeout=options.connect_timeout)
     except Exception as exc:
@@ -132,6 +204,8 @@ async def _open(
         timeout=options.timeout,
         context=tls,
         max_bytes=options.max_bytes,
+        token=token,
+        trace=trace,
     )
 
 
@@ -147,8 +221,9 @@ async def _sync(
     dialer: Dialer,
     options: SyncOptions,
     tls: ssl.SSLContext | None,
+    tokens: TokenFactory | None,
 ) -> SyncCounts:
-    session = await _open(target, dialer=dialer, options=options, tls=tls)
+    session = await open_session(target, dialer=dialer, options=options, tls=tls, tokens=tokens)
     try:
         status = await asyncio.to_thread(session.examine)
         cursor = await store.cursor(target.folder)

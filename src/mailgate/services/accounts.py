@@ -6,14 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mailgate.compose.addresses import parse_address
-from mailgate.domain.model import EmailAccount, ImapSettings
-from mailgate.domain.server_schema import (
-    DISPLAY_NAME,
-    IMAP_SECRET_BOUND,
-    has_controls,
-    host_problem,
-)
+from mailgate.domain.model import EmailAccount
+from mailgate.domain.server_schema import DISPLAY_NAME, has_controls
 from mailgate.errors import ValidationFailed
+from mailgate.services.account_imap import merge_secrets, parse_imap
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
 from mailgate.storage.accounts import AccountRepo
@@ -45,41 +41,6 @@ def check_display_name(value: object, field: str = "display_name") -> str:
     if problem is not None:
         raise ValidationFailed.field(field, problem)
     return name
-
-
-def _require_imap_password_again(stored: ImapSettings | None, new: Mapping[str, Any]) -> None:
-    """The same rule as for mail servers: a stored secret never goes to a server it was not
-    entered for."""
-    defaults = ImapSettings(host="")
-    current = stored or defaults
-    changed = [
-        name
-        for name in IMAP_SECRET_BOUND
-        if new.get(name, getattr(defaults, name)) != getattr(current, name)
-    ]
-    if changed:
-        raise ValidationFailed.field(
-            "imap.password",
-            f"changing imap {', '.join(changed)} requires the password again, so a stored "
-            "password is never sent to a server it was not entered for",
-        )
-
-
-def _imap(values: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
-    """Plain IMAP settings and the password (write-only) from the API object."""
-    if values is None:
-        return None, None
-    imap = dict(values)
-    password = imap.pop("password", None)
-    imap.pop("password_set", None)
-    if not imap.get("host"):
-        raise ValidationFailed.field("imap.host", "is required when imap is given")
-    problem = host_problem(str(imap["host"]))
-    if problem is not None:
-        raise ValidationFailed.field("imap.host", problem)
-    if imap.get("security", "tls") not in ("tls", "starttls"):
-        raise ValidationFailed.field("imap.security", "must be tls or starttls")
-    return imap, password or None
 
 
 async def _check_server(repo: ServerRepo, server_id: str | None, *, required: bool) -> None:
@@ -137,7 +98,7 @@ async def create_account(ctx: Context, caller: Caller, fields: Mapping[str, Any]
     reply_to = fields.get("reply_to")
     if reply_to:
         reply_to = check_address(reply_to, "reply_to")
-    imap, imap_password = _imap(fields.get("imap"))
+    imap, imap_secrets = parse_imap(fields.get("imap"))
     values: dict[str, Any] = {
         "address": address,
         "display_name": display_name,
@@ -147,7 +108,8 @@ async def create_account(ctx: Context, caller: Caller, fields: Mapping[str, Any]
         "imap": imap,
         "smime": fields.get("smime"),
     }
-    secrets = {"imap_password": imap_password} if imap_password else {}
+    secrets: dict[str, str] = {}
+    merge_secrets(None, imap, imap_secrets, secrets)
     async with ctx.db.transaction() as tx:
         servers = ServerRepo(tx, ctx.box, caller.tenant_id)
         if not await servers.list():
@@ -192,14 +154,9 @@ async def update_account(
             values["reply_to"] = check_address(reply_to, "reply_to") if reply_to else None
         secrets = await repo.secrets(account_id)
         if "imap" in fields:
-            imap, password = _imap(fields["imap"])
+            imap, given = parse_imap(fields["imap"], account.imap)
             values["imap"] = imap
-            if imap is None:
-                secrets.pop("imap_password", None)
-            elif password:
-                secrets["imap_password"] = password
-            elif "imap_password" in secrets:
-                _require_imap_password_again(account.imap, imap)
+            merge_secrets(account.imap, imap, given, secrets)
         if "smime" in fields:
             values["smime"] = await _check_smime(tx, ctx, caller, fields["smime"])
         if "mail_server_id" in fields:

@@ -21,6 +21,7 @@ from mailgate.services import tenants as tenant_service
 from mailgate.services.auth import authorize
 from mailgate.services.config_file import (
     IMAP_DEFAULTS,
+    IMAP_OAUTH_SECRETS,
     SERVER_DEFAULTS,
     VERSION,
     env_name,
@@ -124,7 +125,10 @@ def server_values(server: MailServer) -> dict[str, Any]:
 def imap_values(account: EmailAccount) -> dict[str, Any] | None:
     if account.imap is None:
         return None
-    return {key: getattr(account.imap, key) for key in IMAP_DEFAULTS}
+    values = {key: getattr(account.imap, key) for key in IMAP_DEFAULTS}
+    oauth = {k: v for k, v in (account.imap.oauth or {}).items() if v is not None}
+    values["oauth"] = oauth or None
+    return values
 
 
 def _compact(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,8 +187,14 @@ def render(states: Iterable[TenantState]) -> dict[str, Any]:
             imap = imap_values(account)
             if imap is not None:
                 entry["imap"] = _compact(imap)
+                if entry["imap"].get("auth") == "password":
+                    del entry["imap"]["auth"]  # the default
                 if "imap_password" in account.secrets_set:
                     entry["imap"]["password"] = ref(slug, account.address, "imap_password")
+                for name in IMAP_OAUTH_SECRETS:
+                    key = f"imap_oauth_{name}"
+                    if "oauth" in entry["imap"] and key in account.secrets_set:
+                        entry["imap"]["oauth"][name] = ref(slug, account.address, key)
             accounts[account.address] = entry
         tenants[slug] = {
             "name": state.caller.tenant.name,

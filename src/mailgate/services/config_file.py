@@ -255,7 +255,13 @@ _SERVER: dict[str, Check] = {
 }
 _SERVER_SECRETS = frozenset(k for k, f in schema.SERVER.items() if f.secret)
 OAUTH_KEYS = tuple(OAUTH)
-_IMAP: dict[str, Check] = _schema_checks(schema.IMAP)
+#: An inbox's OAuth settings (``imap.oauth``); the secrets are given by reference.
+IMAP_OAUTH_SECRETS = tuple(k for k, f in schema.IMAP_OAUTH.items() if f.secret)
+IMAP_OAUTH: dict[str, Check] = _schema_checks(schema.IMAP_OAUTH)
+_IMAP: dict[str, Check] = {
+    **_schema_checks(schema.IMAP),
+    "oauth": lambda v, p: _fields(v, p, IMAP_OAUTH, secrets=frozenset(IMAP_OAUTH_SECRETS)),
+}
 _ACCOUNT: dict[str, Check] = {
     "display_name": _check_for(schema.DISPLAY_NAME),
     "reply_to": _text(320),
@@ -302,6 +308,9 @@ IMAP_DEFAULTS: dict[str, Any] = {
     "username": None,
     "folder": "INBOX",
     "sync_interval_minutes": None,
+    "auth": "password",
+    "ca_certificates": None,
+    "oauth": None,
 }
 
 
@@ -325,6 +334,8 @@ class AccountSpec:
     is_default: bool
     imap: dict[str, Any] | None
     imap_password: Secret | None
+    #: ``oauth.client_secret`` / ``oauth.service_account_json`` -> secret
+    imap_secrets: dict[str, Secret] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +495,7 @@ def _account(
     if "display_name" not in given or not given["display_name"].strip():
         raise ConfigFileError(f"{path}.display_name", "is required")
     imap, password = None, None
+    imap_secrets: dict[str, Secret] = {}
     if "imap" in given:
         imap = {**IMAP_DEFAULTS, **given["imap"]}
         if not imap["host"]:
@@ -499,6 +511,16 @@ def _account(
                 base_dir=base_dir,
                 suggest=env_name(slug, address, "imap_password"),
             )
+        raw_oauth = raw["imap"].get("oauth")
+        for name in IMAP_OAUTH_SECRETS if isinstance(raw_oauth, dict) else ():
+            if name in raw_oauth:
+                imap_secrets[f"oauth.{name}"] = resolve_secret(
+                    raw_oauth[name],
+                    f"{path}.imap.oauth.{name}",
+                    environ=environ,
+                    base_dir=base_dir,
+                    suggest=env_name(slug, address, f"imap_oauth_{name}"),
+                )
     return AccountSpec(
         address=address,
         path=path,
@@ -508,6 +530,7 @@ def _account(
         is_default=given.get("is_default", False),
         imap=imap,
         imap_password=password,
+        imap_secrets=imap_secrets,
     )
 
 

@@ -415,6 +415,10 @@ class _TenantPlan:
         imap = None if spec.imap is None else dict(spec.imap)
         if imap is not None and spec.imap_password is not None:
             imap["password"] = spec.imap_password.value
+        if imap is not None and imap.get("oauth") is not None:
+            imap["oauth"] = dict(imap["oauth"])
+            for api_name, secret in spec.imap_secrets.items():
+                imap["oauth"][api_name.removeprefix("oauth.")] = secret.value
         if stored is None:
             if spec.mail_server is None:
                 raise ConfigFileError(f"{spec.path}.mail_server", "is required for a new account")
@@ -445,9 +449,14 @@ class _TenantPlan:
         ]
         if spec.mail_server is not None and spec.mail_server != old_server:
             report.append("mail_server")
-        kept = self.state.account_secrets.get(stored.id, {}).get("imap_password")
+        kept_secrets = self.state.account_secrets.get(stored.id, {})
+        kept = kept_secrets.get("imap_password")
         if spec.imap_password is not None and not _same(kept, spec.imap_password):
             report.append("imap.password")
+        for api_name, secret in spec.imap_secrets.items():
+            stored_name = "imap_" + api_name.replace(".", "_")
+            if not _same(kept_secrets.get(stored_name), secret):
+                report.append(f"imap.{api_name}")
         if not report:
             return self._change(Action.UNCHANGED, kind, spec.address, spec.path)
 
@@ -458,7 +467,7 @@ class _TenantPlan:
                 "is_default": spec.is_default,
             }
             fields = {k: v for k, v in fields.items() if k in report}
-            if "imap" in report or "imap.password" in report:
+            if any(name == "imap" or name.startswith("imap.") for name in report):
                 fields["imap"] = imap
             if "mail_server" in report:
                 fields["mail_server_id"] = r.server_ids[(slug, str(spec.mail_server))]

@@ -1,4 +1,4 @@
-"""Inbound use-cases: sync an account's IMAP inbox now, list what was ingested.
+"""Inbound use-cases: sync an account's IMAP inbox now, test it, list what was ingested.
 
 A manual sync runs the same pipeline as the scheduler (``mailgate.inbound.sync``) with the
 instance network policy, and answers with its counts. What can go wrong maps to clear
@@ -8,6 +8,11 @@ no password, 429 with ``retry_after`` past the manual-sync rate limits
 409 while another sync of the account runs (in any process), and 502 with an error code
 and a hint when the IMAP server cannot be reached, fails TLS or refuses the login. The
 password never appears in any of them.
+
+The inbox test (:func:`check_inbox`) reaches the inbox step by step without syncing and
+answers with a report (200 whether or not the inbox could be reached); it is rate limited
+like a manual sync. OAuth inboxes (``imap.auth: xoauth2``) get a fresh access token from
+the engines' OAuth token providers for each sync or test.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
-from mailgate.domain.inbound import InboxItem, SyncCounts
+from mailgate.domain.inbound import ImapAuth, InboxItem, SyncCounts, imap_target
+from mailgate.domain.model import EmailAccount
+from mailgate.engines.oauth_imap import imap_tokens
 from mailgate.errors import FieldError, RequestError, ValidationFailed
+from mailgate.inbound import check as inbox_check
+from mailgate.inbound.check import InboxReport
 from mailgate.inbound.errors import ImapSyncError, SyncErrorCode
-from mailgate.inbound.sync import SyncOptions, sync_account
+from mailgate.inbound.sync import SyncOptions, TokenFactory, sync_account
 from mailgate.net.dialer import Dialer
 from mailgate.net.guarded import GuardedDialer
 from mailgate.net.policy import NetworkPolicy
@@ -30,6 +39,7 @@ from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.inbound import InboundStore
 
 DialerFactory = Callable[[InstancePolicy], Dialer]
+TokensFactory = Callable[[Dialer], TokenFactory]
 
 
 def guarded_dialer(policy: InstancePolicy) -> Dialer:
@@ -61,6 +71,7 @@ async def sync_now(
     dialer: DialerFactory = guarded_dialer,
     options: SyncOptions | None = None,
     tls: ssl.SSLContext | None = None,
+    tokens: TokensFactory = imap_tokens,
 ) -> SyncCounts:
     """Sync one account of the caller's tenant and return what the sync did.
 
@@ -70,28 +81,97 @@ async def sync_now(
     """
     async with ctx.db.read() as tx:
         account = await AccountRepo(tx, ctx.box, caller.tenant_id).get(account_id)
-    if account.imap is None:
-        raise ValidationFailed(
-            f"The email account {account.address!r} has no IMAP inbox; set its imap settings "
-            "(host, username, password) to sync it.",
-            errors=[FieldError("imap", "is not configured")],
-        )
-    if "imap_password" not in account.secrets_set:
-        raise ValidationFailed.field(
-            "imap.password", "is not set; set it on the account to sync its inbox"
-        )
+    _check_syncable(account, "sync")
     if limiter is not None:
         limiter.acquire(principal=principal_key(caller.principal), tenant=caller.tenant_id)
     inbox = InboundStore(ctx.db, ctx.box, tenant_id=caller.tenant_id, account_id=account_id)
+    dial = dialer(ctx.policy)
     try:
         return await sync_account(
-            inbox, dialer=dialer(ctx.policy), options=options or sync_options(ctx), tls=tls
+            inbox,
+            dialer=dial,
+            options=options or sync_options(ctx),
+            tls=tls,
+            tokens=tokens(dial),
         )
     except ImapSyncError as exc:
-        if exc.code in (SyncErrorCode.NO_INBOX, SyncErrorCode.NO_PASSWORD):
+        if exc.code in (SyncErrorCode.NO_INBOX, SyncErrorCode.NO_PASSWORD, SyncErrorCode.NO_OAUTH):
             # The settings changed between the check above and the sync.
             raise ValidationFailed.field(exc.field, exc.message) from exc
         raise SyncFailed(exc) from exc
+
+
+def _check_syncable(account: EmailAccount, verb: str) -> None:
+    """422 naming the field when the account's inbox lacks what a sync or test needs."""
+    if account.imap is None:
+        raise ValidationFailed(
+            f"The email account {account.address!r} has no IMAP inbox; set its imap settings "
+            f"(host, username, password or OAuth) to {verb} it.",
+            errors=[FieldError("imap", "is not configured")],
+        )
+    if account.imap.auth == ImapAuth.XOAUTH2.value:
+        if not account.imap.oauth:
+            raise ValidationFailed.field(
+                "imap.oauth", f"is not set; imap.auth xoauth2 needs it to {verb} the inbox"
+            )
+        return
+    if "imap_password" not in account.secrets_set:
+        raise ValidationFailed.field(
+            "imap.password", f"is not set; set it on the account to {verb} its inbox"
+        )
+
+
+async def check_inbox(
+    ctx: Context,
+    caller: Caller,
+    account_id: str,
+    *,
+    limiter: RateLimit | None = None,
+    dialer: DialerFactory = guarded_dialer,
+    options: SyncOptions | None = None,
+    tls: ssl.SSLContext | None = None,
+    tokens: TokensFactory = imap_tokens,
+) -> InboxReport:
+    """Reach the account's stored inbox step by step (token, connect, TLS, greeting,
+    STARTTLS, login or XOAUTH2, select) and report; nothing is synced.
+
+    422 when the account has no inbox or lacks its password or OAuth settings; 429 past
+    the rate limits (counted with manual syncs). A failing step is part of the report.
+    """
+    async with ctx.db.read() as tx:
+        repo = AccountRepo(tx, ctx.box, caller.tenant_id)
+        account = await repo.get(account_id)
+        _check_syncable(account, "test")
+        secrets = await repo.secrets(account_id)
+    assert account.imap is not None  # checked above
+    target = imap_target(account.address, _plain(account), secrets)
+    if target is None:
+        raise ValidationFailed.field("imap.host", "is required")
+    if limiter is not None:
+        limiter.acquire(principal=principal_key(caller.principal), tenant=caller.tenant_id)
+    dial = dialer(ctx.policy)
+    return await inbox_check.check_inbox(
+        target,
+        dialer=dial,
+        options=options or sync_options(ctx),
+        tls=tls,
+        tokens=tokens(dial),
+    )
+
+
+def _plain(account: EmailAccount) -> dict[str, object]:
+    imap = account.imap
+    assert imap is not None
+    return {
+        "host": imap.host,
+        "port": imap.port,
+        "security": imap.security,
+        "username": imap.username,
+        "folder": imap.folder,
+        "auth": imap.auth,
+        "oauth": imap.oauth,
+        "ca_certificates": imap.ca_certificates,
+    }
 
 
 def sync_options(ctx: Context) -> SyncOptions:

@@ -30,12 +30,12 @@ from mailgate.domain.ids import new_id
 from mailgate.domain.inbound import (
     BatchResult,
     DueAccount,
-    ImapSecurity,
     ImapTarget,
     InboundBatch,
     InboundMessage,
     InboxItem,
     MailboxCursor,
+    imap_target,
 )
 from mailgate.errors import Conflict, NotFound
 from mailgate.storage.accounts import secret_context
@@ -92,18 +92,11 @@ class InboundStore:
             if row is None:
                 raise NotFound(f"No email account {self.account_id!r}.")
             imap = row.imap if isinstance(row.imap, dict) else None
-            if not imap or not imap.get("host"):
+            if imap_target(row.address, imap, {}) is None:
                 return None
             await self._take_lease(tx, holder)
             secrets = self.box.open_fields(row.secrets, context=secret_context(self.account_id))
-        return ImapTarget(
-            host=str(imap["host"]),
-            port=int(imap.get("port") or 993),
-            security=ImapSecurity(imap.get("security") or "tls"),
-            username=str(imap.get("username") or row.address),
-            password=secrets.get("imap_password", ""),
-            folder=str(imap.get("folder") or "INBOX"),
-        )
+        return imap_target(row.address, imap, secrets)
 
     async def _take_lease(self, tx: Tx, holder: str) -> None:
         now = self.clock()

@@ -14,6 +14,7 @@ from mailgate.services.context import Context
 from mailgate.web import problems
 from mailgate.web.api import (
     config,
+    domains,
     events,
     inbound,
     members,
@@ -58,6 +59,7 @@ def create_app(
         routing.router,
         suppressions.router,
         events.router,
+        domains.router,
     )
     for router in routers:
         app.include_router(router)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mailgate.domain.inbound import DueAccount
+from mailgate.engines.oauth_imap import imap_tokens
 from mailgate.errors import Conflict, MailgateError
 from mailgate.inbound.errors import ImapSyncError
 from mailgate.inbound.sync import SyncOptions, sync_account
@@ -90,7 +91,12 @@ class ImapSyncScheduler:
                 clock=self.clock,
             )
             try:
-                counts = await sync_account(inbox, dialer=self.dialer, options=self.options.sync)
+                counts = await sync_account(
+                    inbox,
+                    dialer=self.dialer,
+                    options=self.options.sync,
+                    tokens=imap_tokens(self.dialer),
+                )
             except Conflict:
                 log.debug("imap sync of account %s skipped: running elsewhere", account.account_id)
                 return False

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Response
 from mailgate.services import accounts as account_svc
 from mailgate.services import apps as app_svc
 from mailgate.services import servers as server_svc
+from mailgate.web.api.account_schemas import EmailAccountOut
 from mailgate.web.api.schemas import (
     AppIn,
     AppOut,
     EmailAccountIn,
-    EmailAccountOut,
     EmailAccountPatch,
     MailServerIn,
     MailServerOut,

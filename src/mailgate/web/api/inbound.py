@@ -1,4 +1,4 @@
-"""Inbound (IMAP): sync an email account's inbox now; list and read what was ingested."""
+"""Inbound (IMAP): sync or test an email account's inbox now; list and read what was ingested."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from mailgate.domain.inbound import SyncCounts
 from mailgate.domain.roles import Permission
+from mailgate.inbound.check import InboxReport
 from mailgate.services import inbound as inbound_svc
 from mailgate.services.context import Caller
 from mailgate.services.ratelimit import SyncRateLimit
@@ -57,6 +58,47 @@ class SyncOut(BaseModel):
             bounces=counts.bounces,
             bounced_recipients=counts.bounced_recipients,
             complaints=counts.complaints,
+        )
+
+
+class InboxStepOut(BaseModel):
+    name: str
+    ok: bool
+    ms: float
+
+
+class InboxErrorOut(BaseModel):
+    code: str
+    field: str
+    message: str
+    hint: str
+
+
+class InboxTestOut(BaseModel):
+    """The report of an inbox test; ``ok`` is true exactly when ``error`` is null."""
+
+    ok: bool
+    auth: str
+    folder: str
+    steps: list[InboxStepOut]
+    error: InboxErrorOut | None
+    messages: int | None
+    uidvalidity: int | None
+
+    @classmethod
+    def of(cls, report: InboxReport) -> InboxTestOut:
+        error = None
+        if report.error is not None:
+            e = report.error
+            error = InboxErrorOut(code=e.code.value, field=e.field, message=e.message, hint=e.hint)
+        return cls(
+            ok=report.ok,
+            auth=report.auth.value,
+            folder=report.folder,
+            steps=[InboxStepOut(name=s.name, ok=s.ok, ms=round(s.ms, 1)) for s in report.steps],
+            error=error,
+            messages=report.messages,
+            uidvalidity=report.uidvalidity,
         )
 
 
@@ -114,6 +156,21 @@ async def sync(account_id: str, ctx: CtxDep, who: ManageConfig, limiter: SyncLim
         }
         return JSONResponse(body, status_code=exc.status, media_type=PROBLEM)
     return SyncOut.of(counts)
+
+
+@router.post(
+    "/{account_id}/test-inbox", response_model=InboxTestOut, responses={429: _SYNC_FAILED[429]}
+)
+async def test_inbox(account_id: str, ctx: CtxDep, who: ManageConfig, limiter: SyncLimiter) -> Any:
+    """Reach the account's stored IMAP inbox step by step and report each step.
+
+    ``token`` (OAuth), ``connect``, ``tls`` or ``greeting``/``starttls``, ``login`` (or
+    ``authenticate`` for XOAUTH2) and ``select``; nothing is synced. 200 with ``ok`` false
+    and an ``error`` (code, field, message, hint) when a step fails; 422 when the account
+    has no inbox or lacks its password or OAuth settings; 429 past the manual-sync limits.
+    """
+    report = await inbound_svc.check_inbox(ctx, who, account_id, limiter=limiter)
+    return InboxTestOut.of(report)
 
 
 @router.get("/{account_id}/inbox")

@@ -12,13 +12,12 @@ from mailgate.domain.model import (
     ApiToken,
     App,
     AuditEntry,
-    EmailAccount,
     MailServer,
     Stage,
     Tenant,
     User,
 )
-from mailgate.domain.server_schema import IMAP, OAUTH, SERVER, FieldSpec
+from mailgate.domain.server_schema import IMAP, IMAP_OAUTH, OAUTH, SERVER, FieldSpec
 from mailgate.web.api.json_values import json_value_problem
 
 EngineName = Literal["smtp", "sendgrid", "msgraph", "capture"]
@@ -173,8 +172,12 @@ def _o(name: str) -> Any:
     return spec(OAUTH[name])
 
 
-def _i(name: str, default: Any = None) -> Any:
-    return spec(IMAP[name], default)
+def _i(name: str, default: Any = None, **extra: Any) -> Any:
+    return spec(IMAP[name], default, **extra)
+
+
+def _io(name: str, **extra: Any) -> Any:
+    return spec(IMAP_OAUTH[name], **extra)
 
 
 class OAuthIn(Strict):
@@ -338,6 +341,21 @@ class MailServerOut(BaseModel):
 # Email accounts -------------------------------------------------------------------------
 
 
+class ImapOAuthIn(Strict):
+    """Where an inbox's access tokens come from (``imap.auth: xoauth2``)."""
+
+    provider: Literal["google", "microsoft"]
+    client_id: str | None = _io("client_id")
+    client_secret: str | None = _io("client_secret", description="Write-only (Microsoft).")
+    tenant_id: str | None = _io("tenant_id")
+    scope: str | None = _io("scope")
+    token_url: str | None = _io("token_url")
+    service_account_json: str | None = _io(
+        "service_account_json", description="Write-only (Google)."
+    )
+    subject: str | None = _io("subject")
+
+
 class ImapIn(Strict):
     host: str = _i("host", ...)
     port: int = _i("port", 993)
@@ -346,6 +364,9 @@ class ImapIn(Strict):
     password: str | None = _i("password")
     folder: str = _i("folder", "INBOX")
     sync_interval_minutes: int | None = _i("sync_interval_minutes")
+    auth: Literal["password", "xoauth2"] = "password"
+    ca_certificates: str | None = _i("ca_certificates", description="PEM CA certificates to trust.")
+    oauth: ImapOAuthIn | None = None
 
 
 class SmimeIn(Strict):
@@ -371,64 +392,6 @@ class EmailAccountPatch(Strict):
     is_default: bool | None = None
     imap: ImapIn | None = None
     smime: SmimeIn | None = None
-
-
-class ImapOut(BaseModel):
-    host: str
-    port: int
-    security: str
-    username: str | None
-    password_set: bool
-    folder: str
-    sync_interval_minutes: int | None
-
-
-class EmailAccountOut(BaseModel):
-    id: str
-    address: str
-    display_name: str
-    reply_to: str | None
-    mail_server_id: str | None
-    is_default: bool
-    imap: ImapOut | None
-    smime: dict[str, Any] | None
-    last_sync_at: datetime | None
-    last_sync_error: str | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-    @classmethod
-    def of(cls, a: EmailAccount) -> EmailAccountOut:
-        imap = None
-        if a.imap is not None:
-            imap = ImapOut(
-                host=a.imap.host,
-                port=a.imap.port,
-                security=a.imap.security,
-                username=a.imap.username,
-                password_set="imap_password" in a.secrets_set,
-                folder=a.imap.folder,
-                sync_interval_minutes=a.imap.sync_interval_minutes,
-            )
-        smime = None
-        if a.smime is not None:
-            smime = {"keystore_id": a.smime.keystore_id, "alias": a.smime.alias}
-        return cls(
-            id=a.id,
-            address=a.address,
-            display_name=a.display_name,
-            reply_to=a.reply_to,
-            mail_server_id=a.mail_server_id,
-            is_default=a.is_default,
-            imap=imap,
-            smime=smime,
-            last_sync_at=a.last_sync_at,
-            last_sync_error=a.last_sync_error,
-            created_at=a.created_at,
-            updated_at=a.updated_at,
-            version=a.version,
-        )
 
 
 # Apps -----------------------------------------------------------------------------------

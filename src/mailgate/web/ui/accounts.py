@@ -2,12 +2,14 @@
 
 Changes go through :mod:`mailgate.services.accounts`. The address is read-only after
 creation (the service refuses a change; the dialog shows it read-only). The Sync button's
-script calls ``POST /api/v1/tenants/{t}/email-accounts/{id}/sync`` itself.
+script calls ``POST /api/v1/tenants/{t}/email-accounts/{id}/sync`` itself, and the dialog's
+Test inbox button ``POST …/email-accounts/{id}/test-inbox`` (the stored settings).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Response
 
@@ -27,7 +29,14 @@ router = APIRouter(
 
 Manager = Annotated[Page, Depends(page(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
 
-NEW_ACCOUNT: dict[str, Any] = {"imap.port": "993", "imap.security": "tls", "imap.folder": "INBOX"}
+NEW_ACCOUNT: dict[str, Any] = {
+    "imap.port": "993",
+    "imap.security": "tls",
+    "imap.folder": "INBOX",
+    "imap.auth": "password",
+}
+#: Write-only dialog inputs: never shown back.
+_WRITE_ONLY = ("imap.password", "imap.oauth.client_secret", "imap.oauth.service_account_json")
 
 
 def delete_question(account: EmailAccount) -> str:
@@ -54,8 +63,12 @@ def account_values(account: EmailAccount) -> dict[str, Any]:
                 "imap.username": account.imap.username or "",
                 "imap.folder": account.imap.folder,
                 "imap.sync_interval_minutes": str(account.imap.sync_interval_minutes or ""),
+                "imap.auth": account.imap.auth,
+                "imap.ca_certificates": account.imap.ca_certificates or "",
             }
         )
+        for name, value in (account.imap.oauth or {}).items():
+            values[f"imap.oauth.{name}"] = value or ""
     if account.smime is not None:
         values["smime.keystore_id"] = account.smime.keystore_id
         values["smime.alias"] = account.smime.alias or ""
@@ -66,7 +79,7 @@ def _submitted(form: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         k: v
         for k, v in form.items()
-        if isinstance(v, str) and k not in ("imap.password", "csrf_token")
+        if isinstance(v, str) and k not in (*_WRITE_ONLY, "csrf_token")
     }
     values["is_default"] = form.get("is_default") is not None
     return values
@@ -101,6 +114,15 @@ async def _form_page(
         keystores=keystores,
         keystore_options=[(k.id, k.name) for k in keystores],
         imap_password_set=account is not None and "imap_password" in account.secrets_set,
+        imap_client_secret_set=account is not None
+        and "imap_oauth_client_secret" in account.secrets_set,
+        imap_service_account_set=account is not None
+        and "imap_oauth_service_account_json" in account.secrets_set,
+        test_inbox_url=(
+            f"/api/v1/tenants/{quote(current.tenant)}/email-accounts/{account.id}/test-inbox"
+            if account is not None and account.imap is not None
+            else None
+        ),
     )
 
 

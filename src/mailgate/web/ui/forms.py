@@ -16,7 +16,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from mailgate.domain.server_schema import (
+    IMAP,
     IMAP_FIELDS,
+    IMAP_OAUTH,
+    IMAP_OAUTH_FIELDS,
     OAUTH_FIELDS,
     SERVER_FIELDS,
     SERVER_NOT_NULLABLE,
@@ -65,7 +68,7 @@ OAUTH_BY_ENGINE: dict[str, tuple[str, ...]] = {
         "password",
     ),
 }
-_ALL_FIELDS = (*SERVER_FIELDS, *OAUTH_FIELDS, *IMAP_FIELDS)
+_ALL_FIELDS = (*SERVER_FIELDS, *OAUTH_FIELDS, *IMAP_FIELDS, *IMAP_OAUTH_FIELDS)
 #: Inputs by their last name (``client_secret`` of ``oauth.client_secret``), from the schema.
 SECRETS = frozenset(f.name.rsplit(".", 1)[-1] for f in _ALL_FIELDS if f.secret)
 #: Fields that cannot be cleared: blank keeps the stored value on edit.
@@ -171,11 +174,12 @@ def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
     names = ("address", "display_name", "reply_to", "mail_server_id")
     fields = _read(form, names, prefix="", editing=editing, errors=errors)
     fields["is_default"] = form.get("is_default") is not None
-    imap_names = ("host", "port", "security", "username", "password", "folder")
-    imap = _read(
-        form, (*imap_names, "sync_interval_minutes"), prefix="imap.", editing=False, errors=errors
-    )
+    imap_names = tuple(k for k, f in IMAP.items() if f.kind != "object")
+    imap = _read(form, imap_names, prefix="imap.", editing=False, errors=errors)
+    if imap.get("auth") == "xoauth2":
+        imap["oauth"] = _read(form, IMAP_OAUTH, prefix="imap.oauth.", editing=False, errors=errors)
     if imap.get("host"):
+        imap.setdefault("ca_certificates", None)  # blank clears the stored certificates
         fields["imap"] = imap
     elif editing:
         fields["imap"] = None

@@ -1,4 +1,5 @@
-// Mailgate web UI: dialogs, connection tests, provider presets and account sync.
+// Mailgate web UI: dialogs, connection tests, provider presets, account sync and inbox
+// tests, sending-domain checks.
 // Progressive enhancement only: every link and form also works without this script.
 // Text from the server is always inserted with textContent, never as HTML, except the
 // dialog fragments, which are Mailgate's own server-rendered (autoescaped) templates.
@@ -56,6 +57,7 @@
     if (!form) return;
     form.addEventListener("submit", submitDialogForm);
     if (form.id === "server-form") wireServerForm(form);
+    if (form.id === "account-form") wireAccountForm(form);
     const invalid = form.querySelector('[aria-invalid="true"]');
     (invalid || form.querySelector("input:not([type=hidden]), select"))?.focus();
   }
@@ -136,6 +138,8 @@
     }
     const sync = target.closest("button[data-sync-url]");
     if (sync) syncAccount(sync);
+    const domain = target.closest("button[data-domain-check]");
+    if (domain) checkDomain(domain);
   });
 
   // The mail server dialog -------------------------------------------------------------
@@ -279,6 +283,123 @@
     for (const warning of r.warnings || []) {
       box.append(el("p", { class: "warning" }, warning));
     }
+    return box;
+  }
+
+  // The email account dialog: sign-in method and the inbox test ----------------------------
+
+  function wireAccountForm(form) {
+    const auth = form.elements.namedItem("imap.auth");
+    const apply = () => {
+      for (const part of form.querySelectorAll("[data-imap-auth]")) {
+        part.hidden = part.dataset.imapAuth !== auth.value;
+        for (const control of part.querySelectorAll("input, select, textarea")) {
+          control.disabled = part.hidden;
+        }
+      }
+    };
+    auth?.addEventListener("change", apply);
+    if (auth) apply();
+    const test = form.querySelector("[data-test-inbox]");
+    test?.addEventListener("click", () => testInbox(form, test));
+  }
+
+  async function testInbox(form, button) {
+    const spinner = button.parentElement.querySelector(".spinner");
+    const report = form.querySelector("#inbox-report");
+    button.disabled = true;
+    spinner.hidden = false;
+    report.hidden = true;
+    report.replaceChildren();
+    try {
+      const response = await fetch(button.dataset.testInbox, {
+        method: "POST",
+        headers: { Accept: "application/json", "X-CSRF-Token": csrf() },
+        credentials: "same-origin",
+      });
+      if (response.ok) {
+        report.append(renderInboxReport(await response.json()));
+      } else {
+        report.append(el("p", { class: "report-head fail", role: "alert" },
+          await problemText(response)));
+      }
+    } catch (error) {
+      report.append(el("p", { class: "report-head fail" }, `The test failed: ${error.message}`));
+    } finally {
+      spinner.hidden = true;
+      button.disabled = false;
+      report.hidden = false;
+    }
+  }
+
+  function renderInboxReport(r) {
+    const box = el("div", { class: "report-body", "data-ok": String(r.ok) });
+    box.append(el("p", { class: `report-head ${r.ok ? "ok" : "fail"}` },
+      r.ok ? "✓ Inbox works" : "✗ Inbox test failed"));
+    const facts = el("dl", { class: "facts" });
+    facts.append(el("dt", {}, "Sign-in"), el("dd", {}, r.auth));
+    facts.append(el("dt", {}, "Folder"), el("dd", {}, r.folder));
+    if (r.messages !== null && r.messages !== undefined) {
+      facts.append(el("dt", {}, "Messages"), el("dd", {}, r.messages));
+    }
+    box.append(facts);
+    if (r.error) {
+      box.append(el("div", { class: "report-error", role: "alert" },
+        el("p", {}, el("strong", {}, r.error.code), " ", r.error.message),
+        el("p", { class: "hint" }, `${r.error.field}: ${r.error.hint}`)));
+    }
+    const steps = el("ol", { class: "steps", "aria-label": "Steps" });
+    for (const step of r.steps || []) {
+      steps.append(el("li", { class: step.ok ? "ok" : "fail" },
+        `${step.ok ? "✓" : "✗"} ${step.name} — ${Number(step.ms).toFixed(1)} ms`));
+    }
+    box.append(steps);
+    return box;
+  }
+
+  // Sending-domain checks -----------------------------------------------------------------
+
+  async function checkDomain(button) {
+    const panel = button.closest("[data-domain-panel]");
+    const input = panel.querySelector("input[name=domain]");
+    const domain = (button.dataset.domainCheck || input.value).trim();
+    const out = panel.querySelector(".domain-report");
+    if (!domain) return;
+    input.value = domain;
+    button.disabled = true;
+    out.replaceChildren(el("p", { role: "status" }, `Checking ${domain}…`));
+    try {
+      const url = `${panel.dataset.checkUrl}/${encodeURIComponent(domain)}/check`;
+      const response = await fetch(url, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      out.replaceChildren(response.ok ? renderDomainReport(await response.json())
+        : el("p", { class: "report-head fail", role: "alert" }, await problemText(response)));
+    } catch (error) {
+      out.replaceChildren(el("p", { class: "report-head fail" }, `The check failed: ${error.message}`));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function renderDomainReport(r) {
+    const box = el("div", { class: "report-body", "data-ok": String(r.ok) });
+    box.append(el("p", { class: `report-head ${r.ok ? "ok" : "fail"}` },
+      r.ok ? `✓ ${r.domain} is ready to send` : `✗ ${r.domain} needs DNS changes`));
+    const table = el("table", { class: "domain-checks" });
+    table.append(el("thead", {}, el("tr", {}, el("th", {}, "Check"), el("th", {}, "Name"),
+      el("th", {}, "Result"), el("th", {}, "Publish"))));
+    const body = el("tbody");
+    for (const c of r.checks) {
+      const publish = c.publish
+        ? el("code", {}, `${c.publish.name} ${c.publish.type} ${c.publish.value}`) : "—";
+      body.append(el("tr", { class: c.ok ? "ok" : "fail", "data-kind": c.kind },
+        el("td", {}, c.kind), el("td", {}, c.name),
+        el("td", {}, `${c.status}: ${c.detail}`), el("td", {}, publish)));
+    }
+    table.append(body);
+    box.append(table);
     return box;
   }
 
