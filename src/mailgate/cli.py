@@ -49,9 +49,15 @@ console = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _run(coro: Awaitable[T]) -> T:
-    """Run a coroutine; configuration errors end the process with their message, not a trace."""
+def _run(coro: Awaitable[T], *, fast_loop: bool = False) -> T:
+    """Run a coroutine; configuration errors end the process with their message, not a trace.
+
+    With ``fast_loop`` (the long-running ``serve`` and ``worker``) the event loop is uvloop's
+    when it is installed (``pip install 'mailgate[fast]'``), else asyncio's own.
+    """
     try:
+        if fast_loop:
+            return _run_fast(coro)
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ConfigurationError as exc:
         console.print(f"[bold red]error:[/] {exc}")
@@ -163,6 +169,15 @@ def keys_rotate() -> None:
         )
 
 
+def _run_fast(coro: Awaitable[T]) -> T:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)  # type: ignore[arg-type]
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (MAILGATE_HOST).")] = None,
@@ -236,7 +251,7 @@ def serve(
         finally:
             await ctx.db.dispose()
 
-    _run(go())
+    _run(go(), fast_loop=True)
 
 
 @app.command()
@@ -274,7 +289,7 @@ def worker(
         finally:
             await ctx.db.dispose()
 
-    _run(go())
+    _run(go(), fast_loop=True)
 
 
 queue_app = typer.Typer(help="The delivery queue.", no_args_is_help=True)
