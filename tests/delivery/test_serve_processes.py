@@ -75,6 +75,6 @@ async def test_serve_worker_processes_deliver_and_stop(
             status = await asyncio.to_thread(serve.wait, 60)
     assert status == 0, (tmp_path / "serve.log").read_text()
     assert "1 worker process(es) beside the API" in (tmp_path / "serve.log").read_text()
-    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(
-        f"/proc/{child}/status"
-    ).read_text()
+    assert (
+        not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
+    )
