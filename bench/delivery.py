@@ -12,9 +12,10 @@ about 2 KB:
 (c) end-to-end: ``mailgate serve`` with workers accepts and delivers at the same time;
 (d) the peak RSS (VmHWM) of the worker process (and of the serve processes).
 
-Before the databases, a yardstick: Python's ``smtplib`` sending one pre-built message over one
-reused connection to the same smtp-sink (the issue states about 2,200 msg/s on the machine its
-targets were set on), so that figures from machines of different speeds can be compared.
+Before the databases, the reference clients of ``bench/references.py`` (smtp-source, a lean
+asyncio client, Nodemailer's pooled transport, smtplib) send the same number of messages of
+the same size to smtp-sink; every Mailgate figure is printed as a ratio to them, with the
+targets of the issue marked met or not, so that runs on a busy or slow machine compare.
 
 The run checks that every message ended ``sent`` and that smtp-sink received each one, and
 exits non-zero with a message when anything fails or the ``--timeout`` runs out. See
@@ -29,7 +30,6 @@ import json
 import os
 import platform
 import secrets
-import smtplib
 import sys
 import tempfile
 import time
@@ -55,12 +55,22 @@ from _support import (
     process_cpu_seconds,
     wait_port,
 )
+from references import References, measure
 
 from mailgate.storage.secretbox import generate_key
 
 PG_ENV = "MAILGATE_TEST_DATABASE_URL"
 TENANT = "bench"
-TARGET_MSG_S = 2_000
+#: The targets of the issue, as same-run ratios to the reference clients (bench/references.py).
+TARGETS = {
+    "sqlite drain": (("nodemailer", 1.5), ("lean-asyncio", 0.5)),
+    "postgresql drain": (("nodemailer", 1.2),),
+    "sqlite end-to-end": (("nodemailer", 1.0),),
+    "postgresql end-to-end": (("nodemailer", 1.0),),
+}
+TARGET_ACCEPT_MSG_S = 10_000
+TARGET_US_PER_MSG = 120
+TARGET_RSS_MIB = 150
 POLL_SECONDS = 0.25
 #: How long a process may take to exit after SIGTERM once its queue is empty.
 STOP_GRACE = 20.0
@@ -69,12 +79,6 @@ PARAGRAPH = (
     "link in your account; delivery usually takes two to three working days. If anything "
     "is missing or damaged, reply to this message and our team will sort it out.\n\n"
 )
-#: Messages the smtplib yardstick sends (bounded; a few seconds on any machine), in rounds.
-REFERENCE_COUNT = 6_000
-REFERENCE_ROUNDS = 3
-#: smtplib's rate on the machine the 2,000 msg/s targets were set on (from the issue).
-REFERENCE_TARGET_MACHINE = 2_200
-#: Bytes Mailgate adds around the text (From, To, Subject, Date, Message-ID, MIME headers).
 HEADER_BYTES = 420
 
 
@@ -86,7 +90,7 @@ class Options:
     size: int
     worker_tasks: int
     worker_processes: int
-    serve_workers: int
+    serve_workers: int | None
     max_connections: int
     profile_dir: Path | None
     verbose: bool
@@ -351,9 +355,12 @@ class Run:
         self.stack.callback(proc.stop)
         return proc
 
-    def serve(self, name: str, workers: int) -> tuple[MailgateProcess, Api]:
+    def serve(self, name: str, workers: int | None) -> tuple[MailgateProcess, Api]:
+        """``mailgate serve``; ``workers`` None starts it as a user would (its defaults)."""
         port = free_port()
-        args = ["serve", "--host", LOOPBACK, "--port", str(port), "--workers", str(workers)]
+        args = ["serve", "--host", LOOPBACK, "--port", str(port)]
+        if workers is not None:
+            args += ["--workers", str(workers)]
         proc = self.spawn(name, args)
         try:
             wait_port(port, self.deadline, f"mailgate {name}", proc.proc)
@@ -505,41 +512,6 @@ class Run:
             raise BenchError(f"{phase}: smtp-sink received {got} messages, expected {expected}")
 
 
-def smtplib_reference(opts: Options, deadline: Deadline) -> float:
-    """Messages/s of smtplib sending one pre-built ~``opts.size`` message over one connection.
-
-    The best of ``REFERENCE_ROUNDS`` rounds: on a small virtual machine a single round varies
-    a lot with where the scheduler puts the client and smtp-sink.
-    """
-    text = (PARAGRAPH * (opts.size // len(PARAGRAPH) + 1))[: max(opts.size - 200, 64)]
-    body = (
-        "From: Bench <bench@example.com>\r\nTo: someone@example.com\r\n"
-        "Subject: smtplib yardstick\r\nMessage-ID: <yardstick@example.com>\r\n\r\n"
-        + text.replace("\n", "\r\n")
-    ).encode()
-    count = max(1, min(opts.count, REFERENCE_COUNT) // REFERENCE_ROUNDS)
-    best = 0.0
-    with tempfile.TemporaryDirectory(prefix="mailgate-bench-smtplib-") as tmp:
-        sink = Sink(Path(tmp))
-        try:
-            sink.start(deadline)
-            for _ in range(REFERENCE_ROUNDS):
-                with smtplib.SMTP(LOOPBACK, sink.port, timeout=10) as client:
-                    client.ehlo("bench.example.com")
-                    started = time.perf_counter()
-                    for index in range(count):
-                        client.sendmail("bench@example.com", ["someone@example.com"], body)
-                        if index % 500 == 0:
-                            deadline.check("in the smtplib yardstick")
-                    best = max(best, count / (time.perf_counter() - started))
-            received = sink.wait_quiet(count * REFERENCE_ROUNDS)
-        finally:
-            sink.stop()
-    if received != count * REFERENCE_ROUNDS:
-        raise BenchError(f"smtp-sink received {received} of {count * REFERENCE_ROUNDS} messages")
-    return best
-
-
 def run_database(kind: str, opts: Options, deadline: Deadline, pg_url: str | None) -> Figures:
     with tempfile.TemporaryDirectory(prefix=f"mailgate-bench-{kind}-") as tmp:
         db = BenchDatabase(kind, Path(tmp), pg_url)
@@ -554,8 +526,20 @@ def mib(kb: int | None) -> str:
     return "n/a" if kb is None else f"{kb / 1024:,.0f} MiB"
 
 
-def target(rate: float) -> str:
-    return "" if rate >= TARGET_MSG_S else f"  [below the {TARGET_MSG_S:,} msg/s target]"
+def versus(name: str, rate: float, refs: References) -> str:
+    """``rate`` as ratios to the references, with the issue's targets checked."""
+    parts = []
+    wanted = dict(TARGETS.get(name, ()))
+    for ref in ("nodemailer", "lean-asyncio", "smtp-source", "smtplib"):
+        base = refs.rates.get(ref)
+        if not base:
+            continue
+        text = f"{rate / base:.2f}x {ref}"
+        if ref in wanted:
+            ok = rate / base >= wanted[ref]
+            text += f" [target {wanted[ref]:.1f}x: {'met' if ok else 'NOT met'}]"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def cpu_text(cpu: dict[str, float], name: str) -> str:
@@ -568,32 +552,43 @@ def cpu_text(cpu: dict[str, float], name: str) -> str:
     )
 
 
-def report(f: Figures, opts: Options, reference: float | None) -> None:
+def report(f: Figures, opts: Options, refs: References) -> None:
     db = f.database
-    versus = "" if not reference else f"; {f.drain_msg_s / reference:.2f}x smtplib"
+    accept_ok = "met" if f.accept_msg_s >= TARGET_ACCEPT_MSG_S else "NOT met"
     print(
         f"{db} accept {f.accept_msg_s:,.0f} msg/s  ({f.count:,} messages of "
         f"{f.message_bytes:,.0f} B in {f.accept_seconds:.2f} s, {opts.clients} clients, "
-        f"batches of {opts.batch}){target(f.accept_msg_s)}"
+        f"batches of {opts.batch}) [target {TARGET_ACCEPT_MSG_S:,} msg/s: {accept_ok}]"
     )
     print(
-        f"{db} drain {f.drain_msg_s:,.0f} msg/s  (first attempt to last outcome "
-        f"{f.drain_seconds:.2f} s; {f.drain_wall_msg_s:,.0f} msg/s from process start, "
+        f"{db} drain {f.drain_msg_s:,.0f} msg/s  {versus(f'{db} drain', f.drain_msg_s, refs)}"
+        f"  (first attempt to last outcome {f.drain_seconds:.2f} s; "
+        f"{f.drain_wall_msg_s:,.0f} msg/s from process start, "
         f"{f.worker_start_seconds:.2f} s to the first attempt; "
-        f"worker --count {opts.worker_tasks} --processes {opts.worker_processes}{versus})"
-        f"{target(f.drain_msg_s)}"
+        f"worker --count {opts.worker_tasks} --processes {opts.worker_processes})"
     )
+    serve_workers = "default" if opts.serve_workers is None else str(opts.serve_workers)
     print(
-        f"{db} end-to-end {f.e2e_msg_s:,.0f} msg/s  (first POST to last sent "
+        f"{db} end-to-end {f.e2e_msg_s:,.0f} msg/s  "
+        f"{versus(f'{db} end-to-end', f.e2e_msg_s, refs)}  (first POST to last sent "
         f"{f.e2e_seconds:.2f} s; accepted alongside at {f.e2e_accept_msg_s:,.0f} msg/s; "
-        f"serve --workers {opts.serve_workers})"
+        f"serve --workers {serve_workers})"
+    )
+    rss_ok = (
+        "met"
+        if f.worker_peak_rss_kb is not None and f.worker_peak_rss_kb / 1024 < TARGET_RSS_MIB
+        else "NOT met"
     )
     print(
-        f"{db} worker peak RSS {mib(f.worker_peak_rss_kb)}  (serve --workers 0: "
-        f"{mib(f.serve_peak_rss_kb)}, serve with workers: "
+        f"{db} worker peak RSS {mib(f.worker_peak_rss_kb)} [target < {TARGET_RSS_MIB} MiB: "
+        f"{rss_ok}]  (serve --workers 0: {mib(f.serve_peak_rss_kb)}, serve with workers: "
         f"{mib(f.serve_with_workers_peak_rss_kb)})"
     )
     print(f"{db} smtp-sink received {f.sink_received:,} messages; all {2 * f.count:,} sent")
+    us = f.drain_cpu.get("process_us_per_msg")
+    if us is not None:
+        cpu_ok = "met" if us <= TARGET_US_PER_MSG else "NOT met"
+        print(f"{db} worker cpu {us:,.0f} us/msg [target <= {TARGET_US_PER_MSG} us: {cpu_ok}]")
     print(
         f"{db} cpu  accept: {cpu_text(f.accept_cpu, 'serve')};  drain: "
         f"{cpu_text(f.drain_cpu, 'worker')};  end-to-end: {cpu_text(f.e2e_cpu, 'serve')}"
@@ -619,7 +614,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="mailgate worker --processes (drain phase; default: one per core)",
     )
     parser.add_argument(
-        "--serve-workers", type=int, default=1, help="mailgate serve --workers (end-to-end)"
+        "--serve-workers",
+        type=int,
+        default=None,
+        help="mailgate serve --workers (end-to-end; default: serve's own defaults)",
     )
     parser.add_argument("--max-connections", type=int, default=8, help="SMTP connections")
     parser.add_argument(
@@ -634,13 +632,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy raw stacks per phase into DIR"
     )
-    parser.add_argument("--no-reference", action="store_true", help="skip the smtplib yardstick")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the reference clients (no ratios)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)
     if not 1 <= args.batch <= 500:
         parser.error("--batch must be between 1 and 500")
-    if args.count < 1 or args.clients < 1 or args.worker_tasks < 1 or args.serve_workers < 1:
-        parser.error("--count, --clients, --worker-tasks and --serve-workers must be at least 1")
+    if args.count < 1 or args.clients < 1 or args.worker_tasks < 1:
+        parser.error("--count, --clients and --worker-tasks must be at least 1")
     return args
 
 
@@ -662,21 +662,18 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     failed = False
-    reference: float | None = None
+    refs = References()
     if not args.no_reference:
         try:
-            reference = smtplib_reference(opts, deadline)
-        except (BenchError, OSError, smtplib.SMTPException) as exc:
-            print(f"smtplib yardstick FAILED: {exc}", file=sys.stderr)
+            refs = measure(opts.count, opts.size, deadline)
+        except BenchError as exc:
+            print(f"references FAILED: {exc}", file=sys.stderr)
             failed = True
-        else:
-            print(
-                f"yardstick smtplib {reference:,.0f} msg/s  (one connection, pre-built messages, "
-                f"best of {REFERENCE_ROUNDS} rounds to smtp-sink; "
-                f"{reference / REFERENCE_TARGET_MACHINE:.2f}x the "
-                f"{REFERENCE_TARGET_MACHINE:,} msg/s of the machine the targets were set on)"
-            )
-        results["smtplib_reference_msg_s"] = reference
+        for name, rate in refs.rates.items():
+            print(f"reference {name} {rate:,.0f} msg/s  ({opts.count:,} messages to smtp-sink)")
+        for name, why in refs.missing.items():
+            print(f"reference {name} missing: {why}")
+        results["references_msg_s"] = refs.rates
     for kind in kinds:
         pg_url = args.pg_url if kind == "postgresql" else None
         if kind == "postgresql":
@@ -692,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
             results[kind] = {"failed": str(exc)}
             failed = True
             continue
-        report(figures, opts, reference)
+        report(figures, opts, refs)
         results[kind] = figures.as_json()
         failed = failed or bool(figures.problems)
     if args.json is not None:

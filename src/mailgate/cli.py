@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -49,9 +50,15 @@ console = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _run(coro: Awaitable[T]) -> T:
-    """Run a coroutine; configuration errors end the process with their message, not a trace."""
+def _run(coro: Awaitable[T], *, fast_loop: bool = False) -> T:
+    """Run a coroutine; configuration errors end the process with their message, not a trace.
+
+    With ``fast_loop`` (the long-running ``serve`` and ``worker``) the event loop is uvloop's
+    when it is installed (``pip install 'mailgate[fast]'``), else asyncio's own.
+    """
     try:
+        if fast_loop:
+            return _run_fast(coro)
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ConfigurationError as exc:
         console.print(f"[bold red]error:[/] {exc}")
@@ -163,6 +170,35 @@ def keys_rotate() -> None:
         )
 
 
+def _run_fast(coro: Awaitable[T]) -> T:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)  # type: ignore[arg-type]
+
+
+def serve_worker_processes(configured: int | None, *, workers: int) -> int:
+    """How many worker processes ``serve`` starts beside itself: ``configured``
+    (``MAILGATE_WORKER_PROCESSES``), else one per core beyond the first, which the API and
+    its own workers use; none when ``serve`` runs no workers at all."""
+    if workers == 0:
+        return 0
+    if configured is not None:
+        return configured
+    return max(0, (os.cpu_count() or 1) - 1)
+
+
+def _start_worker_processes(processes: int, stop: asyncio.Event) -> asyncio.Task[int] | None:
+    if processes == 0:
+        return None
+    from mailgate.worker.supervisor import supervise
+
+    console.print(f"mailgate serve: {processes} worker process(es) beside the API")
+    return asyncio.create_task(supervise(processes=processes, tasks=1, stop=stop))
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (MAILGATE_HOST).")] = None,
@@ -190,6 +226,7 @@ def serve(
     listen_host = host or settings.host
     listen_port = port if port is not None else settings.port
     count = settings.workers if workers is None else workers
+    children = serve_worker_processes(settings.worker_processes, workers=count)
 
     async def go() -> None:
         ctx: Context = await boot.open_context(settings, auto_upgrade=True, create_key=True)
@@ -226,6 +263,8 @@ def serve(
                 ctx, settings.model_copy(update={"host": listen_host})
             )
             workers_task = asyncio.create_task(pool.run(stop))
+            # Started after the database was opened (and upgraded) above.
+            processes_task = _start_worker_processes(children, stop)
             try:
                 await server.serve()
             finally:
@@ -233,10 +272,12 @@ def serve(
                 if submission is not None:
                     await submission.stop()
                 await workers_task
+                if processes_task is not None:
+                    await processes_task
         finally:
             await ctx.db.dispose()
 
-    _run(go())
+    _run(go(), fast_loop=True)
 
 
 @app.command()
@@ -274,7 +315,7 @@ def worker(
         finally:
             await ctx.db.dispose()
 
-    _run(go())
+    _run(go(), fast_loop=True)
 
 
 queue_app = typer.Typer(help="The delivery queue.", no_args_is_help=True)

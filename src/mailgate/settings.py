@@ -99,6 +99,14 @@ class Settings(BaseSettings):
         description="CIDRs and host:port entries the network policy lets through.",
     )
     workers: int = Field(1, ge=0, description="Delivery worker tasks in `serve` (0 = API only).")
+    worker_processes: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Worker processes `serve` starts beside itself (default: one per core beyond the "
+            "first; 0 = none; none either when MAILGATE_WORKERS is 0)."
+        ),
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     log_level: str = Field("INFO", description="Root log level.")
     max_recipients: int = Field(100, ge=1, description="Recipients allowed on one message.")

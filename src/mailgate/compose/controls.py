@@ -36,7 +36,9 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 def has_surrogate(value: str) -> bool:
     """Whether ``value`` holds a lone UTF-16 surrogate (it cannot be encoded as UTF-8)."""
-    return _SURROGATE.search(value) is not None
+    # isascii() is a flag CPython keeps on every str: free for the common ASCII text, where
+    # the search would scan every character.
+    return not value.isascii() and _SURROGATE.search(value) is not None
 
 
 def describe_char(char: str) -> str:

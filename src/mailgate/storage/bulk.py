@@ -34,7 +34,10 @@ class Bulk:
     def time(self, value: datetime | None) -> Any:
         if value is None or not self.sqlite:
             return value
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        # The same text as strftime("%Y-%m-%d %H:%M:%S.%f"), several times cheaper.
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def flag(self, value: bool) -> Any:
         return int(value) if self.sqlite else value

@@ -30,7 +30,7 @@ from mailgate.engines.smtp.pool import SessionPool
 from mailgate.engines.smtp.probe import probe_smtp
 from mailgate.engines.smtp.session import SmtpSession
 from mailgate.engines.smtp.settings import SessionSettings
-from mailgate.engines.smtp.transaction import Transaction, transact
+from mailgate.engines.smtp.transaction import Plan, Transaction, plan_ahead, transact
 from mailgate.engines.smtp.transcript import Transcript
 from mailgate.errors import ConfigurationError
 from mailgate.net.dialer import Dialer
@@ -65,20 +65,44 @@ class SmtpEngine:
         """How many connections this engine has opened so far (for tests and metrics)."""
         return self._pool.opened
 
+    @property
+    def envelopes_pipelined(self) -> int:
+        """How many envelopes went out behind a previous message's content (one write for
+        both); see :mod:`mailgate.engines.smtp.pool`."""
+        return self._pool.pipelined
+
     async def deliver(self, envelope: Envelope, data: bytes, /) -> DeliveryResult:
         """Attempt delivery of ``data`` to every recipient of ``envelope`` once."""
         started = time.perf_counter()
         transcript = Transcript(secrets=self._secrets)
         if not envelope.rcpt_to:
             raise ValueError("an envelope needs at least one recipient")
+        plans: dict[SmtpSession, Plan] = {}
+
+        def prepare(session: SmtpSession) -> bytes | None:
+            # Called by the delivery ahead of this one on ``session``, when it is about to
+            # write its content: this envelope goes out in the same write.
+            plan = plan_ahead(session, envelope, data)
+            if plan is None:
+                return None
+            plans[session] = plan
+            return plan.envelope
+
         for attempt in (1, 2):
             try:
-                session, reused = await self._pool.acquire(transcript)
+                session, reused = await self._pool.acquire(transcript, prepare)
             except SmtpError as exc:
                 return self._failed(envelope, exc, transcript, started)
             reusable = False
             try:
-                tx = await transact(session, envelope, data, transcript=transcript)
+                tx = await transact(
+                    session,
+                    envelope,
+                    data,
+                    transcript=transcript,
+                    plan=plans.pop(session, None),
+                    follow=self._pool.follow,
+                )
                 reusable = tx.reusable
             finally:
                 self._pool.release(session, reusable=reusable)

@@ -1,21 +1,43 @@
-"""A bounded pool of SMTP sessions to one server.
+"""A bounded pool of SMTP sessions to one server, with envelopes pipelined across messages.
 
 At most ``size`` sessions exist at once, busy or idle. Each concurrent delivery holds its
 own session; an idle session is reused while it is healthy, recently used and below its
 message budget, otherwise it is closed and a new one opened. A session that saw any error
 is never returned to the pool (the caller passes ``reusable=False``).
+
+Deliveries that find every session busy wait in line (first come, first served) and may give
+a *preparer*: a function that, for a given session, returns the delivery's envelope commands
+(MAIL, RCPT..., DATA) as bytes. A delivery about to write its content asks :meth:`follow`
+for the next envelope and writes both at once, behind the final dot (RFC 2920 section 3.1:
+DATA ends a group, and a new transaction may begin right after the content). The waiting
+delivery is then handed that session with its envelope already on the wire, and only reads
+the replies: one write per message instead of two. Whatever happens to the first message
+(a 421, a broken connection), the second one's replies tell it: nothing of its content was
+sent, so it is retried on a fresh connection as any stale reused connection is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from mailgate.engines.smtp.session import SmtpSession
 from mailgate.engines.smtp.transcript import Transcript
 
 Opener = Callable[[Transcript], Awaitable[SmtpSession]]
+#: For a session, the envelope commands of a waiting delivery, or None if it cannot be
+#: pipelined on that session (it then waits for a session of its own, as usual).
+Preparer = Callable[[SmtpSession], bytes | None]
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    #: Resolved with a session (its envelope written ahead, or not), or None for a free slot.
+    future: asyncio.Future[tuple[SmtpSession | None, bool]]
+    prepare: Preparer | None
 
 
 class SessionPool:
@@ -25,53 +47,95 @@ class SessionPool:
         if size < 1:
             raise ValueError("a pool needs room for at least one session")
         self._opener = opener
-        self._slots = asyncio.Semaphore(size)
+        self._size = size
+        #: Sessions held by deliveries or being opened (at most ``size``).
+        self._busy = 0
+        self._waiters: deque[_Waiter] = deque()
+        #: A session whose current delivery wrote the envelope of a waiting one behind it.
+        self._bound: dict[SmtpSession, _Waiter] = {}
         self._idle: list[SmtpSession] = []
         self._closing: set[asyncio.Task[bool]] = set()
         self._closed = False
         self.opened = 0
+        #: Envelopes written behind a previous message's content (for tests and metrics).
+        self.pipelined = 0
 
     @property
     def idle_count(self) -> int:
         return len(self._idle)
 
-    async def acquire(self, transcript: Transcript) -> tuple[SmtpSession, bool]:
+    async def acquire(
+        self, transcript: Transcript, prepare: Preparer | None = None
+    ) -> tuple[SmtpSession, bool]:
         """A session for one transaction and whether it was reused.
 
+        When the session's ``envelope_written`` is set, the envelope ``prepare`` returned for
+        it is already on the wire: the transaction must read its replies without writing it.
         Opening a new session may raise :class:`~mailgate.engines.smtp.diagnose.SmtpError`;
         the slot is then given back. Every successful acquire must be paired with
         :meth:`release`.
         """
         if self._closed:
             raise RuntimeError("the session pool is closed")
-        await self._slots.acquire()
+        if self._busy < self._size and not self._waiters:
+            self._busy += 1
+            return await self._take(transcript)
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), prepare)
+        self._waiters.append(waiter)
         try:
-            now = time.monotonic()
-            while self._idle:
-                session = self._idle.pop()
-                if session.usable(now=now):
-                    transcript.tls_version = session.wire.tls_version()
-                    transcript.note(
-                        f"reusing connection (message {session.uses + 1} on it, "
-                        f"{session.wire.tls_version() or 'no TLS'})"
-                    )
-                    return session, True
-                self._retire(session)
-            session = await self._opener(transcript)
-            self.opened += 1
-            return session, False
-        except BaseException:
-            self._slots.release()
+            session, written = await waiter.future
+        except asyncio.CancelledError:
+            self._abandon(waiter)
             raise
+        if session is None:
+            return await self._take(transcript)
+        session.envelope_written = written
+        _note_reuse(session, transcript)
+        return session, True
+
+    def follow(self, session: SmtpSession) -> bytes:
+        """The envelope of the first waiting delivery, bound to ``session`` (``b""`` if none
+        can follow: nobody waits, the session's budget is spent, or the next in line cannot
+        be pipelined there)."""
+        if session in self._bound or self._closed:
+            return b""
+        if session.uses + 2 > session.settings.max_messages_per_connection:
+            return b""
+        while self._waiters and self._waiters[0].future.done():
+            self._waiters.popleft()
+        if not self._waiters:
+            return b""
+        waiter = self._waiters[0]
+        envelope = waiter.prepare(session) if waiter.prepare is not None else None
+        if not envelope:
+            return b""
+        self._waiters.popleft()
+        self._bound[session] = waiter
+        self.pipelined += 1
+        return envelope
 
     def release(self, session: SmtpSession, *, reusable: bool) -> None:
-        """Give ``session`` back: kept for reuse if ``reusable`` and healthy, else closed."""
+        """Give ``session`` back: to the delivery whose envelope follows on it, else kept for
+        reuse if ``reusable`` and healthy (or handed to the next in line), else closed."""
         session.last_used = time.monotonic()
+        session.envelope_written = False
+        bound = self._bound.pop(session, None)
+        if bound is not None:
+            if not bound.future.done():
+                # Even a broken session goes to it: its replies say so, and it retries.
+                bound.future.set_result((session, True))
+                return
+            reusable = False  # its delivery was cancelled: nobody reads its replies
         if reusable and not self._closed and session.wire.is_open:
+            waiter = self._next_waiter()
+            if waiter is not None:
+                waiter.future.set_result((session, False))
+                return
             self._idle.append(session)
-        else:
-            session.abort()
-        self._slots.release()
+            self._busy -= 1
+            return
+        session.abort()
+        self._free_slot()
 
     async def aclose(self) -> None:
         """Close idle sessions politely (QUIT) and refuse further acquires."""
@@ -81,6 +145,53 @@ class SessionPool:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
+    # -- internals ------------------------------------------------------------------------
+
+    async def _take(self, transcript: Transcript) -> tuple[SmtpSession, bool]:
+        """An idle session or a new one, for a slot already counted in ``_busy``."""
+        try:
+            now = time.monotonic()
+            while self._idle:
+                session = self._idle.pop()
+                if session.usable(now=now):
+                    _note_reuse(session, transcript)
+                    return session, True
+                self._retire(session)
+            session = await self._opener(transcript)
+            self.opened += 1
+            return session, False
+        except BaseException:
+            self._free_slot()
+            raise
+
+    def _next_waiter(self) -> _Waiter | None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.future.done():
+                return waiter
+        return None
+
+    def _free_slot(self) -> None:
+        """A slot became free: the next in line opens (or takes) a session with it."""
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.future.set_result((None, False))
+        else:
+            self._busy -= 1
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """A waiting delivery was cancelled: give back whatever it had been handed."""
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+            return
+        if not waiter.future.done() or waiter.future.cancelled():
+            return  # bound to a session: release() sees the cancelled future
+        session, written = waiter.future.result()
+        if session is None:
+            self._free_slot()
+        else:
+            self.release(session, reusable=not written)
+
     def _retire(self, session: SmtpSession) -> None:
         """Close an expired idle session in the background (QUIT, then close)."""
         if not session.wire.is_open:
@@ -89,3 +200,9 @@ class SessionPool:
         task = asyncio.get_running_loop().create_task(session.quit())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+def _note_reuse(session: SmtpSession, transcript: Transcript) -> None:
+    version = session.wire.tls_version()
+    transcript.tls_version = version
+    transcript.note(f"reusing connection (message {session.uses + 1} on it, {version or 'no TLS'})")

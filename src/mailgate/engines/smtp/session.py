@@ -77,6 +77,9 @@ class SmtpSession:
         self.opened_at = time.monotonic()
         self.last_used = self.opened_at
         self.uses = 0
+        #: Set by the pool when the next transaction's envelope was written behind the
+        #: previous message's content (see :mod:`mailgate.engines.smtp.pool`).
+        self.envelope_written = False
 
     # -- opening --------------------------------------------------------------------------
 

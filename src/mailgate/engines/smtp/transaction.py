@@ -9,6 +9,7 @@ per message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailgate.domain.delivery import Envelope, OutcomeKind, RecipientResult
@@ -73,20 +74,61 @@ class Transaction:
         return tuple(self.results[i] for i in range(len(self.envelope.rcpt_to)))
 
 
+@dataclass(slots=True)
+class Plan:
+    """What a transaction will write on one session: checked and encoded once."""
+
+    payload: bytes
+    mail: bytes
+    rcpts: list[tuple[int, bytes]]
+    #: Recipients whose address cannot be sent (decided FAILED without a command).
+    invalid: list[int]
+    pipelined: bool
+
+    @property
+    def envelope(self) -> bytes:
+        """MAIL, every RCPT and DATA as one pipelined group (RFC 2920 section 3.1)."""
+        return self.mail + b"".join(line for _, line in self.rcpts) + b"DATA\r\n"
+
+
+#: Called with the session just before the content is written: the envelope of the next
+#: transaction to write behind it, or ``b""`` (see :meth:`SessionPool.follow`).
+Follow = Callable[[SmtpSession], bytes]
+
+
 async def transact(
-    session: SmtpSession, envelope: Envelope, data: bytes, *, transcript: Transcript
+    session: SmtpSession,
+    envelope: Envelope,
+    data: bytes,
+    *,
+    transcript: Transcript,
+    plan: Plan | None = None,
+    follow: Follow | None = None,
 ) -> Transaction:
     """Run one transaction; every outcome, failures included, is recorded in the result.
 
     ``reusable`` is set only when the session ended the transaction in a clean state
-    (after the reply to the final dot, or after a successful RSET).
+    (after the reply to the final dot, or after a successful RSET). When the session's
+    ``envelope_written`` is set, ``plan`` is the plan whose envelope is already on the wire.
     """
     tx = Transaction(envelope)
+    written = session.envelope_written
+    session.envelope_written = False
     try:
-        await _run(session, tx, data, transcript)
+        if written and not session.wire.is_open:
+            # The transaction ahead ended the connection (an error, a 421) after this
+            # envelope was written behind it: nothing of this message was accepted.
+            raise SmtpError.from_failure(
+                Failure.CONNECTION_LOST,
+                "the connection closed before this message's turn",
+                phase=Phase.MAIL,
+            )
+        if plan is None or not written:
+            plan = make_plan(session, envelope, data)
+        await _run(session, tx, plan, transcript, written=written, follow=follow)
     except SmtpError as exc:
         tx.error = exc
-        tx.reusable = exc.sent_nothing and session.wire.is_open
+        tx.reusable = exc.sent_nothing and session.wire.is_open and not written
         tx.decide_rest()
     session.uses += 1
     if not tx.reusable:
@@ -94,8 +136,8 @@ async def transact(
     return tx
 
 
-async def _run(session: SmtpSession, tx: Transaction, data: bytes, transcript: Transcript) -> None:
-    envelope = tx.envelope
+def make_plan(session: SmtpSession, envelope: Envelope, data: bytes) -> Plan:
+    """Check and encode a transaction for ``session``; raises :class:`SmtpError` (local)."""
     host = session.settings.host
     utf8 = envelope.smtputf8 or not _is_ascii(envelope)
     if utf8 and "SMTPUTF8" not in session.extensions:
@@ -121,34 +163,58 @@ async def _run(session: SmtpSession, tx: Transaction, data: bytes, transcript: T
             f"invalid sender address: {exc}", phase=Phase.MAIL, kind=OutcomeKind.FAILED
         ) from exc
     rcpts: list[tuple[int, bytes]] = []
+    invalid: list[int] = []
     for index, address in enumerate(envelope.rcpt_to):
         try:
             rcpts.append((index, encode_command(f"RCPT TO:<{address}>", utf8=utf8)))
         except (ValueError, UnicodeEncodeError):
-            tx.decide(index, OutcomeKind.FAILED, None, "invalid recipient address")
+            invalid.append(index)
     if not rcpts:
         raise SmtpError.local(
             "no valid recipient address", phase=Phase.RCPT, kind=OutcomeKind.FAILED
         )
-
     pipelined = session.settings.pipelining and "PIPELINING" in session.extensions
-    if pipelined:
-        go = await _pipelined_envelope(session, tx, mail, rcpts, transcript)
+    return Plan(payload, mail, rcpts, invalid, pipelined)
+
+
+def plan_ahead(session: SmtpSession, envelope: Envelope, data: bytes) -> Plan | None:
+    """A plan whose envelope may be written behind another message on ``session`` (the
+    server pipelines and the transaction needs no local refusal), else None."""
+    try:
+        plan = make_plan(session, envelope, data)
+    except SmtpError:
+        return None
+    return plan if plan.pipelined and not plan.invalid else None
+
+
+async def _run(
+    session: SmtpSession,
+    tx: Transaction,
+    plan: Plan,
+    transcript: Transcript,
+    *,
+    written: bool,
+    follow: Follow | None,
+) -> None:
+    for index in plan.invalid:
+        tx.decide(index, OutcomeKind.FAILED, None, "invalid recipient address")
+    if plan.pipelined or written:
+        go = await _pipelined_envelope(session, tx, plan, transcript, written=written)
     else:
-        go = await _sequential_envelope(session, tx, mail, rcpts, transcript)
+        go = await _sequential_envelope(session, tx, plan.mail, plan.rcpts, transcript)
     if go:
-        await _send_content(session, tx, payload, transcript)
+        following = follow(session) if follow is not None and plan.pipelined else b""
+        await _send_content(session, tx, plan.payload, transcript, following=following)
 
 
 async def _pipelined_envelope(
-    session: SmtpSession,
-    tx: Transaction,
-    mail: bytes,
-    rcpts: list[tuple[int, bytes]],
-    transcript: Transcript,
+    session: SmtpSession, tx: Transaction, plan: Plan, transcript: Transcript, *, written: bool
 ) -> bool:
-    """RFC 2920 section 3.1: MAIL, RCPTs and DATA (last in the group) in one write."""
-    _write(session, mail + b"".join(line for _, line in rcpts) + b"DATA\r\n", Phase.MAIL)
+    """RFC 2920 section 3.1: MAIL, RCPTs and DATA (last in the group) in one write (or
+    already written behind the previous message)."""
+    if not written:
+        _write(session, plan.envelope, Phase.MAIL)
+    mail, rcpts = plan.mail, plan.rcpts
     timeout = session.settings.command_timeout
     transcript.client(_shown(mail))
     mail_reply = tx.mail_reply = await session.read(Phase.MAIL, transcript, timeout=timeout)
@@ -214,10 +280,16 @@ async def _sequential_envelope(
 
 
 async def _send_content(
-    session: SmtpSession, tx: Transaction, payload: bytes, transcript: Transcript
+    session: SmtpSession,
+    tx: Transaction,
+    payload: bytes,
+    transcript: Transcript,
+    *,
+    following: bytes = b"",
 ) -> None:
-    """Write the content and the final dot, then wait for the long final reply."""
-    _write(session, payload, Phase.MESSAGE)
+    """Write the content and the final dot (and, in the same write, the envelope of the
+    next transaction when one follows), then wait for the long final reply."""
+    _write(session, payload + following if following else payload, Phase.MESSAGE)
     transcript.client_data(len(payload))
     try:
         await session.wire.wait_flushed()

@@ -17,6 +17,7 @@ import re
 import ssl
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 #: RFC 5321 section 4.5.3.1.5 allows 512 octets per reply line; be lenient, not unbounded.
 MAX_REPLY_LINE = 8192
@@ -112,11 +113,12 @@ class SmtpWire(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not an isinstance check: uvloop's transports implement the interface without
+        # deriving from asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
         # Pause as soon as anything is buffered, resume when all of it reached the kernel,
         # so that wait_flushed() means "every byte left this process".
-        transport.set_write_buffer_limits(high=0, low=0)
+        self._transport.set_write_buffer_limits(high=0, low=0)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -245,7 +247,7 @@ class SmtpWire(asyncio.Protocol):
         if transport is None:  # pragma: no cover - only when the loop is closing
             raise ConnectionLost("connection closed during the TLS handshake")
         self._transport = transport
-        transport.set_write_buffer_limits(high=0, low=0)
+        self._transport.set_write_buffer_limits(high=0, low=0)
 
     def close(self) -> None:
         """Close after flushing what was written."""
