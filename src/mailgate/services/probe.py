@@ -28,7 +28,8 @@ from mailgate.domain.roles import Permission, Principal, PrincipalKind
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.oauth.tokens import token_source_for
 from mailgate.engines.probe import Clock, OAuthTokenSource, probe
-from mailgate.engines.probe_report import ProbeReport
+from mailgate.domain.servers import ServerStatus
+from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport
 from mailgate.errors import NotFound
 from mailgate.net.dialer import Dialer
 from mailgate.net.guarded import GuardedDialer
@@ -178,6 +179,11 @@ class Prober:
                 object_name=server.name or None,
                 changes=[f"result:{result}", "saved" if saved else "unsaved"],
             )
+            if saved and stored_id is not None:
+                # A stored server's badge shows the last test of its stored settings.
+                await ServerRepo(tx, ctx.box, caller.tenant_id).set_status(
+                    stored_id, *tested_status(report)
+                )
         # Names, numbers and the error code only: never a credential, never a server reply.
         log.info(
             "%s tenant=%s server=%s host=%s port=%d security=%s actor=%s result=%s ms=%.1f",
@@ -191,6 +197,25 @@ class Prober:
             result,
             elapsed_ms,
         )
+
+
+#: Test failures that mean the credentials, not the connection, were refused.
+_AUTH_CODES = frozenset(
+    {
+        ProbeErrorCode.AUTH_FAILED,
+        ProbeErrorCode.AUTH_NOT_OFFERED,
+        ProbeErrorCode.INSECURE_AUTH_REFUSED,
+        ProbeErrorCode.PERMISSION_MISSING,
+    }
+)
+
+
+def tested_status(report: ProbeReport) -> tuple[ServerStatus, str | None]:
+    """The stored status a test of a saved server leaves: ok, auth_failed or unreachable."""
+    if report.error is None:
+        return ServerStatus.OK, None
+    status = ServerStatus.AUTH_FAILED if report.error.code in _AUTH_CODES else ServerStatus.UNREACHABLE
+    return status, f"Last test: {report.error.code.value}"
 
 
 async def operator_caller(ctx: Context, tenant_slug: str, *, actor: str = "cli") -> Caller:
