@@ -272,10 +272,10 @@
     const provider = engine === "msgraph" ? "microsoft" :
       (form.elements.namedItem("oauth.provider")?.value || "google");
     for (const part of form.querySelectorAll("[data-auth]")) {
-      if (!part.hidden) part.hidden = !part.dataset.auth.split(" ").includes(auth);
+      part.hidden = !part.dataset.auth.split(" ").includes(auth);
     }
     for (const part of form.querySelectorAll("[data-oauth-providers]")) {
-      if (!part.hidden) part.hidden = !part.dataset.oauthProviders.split(" ").includes(provider);
+      part.hidden = !part.dataset.oauthProviders.split(" ").includes(provider);
     }
     for (const control of form.querySelectorAll("input, select, textarea")) {
       const hiddenPart = control.closest("[hidden]");
