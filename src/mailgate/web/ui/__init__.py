@@ -18,6 +18,7 @@ from mailgate.web.ui import (
     audit,
     captured,
     logs,
+    members,
     servers,
     signin,
     suppressions,
@@ -55,6 +56,7 @@ def mount_ui(app: FastAPI, ctx: Context, *, options: UiOptions | None = None) ->
         captured.router,
         suppressions.router,
         audit.router,
+        members.router,
     ):
         app.include_router(router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="ui-static")

@@ -224,6 +224,8 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("captured", "Captured mail", Permission.VIEW_EMAIL_LOGS),
     ("suppressions", "Suppressions", Permission.VIEW_EMAIL_LOGS),
     ("audit", "Audit log", Permission.VIEW_EMAIL_CONFIGURATIONS),
+    ("users", "Users", Permission.MANAGE_MEMBERS),
+    ("tokens", "API tokens", Permission.MANAGE_MEMBERS),
 )
 
 

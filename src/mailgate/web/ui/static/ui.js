@@ -233,7 +233,21 @@
     if (sync) syncAccount(sync);
     const test = target.closest("button[data-test-server-url]");
     if (test) testSavedServer(test);
+    const copy = target.closest("button[data-copy]");
+    if (copy) copyText(copy);
   });
+
+  async function copyText(button) {
+    const source = document.getElementById(button.dataset.copy);
+    source.select();
+    try {
+      await navigator.clipboard.writeText(source.value);
+      button.textContent = "Copied";
+    } catch (_) {
+      button.textContent = "Selected: press Ctrl+C";
+    }
+    button.focus();
+  }
 
   // The mail server dialog -------------------------------------------------------------
 
