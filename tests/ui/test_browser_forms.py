@@ -1,6 +1,7 @@
 """The server and account dialogs in a real Chromium: errors that can be found and fixed
 by keyboard, presets that set what they imply, the card's Test button."""
 
+# ruff: noqa: F811 - the browser fixtures are imported from test_browser
 from __future__ import annotations
 
 import re

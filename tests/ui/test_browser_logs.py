@@ -1,5 +1,6 @@
 """Email Logs in a real Chromium: refresh while mail is in flight, narrow screens, keyboard."""
 
+# ruff: noqa: F811 - the browser fixtures are imported from test_browser
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,14 @@ from tests.conftest import ADMIN
 from tests.ui.live import LiveServer
 from tests.ui.test_browser import T, chromium, expect, live, page  # noqa: F401
 
-PAGES = ["/t/acme/settings", "/t/acme/apps", "/t/acme/logs", "/t/acme/captured",
-         "/t/acme/suppressions", "/t/acme/audit"]
+PAGES = [
+    "/t/acme/settings",
+    "/t/acme/apps",
+    "/t/acme/logs",
+    "/t/acme/captured",
+    "/t/acme/suppressions",
+    "/t/acme/audit",
+]
 
 
 def _send(live: LiveServer, subject: str, **extra: Any) -> str:

@@ -40,9 +40,7 @@ async def test_a_typed_secret_that_was_not_kept_is_said_so(
     assert CANARY not in r.text
     block = re.search(r'data-field="password".*?</div>', r.text, re.S).group(0)
     assert "What you typed here was not kept: type it again." in block
-    no_secret = await b.post(
-        "/t/acme/settings/servers/new", {**SMTP, "port": "25", "password": ""}
-    )
+    no_secret = await b.post("/t/acme/settings/servers/new", {**SMTP, "port": "25", "password": ""})
     assert "was not kept" not in no_secret.text
 
 

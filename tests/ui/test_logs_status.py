@@ -10,8 +10,8 @@ import httpx
 from sqlalchemy import insert, update
 
 from mailgate.domain.delivery import display_status
-from mailgate.services.context import Context
 from mailgate.domain.ids import new_id
+from mailgate.services.context import Context
 from mailgate.storage.base import utcnow
 from mailgate.storage.tables import attempts, message_recipients
 from tests.conftest import ADMIN
@@ -116,7 +116,7 @@ async def test_the_server_name_is_kept_after_the_server_is_deleted(
     assert r.status_code == 204, r.text
     b = await _signed_in(browser_factory, api, "viewer")
     page = await b.get(f"/t/acme/logs/{ids['First']}")
-    assert "Capture <span class=\"muted\">(deleted)</span>" in page.text
+    assert 'Capture <span class="muted">(deleted)</span>' in page.text
     assert server["id"] not in page.text
 
 

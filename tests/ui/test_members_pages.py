@@ -78,7 +78,9 @@ async def test_create_the_first_owner_then_invite_change_role_and_remove(
     empty = await b.get("/t/acme/users")
     assert "Create the first owner" in empty.text
     assert re.search(r'<option value="owner" selected>', empty.text)
-    bad = await b.post("/t/acme/users", {"email": "boss@acme.test", "password": "short", "role": "owner"})
+    bad = await b.post(
+        "/t/acme/users", {"email": "boss@acme.test", "password": "short", "role": "owner"}
+    )
     assert bad.status_code == 422
     assert "at least 10 characters" in bad.text
     assert "What you typed here was not kept" in bad.text
@@ -114,7 +116,9 @@ async def test_a_token_is_shown_once_and_can_be_revoked(
     assert r.status_code == 200
     token = re.search(r'id="new-token" class="token" readonly value="([^"]+)"', r.text).group(1)
     assert "shown only this once" in r.text
-    assert (await api.get(f"{T}/messages/stats", headers={"Authorization": f"Bearer {token}"})).status_code in (200, 403)
+    assert (
+        await api.get(f"{T}/messages/stats", headers={"Authorization": f"Bearer {token}"})
+    ).status_code in (200, 403)
     again = await b.get("/t/acme/tokens")
     assert token not in again.text and 'data-token="billing-service"' in again.text
     (listed,) = (await api.get(f"{T}/tokens", headers=ADMIN)).json()["items"]

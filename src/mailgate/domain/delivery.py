@@ -38,7 +38,9 @@ class RecipientStatus(StrEnum):
 
 
 #: Recipient states that count as delivered for the display status of a message.
-_DELIVERED = frozenset({RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.COMPLAINED})
+_DELIVERED = frozenset(
+    {RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.COMPLAINED}
+)
 #: Recipient states that count as not delivered.
 _LOST = frozenset({RecipientStatus.FAILED, RecipientStatus.BOUNCED, RecipientStatus.SUPPRESSED})
 

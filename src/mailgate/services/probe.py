@@ -25,10 +25,10 @@ from typing import Any
 
 from mailgate.domain.model import MailServer
 from mailgate.domain.roles import Permission, Principal, PrincipalKind
+from mailgate.domain.servers import ServerStatus
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.oauth.tokens import token_source_for
 from mailgate.engines.probe import Clock, OAuthTokenSource, probe
-from mailgate.domain.servers import ServerStatus
 from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport
 from mailgate.errors import NotFound
 from mailgate.net.dialer import Dialer
@@ -214,7 +214,9 @@ def tested_status(report: ProbeReport) -> tuple[ServerStatus, str | None]:
     """The stored status a test of a saved server leaves: ok, auth_failed or unreachable."""
     if report.error is None:
         return ServerStatus.OK, None
-    status = ServerStatus.AUTH_FAILED if report.error.code in _AUTH_CODES else ServerStatus.UNREACHABLE
+    status = (
+        ServerStatus.AUTH_FAILED if report.error.code in _AUTH_CODES else ServerStatus.UNREACHABLE
+    )
     return status, f"Last test: {report.error.code.value}"
 
 

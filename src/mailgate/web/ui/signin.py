@@ -41,7 +41,13 @@ def _client(request: Request) -> str:
 
 
 def _login_page(
-    request: Request, ui: UiDep, *, status: int = 200, error: str | None = None, **values: str
+    request: Request,
+    ui: UiDep,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    token_first: bool = False,
+    **values: str,
 ) -> Response:
     session = load_session(request, ui)
     response = render(
@@ -52,7 +58,7 @@ def _login_page(
         error=error,
         next=values.get("next", ""),
         email=values.get("email", ""),
-        token_first=values.get("token_first") == "1",
+        token_first=token_first,
     )
     if not request.cookies.get("mailgate_session") or not session.signed_in:
         ui.codec.write(request, response, session)
@@ -68,7 +74,7 @@ async def root(request: Request, ui: UiDep) -> Response:
 @router.get("/login")
 async def login_form(request: Request, ui: UiDep, next: str | None = None) -> Response:
     # Before any user exists, the only way in is a token: that form comes first.
-    first = "0" if await ui_sessions.instance_has_users(ui.ctx) else "1"
+    first = not await ui_sessions.instance_has_users(ui.ctx)
     return _login_page(request, ui, next=safe_next(next) or "", token_first=first)
 
 
@@ -144,10 +150,10 @@ async def login_admin(
             if not principal.is_instance_admin and not tenant_token:
                 raise Unauthenticated(error)
         except RateLimited as exc:
-            return _login_page(request, ui, status=429, error=exc.detail, token_first="1")
+            return _login_page(request, ui, status=429, error=exc.detail, token_first=True)
         except Unauthenticated:
             ui.login_limits.failed(address=key, client=client)
-            return _login_page(request, ui, status=401, error=error, token_first="1")
+            return _login_page(request, ui, status=401, error=error, token_first=True)
     session_id = await ui_sessions.open_session(
         ui.ctx, kind="admin", hours=ui.options.session_hours
     )
