@@ -22,6 +22,7 @@ from mailgate.web.ui import (
     servers,
     signin,
     suppressions,
+    webhooks,
 )
 from mailgate.web.ui.pages import STATIC_DIR, LoginLimits, Ui, make_environment
 from mailgate.web.ui.session import SessionCodec, UiOptions
@@ -57,6 +58,7 @@ def mount_ui(app: FastAPI, ctx: Context, *, options: UiOptions | None = None) ->
         suppressions.router,
         audit.router,
         members.router,
+        webhooks.router,
     ):
         app.include_router(router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="ui-static")

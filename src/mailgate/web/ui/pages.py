@@ -223,6 +223,7 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("logs", "Email Logs", Permission.VIEW_EMAIL_LOGS),
     ("captured", "Captured mail", Permission.VIEW_EMAIL_LOGS),
     ("suppressions", "Suppressions", Permission.VIEW_EMAIL_LOGS),
+    ("webhooks", "Webhooks", Permission.VIEW_EMAIL_CONFIGURATIONS),
     ("audit", "Audit log", Permission.VIEW_EMAIL_CONFIGURATIONS),
     ("users", "Users", Permission.MANAGE_MEMBERS),
     ("tokens", "API tokens", Permission.MANAGE_MEMBERS),
