@@ -21,6 +21,7 @@ from mailgate.web.ui import (
     members,
     servers,
     signin,
+    signing,
     suppressions,
     webhooks,
 )
@@ -59,6 +60,7 @@ def mount_ui(app: FastAPI, ctx: Context, *, options: UiOptions | None = None) ->
         audit.router,
         members.router,
         webhooks.router,
+        signing.router,
     ):
         app.include_router(router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="ui-static")
