@@ -61,12 +61,13 @@ async def create_webhook(current: Manager) -> Response:
     form = await current.form()
     url = form.get("url")
     chosen = [e for e in form.getlist("events") if isinstance(e, str) and e in EVENTS]
-    values = {"url": url.strip() if isinstance(url, str) else "", "events": chosen}
+    typed_url = url.strip() if isinstance(url, str) else ""
+    values: dict[str, Any] = {"url": typed_url, "events": chosen}
     try:
         created = await webhook_svc.create_webhook(
             current.ctx,
             current.caller,
-            url=values["url"],
+            url=typed_url,
             events=[WebhookEvent(e) for e in chosen],
             secret=None,
         )
@@ -132,8 +133,8 @@ async def rotate(webhook_id: str, current: Manager) -> Response:
         if isinstance(exc, NotFound):
             raise
         by_field, message = field_messages(exc)
-        text = by_field.get("overlap_hours")
-        error = f"Overlap (hours) {text}" if text else message
+        rule = by_field.get("overlap_hours")
+        error = f"Overlap (hours) {rule}" if rule else message
         return await _detail_page(current, webhook_id, status=exc.status, error=error)
     return await _detail_page(
         current, webhook_id, secret=rotated.secret, flash="A new signing secret is in use."
