@@ -77,6 +77,7 @@ async def test_a_bounced_message_is_listed_as_bounced_with_its_recipients(
     assert "550 5.1.1 user unknown" in message.text
     assert "5.1.1 550 5.1.1" not in message.text
     assert "· imap" not in message.text
+    assert "/t/acme/suppressions?q=a%40example.com" in message.text
 
     api_row = await api.get(f"{T}/messages/{ids['First']}", headers=ADMIN)
     assert api_row.json()["status"] == "sent"  # the API's status is unchanged ...
