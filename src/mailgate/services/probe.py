@@ -39,7 +39,7 @@ from mailgate.services.context import Caller, Context
 from mailgate.services.ratelimit import ProbeRateLimit, principal_key
 from mailgate.services.server_config import server_config
 from mailgate.services.servers import draft_server
-from mailgate.storage import audit
+from mailgate.storage import audit, queue
 from mailgate.storage.servers import ServerRepo
 
 __all__ = [
@@ -179,11 +179,17 @@ class Prober:
                 object_name=server.name or None,
                 changes=[f"result:{result}", "saved" if saved else "unsaved"],
             )
-            if saved and stored_id is not None:
+            tested = tested_status(report)
+            if saved and stored_id is not None and tested is not None:
                 # A stored server's badge shows the last test of its stored settings.
+                status, detail = tested
                 await ServerRepo(tx, ctx.box, caller.tenant_id).set_status(
-                    stored_id, *tested_status(report)
+                    stored_id, status, detail
                 )
+                if status is ServerStatus.OK:
+                    # Mail held after an authentication failure gets a new try, as after
+                    # an edit: the stored settings have just been shown to work.
+                    await queue.release_held(tx, stored_id)
         # Names, numbers and the error code only: never a credential, never a server reply.
         log.info(
             "%s tenant=%s server=%s host=%s port=%d security=%s actor=%s result=%s ms=%.1f",
@@ -210,8 +216,11 @@ _AUTH_CODES = frozenset(
 )
 
 
-def tested_status(report: ProbeReport) -> tuple[ServerStatus, str | None]:
-    """The stored status a test of a saved server leaves: ok, auth_failed or unreachable."""
+def tested_status(report: ProbeReport) -> tuple[ServerStatus, str | None] | None:
+    """The stored status a test of a saved server leaves: ok, auth_failed or unreachable;
+    None when the engine has no connection test (the status is left as it is)."""
+    if report.error is not None and report.error.code is ProbeErrorCode.ENGINE_NOT_SUPPORTED:
+        return None
     if report.error is None:
         return ServerStatus.OK, None
     status = (
