@@ -60,6 +60,17 @@ def seed(api: httpx.Client) -> dict[str, str]:
     api.post(f"{T}/apps", json={"name": "billing"})
     api.put(f"{T}/apps/billing/test-list", json={"addresses": ["qa@demo.test"], "active": False})
     api.post(f"{T}/suppressions", json={"email": "gone@example.com", "reason": "manual"})
+    api.put(
+        f"{T}/templates/welcome",
+        json={"subject": "Welcome {{ name }}", "text": "Hi {{ name }}!", "html": "<p>Hi</p>"},
+    )
+    api.post(f"{T}/dkim-keys", json={"domain": "demo.test", "selector": "mail2026",
+                                      "algorithm": "ed25519"})
+    api.post(f"{T}/webhooks", json={"url": "https://93.184.216.34/hooks",
+                                     "events": ["message.bounced"]})
+    api.post(f"{T}/users", json={"email": "dev@demo.test", "password": PASSWORD,
+                                  "role": "developer"})
+    api.post(f"{T}/tokens", json={"name": "billing-service", "role": "sender"})
     ids = {}
     for n, subject in enumerate(("Invoice 42", "Welcome aboard", "Password reset")):
         body = {
@@ -114,6 +125,13 @@ def main() -> None:
                     "captured": "/t/demo/captured",
                     "suppressions": "/t/demo/suppressions",
                     "audit": "/t/demo/audit",
+                    "templates": "/t/demo/templates",
+                    "template": "/t/demo/templates/welcome",
+                    "dkim": "/t/demo/dkim",
+                    "keystores": "/t/demo/keystores",
+                    "webhooks": "/t/demo/webhooks",
+                    "users": "/t/demo/users",
+                    "tokens": "/t/demo/tokens",
                     "server-form": "/t/demo/settings/servers/new",
                     "account-form": "/t/demo/settings/accounts/new",
                 }
