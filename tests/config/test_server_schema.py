@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mailgate.engines.smtp_settings import SessionSettings
 from pydantic import BaseModel
 
 from mailgate.domain import server_schema as schema
 from mailgate.engines.config import ServerConfig
+from mailgate.engines.smtp_settings import SessionSettings
 from mailgate.errors import ConfigurationError
 from mailgate.services import config_file
 from mailgate.services import servers as server_service
