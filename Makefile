@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint typecheck contracts pytest system-packages bench fuzz clean
+.PHONY: run test lint typecheck contracts pytest system-packages bench fuzz clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ FUZZ_SECONDS ?= 1200
 fuzz: $(STAMP)
 	MAILGATE_FUZZ_RANDOM=1 MAILGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 		MAILGATE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest tests/fuzz -q -rxX -p no:cacheprovider
+
+# Every web UI page at 1280 px and 390 px, for review (docs/web-ui.md).
+screenshots: $(STAMP)
+	$(BIN)/python scripts/ui_screenshots.py var/screenshots
 
 bench: $(STAMP)
 	$(BIN)/python bench/delivery.py

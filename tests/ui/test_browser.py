@@ -219,7 +219,9 @@ def test_sync_button_spins_and_shows_the_answer_or_the_error(page: Any) -> None:
     assert len(held) == 1 and held[0].request.method == "POST"
     assert held[0].request.headers["x-csrf-token"]
     held[0].fulfill(status=200, json={"fetched": 3, "bounces": 1})
-    expect(result).to_have_text("Sync done (fetched: 3, bounces: 1)")
+    expect(result).to_have_text(
+        "Sync done: 3 new messages fetched, 1 bounce (0 recipients marked bounced)."
+    )
     expect(button).not_to_have_class(re.compile(r"\bspinning\b"))
     expect(button).to_be_enabled()
 

@@ -37,6 +37,33 @@ class RecipientStatus(StrEnum):
     COMPLAINED = "complained"
 
 
+#: Recipient states that count as delivered for the display status of a message.
+_DELIVERED = frozenset(
+    {RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.COMPLAINED}
+)
+#: Recipient states that count as not delivered.
+_LOST = frozenset({RecipientStatus.FAILED, RecipientStatus.BOUNCED, RecipientStatus.SUPPRESSED})
+
+
+def display_status(status: str, recipients: list[str]) -> str:
+    """What the Email Logs show for a message: its ``status``, told apart by its recipients.
+
+    A sent or failed message whose recipients did not all get it is ``partially sent`` (some
+    did), ``bounced`` (none did and one bounced) or ``failed`` (none did). Other statuses
+    (queued, sending, deferred, cancelled) are shown as they are.
+    """
+    if status not in (MessageStatus.SENT.value, MessageStatus.FAILED.value) or not recipients:
+        return status
+    states = [RecipientStatus(r) for r in recipients]
+    delivered = sum(1 for r in states if r in _DELIVERED)
+    lost = sum(1 for r in states if r in _LOST)
+    if delivered and lost:
+        return "partially sent"
+    if lost and not delivered:
+        return "bounced" if RecipientStatus.BOUNCED in states else MessageStatus.FAILED.value
+    return status
+
+
 class OutcomeKind(StrEnum):
     """What one attempt means for a recipient or a whole message."""
 

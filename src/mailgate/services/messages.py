@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from mailgate.domain.delivery import display_status
 from mailgate.domain.roles import Permission
 from mailgate.services.context import Caller, Context
 from mailgate.storage import apps, queue
@@ -23,7 +24,11 @@ async def list_messages(
     until: datetime | None,
     limit: int,
     cursor: str | None,
+    q: str | None = None,
+    message_id: str | None = None,
 ) -> list[dict[str, Any]]:
+    """A page of the log, newest first; each row has its ``recipient_list`` (email, status)
+    and ``display_status`` (:func:`~mailgate.domain.delivery.display_status`)."""
     async with ctx.db.read() as tx:
         app_id = None
         if app is not None:
@@ -38,8 +43,23 @@ async def list_messages(
             stage=stage,
             since=since,
             until=until,
+            q=q,
+            message_id=message_id,
         )
-        return await store.list_messages(tx, caller.tenant_id, flt, limit=limit, before=cursor)
+        rows = await store.list_messages(tx, caller.tenant_id, flt, limit=limit, before=cursor)
+        recipients = await store.recipients_of_many(tx, [r["id"] for r in rows])
+    for row in rows:
+        row["recipient_list"] = recipients.get(row["id"], [])
+        row["display_status"] = display_status(
+            row["status"], [status for _, status in row["recipient_list"]]
+        )
+    return rows
+
+
+async def server_names(ctx: Context, caller: Caller, server_ids: set[str]) -> dict[str, str]:
+    """Names of mail servers by id, for the log: servers deleted since keep their last name."""
+    async with ctx.db.read() as tx:
+        return await store.server_names_ever(tx, caller.tenant_id, server_ids)
 
 
 async def get_message(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]:
@@ -48,6 +68,9 @@ async def get_message(ctx: Context, caller: Caller, message_id: str) -> dict[str
         message = await store.get_message(tx, caller.tenant_id, message_id)
         message["recipients"] = await store.recipients_of(tx, message_id)
         message["attempt_log"] = await store.attempts_of(tx, message_id)
+    message["display_status"] = display_status(
+        message["status"], [r["status"] for r in message["recipients"]]
+    )
     return message
 
 

@@ -25,10 +25,11 @@ from typing import Any
 
 from mailgate.domain.model import MailServer
 from mailgate.domain.roles import Permission, Principal, PrincipalKind
+from mailgate.domain.servers import ServerStatus
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.oauth.tokens import token_source_for
 from mailgate.engines.probe import Clock, OAuthTokenSource, probe
-from mailgate.engines.probe_report import ProbeReport
+from mailgate.engines.probe_report import ProbeErrorCode, ProbeReport
 from mailgate.errors import NotFound
 from mailgate.net.dialer import Dialer
 from mailgate.net.guarded import GuardedDialer
@@ -38,7 +39,7 @@ from mailgate.services.context import Caller, Context
 from mailgate.services.ratelimit import ProbeRateLimit, principal_key
 from mailgate.services.server_config import server_config
 from mailgate.services.servers import draft_server
-from mailgate.storage import audit
+from mailgate.storage import audit, queue
 from mailgate.storage.servers import ServerRepo
 
 __all__ = [
@@ -178,6 +179,17 @@ class Prober:
                 object_name=server.name or None,
                 changes=[f"result:{result}", "saved" if saved else "unsaved"],
             )
+            tested = tested_status(report)
+            if saved and stored_id is not None and tested is not None:
+                # A stored server's badge shows the last test of its stored settings.
+                status, detail = tested
+                await ServerRepo(tx, ctx.box, caller.tenant_id).set_status(
+                    stored_id, status, detail
+                )
+                if status is ServerStatus.OK:
+                    # Mail held after an authentication failure gets a new try, as after
+                    # an edit: the stored settings have just been shown to work.
+                    await queue.release_held(tx, stored_id)
         # Names, numbers and the error code only: never a credential, never a server reply.
         log.info(
             "%s tenant=%s server=%s host=%s port=%d security=%s actor=%s result=%s ms=%.1f",
@@ -191,6 +203,30 @@ class Prober:
             result,
             elapsed_ms,
         )
+
+
+#: Test failures that mean the credentials, not the connection, were refused.
+_AUTH_CODES = frozenset(
+    {
+        ProbeErrorCode.AUTH_FAILED,
+        ProbeErrorCode.AUTH_NOT_OFFERED,
+        ProbeErrorCode.INSECURE_AUTH_REFUSED,
+        ProbeErrorCode.PERMISSION_MISSING,
+    }
+)
+
+
+def tested_status(report: ProbeReport) -> tuple[ServerStatus, str | None] | None:
+    """The stored status a test of a saved server leaves: ok, auth_failed or unreachable;
+    None when the engine has no connection test (the status is left as it is)."""
+    if report.error is not None and report.error.code is ProbeErrorCode.ENGINE_NOT_SUPPORTED:
+        return None
+    if report.error is None:
+        return ServerStatus.OK, None
+    status = (
+        ServerStatus.AUTH_FAILED if report.error.code in _AUTH_CODES else ServerStatus.UNREACHABLE
+    )
+    return status, f"Last test: {report.error.code.value}"
 
 
 async def operator_caller(ctx: Context, tenant_slug: str, *, actor: str = "cli") -> Caller:

@@ -22,6 +22,7 @@ from mailgate.storage.templates import Template, TemplateRepo
 
 __all__ = [
     "Template",
+    "check_source",
     "delete_template",
     "fill_from_template",
     "get_template",
@@ -80,6 +81,11 @@ def _source(fields: Mapping[str, Any], name: str) -> TemplateSource:
         detail = "; ".join(f"{e.field}: {e.message}" for e in renamed)
         raise ValidationFailed(detail, errors=renamed) from exc
     return source
+
+
+def check_source(fields: Mapping[str, Any], name: str) -> TemplateSource:
+    """The sources of ``fields`` checked as a save checks them (422 naming the part)."""
+    return _source(fields, name)
 
 
 def fill_from_template(

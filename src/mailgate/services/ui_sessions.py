@@ -119,6 +119,18 @@ async def open_session(ctx: Context, *, kind: str, hours: float) -> str:
     return session_id
 
 
+async def instance_has_users(ctx: Context) -> bool:
+    """Whether anyone can sign in with a password yet (else the token sign-in comes first)."""
+    async with ctx.db.read() as tx:
+        return await members.any_user(tx)
+
+
+async def tenant_slug(ctx: Context, tenant_id: str) -> str:
+    """The slug of a tenant (a tenant token's session opens its own tenant)."""
+    async with ctx.db.read() as tx:
+        return (await tenants.get_tenant_by_id(tx, tenant_id)).slug
+
+
 async def session_active(ctx: Context, session_id: str | None) -> bool:
     """Whether ``session_id`` names a session that has neither ended nor expired."""
     if not session_id:

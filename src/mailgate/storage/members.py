@@ -138,6 +138,11 @@ async def create_user(
     return User(user_id, tenant_id, email, role, now, now)
 
 
+async def any_user(tx: Tx) -> bool:
+    """Whether the instance has a user in any tenant (the sign-in page's first choice)."""
+    return (await tx.execute(select(users.c.id).limit(1))).first() is not None
+
+
 async def list_users(tx: Tx, tenant_id: str) -> list[User]:
     rows = await tx.execute(
         select(users).where(users.c.tenant_id == tenant_id).order_by(users.c.id)

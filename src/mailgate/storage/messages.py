@@ -7,12 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.errors import Conflict, NotFound
 from mailgate.storage.base import Tx, as_utc, utcnow
-from mailgate.storage.tables import attempts, message_bodies, message_recipients, messages
+from mailgate.storage.tables import (
+    attempts,
+    audit_log,
+    message_bodies,
+    message_recipients,
+    messages,
+)
 
 _SUMMARY_COLUMNS = list(messages.c)
 
@@ -25,6 +31,10 @@ class LogFilter:
     stage: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    #: Words found in the subject, a recipient's address or the Message-ID (any case).
+    q: str | None = None
+    #: One Message-ID, with or without its angle brackets.
+    message_id: str | None = None
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
@@ -72,7 +82,58 @@ async def list_messages(
                 message_recipients.c.email == flt.recipient.lower(),
             )
         )
+    if flt.message_id:
+        bare = flt.message_id.strip().strip("<>")
+        query = query.where(messages.c.message_id.in_([bare, f"<{bare}>"]))
+    if flt.q:
+        words = flt.q.strip().lower()
+        query = query.where(
+            or_(
+                func.lower(messages.c.subject).contains(words, autoescape=True),
+                func.lower(messages.c.message_id).contains(words, autoescape=True),
+                exists().where(
+                    message_recipients.c.message_id == messages.c.id,
+                    message_recipients.c.email.contains(words, autoescape=True),
+                ),
+            )
+        )
     return [_row_dict(r) for r in await tx.execute(query)]
+
+
+async def recipients_of_many(tx: Tx, message_ids: Collection[str]) -> dict[str, list[Any]]:
+    """``(email, status)`` of each message's recipients, in order, for a page of the log."""
+    found: dict[str, list[Any]] = {m: [] for m in message_ids}
+    if not message_ids:
+        return found
+    rows = await tx.execute(
+        select(
+            message_recipients.c.message_id,
+            message_recipients.c.email,
+            message_recipients.c.status,
+        )
+        .where(message_recipients.c.message_id.in_(list(message_ids)))
+        .order_by(message_recipients.c.message_id, message_recipients.c.position)
+    )
+    for message_id, email, status in rows:
+        found[message_id].append((email, status))
+    return found
+
+
+async def server_names_ever(tx: Tx, tenant_id: str, server_ids: Collection[str]) -> dict[str, str]:
+    """The last name the audit log knows for each mail server, deleted ones included."""
+    if not server_ids:
+        return {}
+    rows = await tx.execute(
+        select(audit_log.c.object_id, audit_log.c.object_name)
+        .where(
+            audit_log.c.tenant_id == tenant_id,
+            audit_log.c.object_type == "mail_server",
+            audit_log.c.object_id.in_(list(server_ids)),
+            audit_log.c.object_name.is_not(None),
+        )
+        .order_by(audit_log.c.id)
+    )
+    return {object_id: name for object_id, name in rows}
 
 
 async def get_message(

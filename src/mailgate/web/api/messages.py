@@ -131,6 +131,10 @@ class MessageSummary(BaseModel):
     held: bool
     last_error: str | None
     remote_id: str | None
+    display_status: str = Field(
+        description="status told apart by the recipients: 'partially sent', 'bounced' or "
+        "'failed' for a sent or failed message whose recipients did not all get it"
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -201,6 +205,13 @@ async def list_messages(
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=320, description="Words in the subject, a recipient or the Message-ID"),
+    ] = None,
+    message_id: Annotated[
+        str | None, Query(max_length=500, description="One Message-ID, with or without <>")
+    ] = None,
 ) -> Page[MessageSummary]:
     rows = await log_svc.list_messages(
         ctx,
@@ -213,6 +224,8 @@ async def list_messages(
         until=until,
         limit=limit + 1,
         cursor=cursor,
+        q=q or None,
+        message_id=message_id or None,
     )
     more = len(rows) > limit
     rows = rows[:limit]

@@ -18,9 +18,12 @@ from mailgate.web.ui import (
     audit,
     captured,
     logs,
+    members,
     servers,
     signin,
+    signing,
     suppressions,
+    webhooks,
 )
 from mailgate.web.ui.pages import STATIC_DIR, LoginLimits, Ui, make_environment
 from mailgate.web.ui.session import SessionCodec, UiOptions
@@ -55,6 +58,9 @@ def mount_ui(app: FastAPI, ctx: Context, *, options: UiOptions | None = None) ->
         captured.router,
         suppressions.router,
         audit.router,
+        members.router,
+        webhooks.router,
+        signing.router,
     ):
         app.include_router(router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="ui-static")

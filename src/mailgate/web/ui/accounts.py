@@ -82,6 +82,7 @@ def _submitted(form: Any) -> dict[str, Any]:
         if isinstance(v, str) and k not in (*_WRITE_ONLY, "csrf_token")
     }
     values["is_default"] = form.get("is_default") is not None
+    values["_cleared"] = ["imap.password"] if form.get("imap.password") else []
     return values
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -16,6 +17,24 @@ router = APIRouter(prefix="/t/{tenant}/apps", route_class=UiRoute, include_in_sc
 
 Viewer = Annotated[Page, Depends(page(Permission.VIEW_EMAIL_CONFIGURATIONS))]
 Manager = Annotated[Page, Depends(page(Permission.MANAGE_APPS))]
+_INDEXED = re.compile(r"addresses\[(\d+)\]")
+
+
+def offending_lines(exc: RequestError, text: str, addresses: list[str]) -> str:
+    """The service's ``addresses[i]`` errors as "line N (text): rule", one per problem; N is
+    the line of the text area that holds the address."""
+    raw_lines = text.splitlines()
+    found = []
+    for error in exc.errors:
+        match = _INDEXED.fullmatch(error.field)
+        if match and int(match.group(1)) < len(addresses):
+            address = addresses[int(match.group(1))]
+            number = next(
+                (n for n, line in enumerate(raw_lines, start=1) if address in line),
+                int(match.group(1)) + 1,
+            )
+            found.append(f"line {number} ({address}): {error.message}")
+    return "; ".join(found)
 
 
 def delete_question(name: str) -> str:
@@ -51,8 +70,10 @@ async def create_app(current: Manager) -> Response:
     try:
         await app_svc.create_app(current.ctx, current.caller, name)
     except RequestError as exc:
-        _, message = field_messages(exc)
-        return await _list_page(current, status=exc.status, error=message, name=name)
+        by_field, message = field_messages(exc)
+        return await _list_page(
+            current, status=exc.status, error=by_field.get("name", message), name=name
+        )
     return redirect(current.url(f"/apps/{name}"), flash=f"App {name} added.")
 
 
@@ -79,14 +100,18 @@ async def save_test_list(name: str, current: Manager) -> Response:
     raw = form.get("addresses")
     text = raw if isinstance(raw, str) else ""
     active = form.get("active") is not None
+    addresses = lines(text)
     try:
         await app_svc.set_test_list(
-            current.ctx, current.caller, name, addresses=lines(text), active=active
+            current.ctx, current.caller, name, addresses=addresses, active=active
         )
     except RequestError as exc:
         if isinstance(exc, NotFound):
             raise
         errors, message = field_messages(exc)
+        errors["addresses"] = offending_lines(exc, text, addresses) or errors.get("addresses", "")
+        if not errors["addresses"]:
+            del errors["addresses"]
         return render(
             current.request,
             "app.html",

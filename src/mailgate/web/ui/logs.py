@@ -7,6 +7,7 @@ shown only with it, and the routes check it again).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -28,6 +29,25 @@ Sender = Annotated[Page, Depends(page(Permission.SEND_EMAIL))]
 PAGE_SIZE = 50
 RETRYABLE = frozenset({MessageStatus.DEFERRED.value, MessageStatus.FAILED.value})
 CANCELLABLE = frozenset({MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value})
+#: While a listed message has one of these, the page refreshes itself.
+IN_FLIGHT = frozenset(
+    {MessageStatus.QUEUED.value, MessageStatus.SENDING.value, MessageStatus.DEFERRED.value}
+)
+_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+
+
+def reply_text(code: int | None, reply: str | None) -> str:
+    """A server reply as one phrase: the code once, an enhanced status code said once.
+
+    A bounce stores "5.1.1 550 5.1.1 user unknown"; this reads "550 5.1.1 user unknown".
+    """
+    text = (reply or "").strip()
+    first, _, rest = text.partition(" ")
+    if _ENHANCED.fullmatch(first) and first in rest:
+        text = rest.strip()
+    if code is not None and not text.startswith(str(code)):
+        text = f"{code} {text}".strip()
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +61,8 @@ class LogQuery:
     since: datetime | None = None
     until: datetime | None = None
     cursor: str | None = None
+    q: str | None = None
+    message_id: str | None = None
 
     @classmethod
     def read(cls, params: Any) -> tuple[LogQuery, dict[str, str]]:
@@ -73,6 +95,8 @@ class LogQuery:
             since=moment("since"),
             until=moment("until"),
             cursor=text("cursor"),
+            q=text("q"),
+            message_id=text("message_id"),
         )
         return query, errors
 
@@ -91,10 +115,14 @@ async def logs_page(current: Viewer) -> Response:
         until=query.until,
         limit=PAGE_SIZE + 1,
         cursor=query.cursor,
+        q=query.q,
+        message_id=query.message_id,
     )
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     apps = await app_svc.list_apps(current.ctx, current.caller)
+    filtered = any(v for k, v in current.request.query_params.items() if k != "cursor")
+    in_flight = any(r["status"] in IN_FLIGHT for r in rows)
     stages = await tenant_svc.list_stages(current.ctx, current.caller)
     params = {k: v for k, v in current.request.query_params.items() if k != "cursor" and v}
     return render(
@@ -110,6 +138,8 @@ async def logs_page(current: Viewer) -> Response:
         app_names={a.id: a.name for a in apps},
         stages=stages,
         next_cursor=rows[-1]["id"] if more and rows else None,
+        filtered=filtered,
+        in_flight=in_flight,
     )
 
 
@@ -117,6 +147,11 @@ async def logs_page(current: Viewer) -> Response:
 async def message_page(message_id: str, current: Viewer) -> Response:
     message = await log_svc.get_message(current.ctx, current.caller, message_id)
     servers = await server_svc.list_servers(current.ctx, current.caller)
+    names = {s.id: s.name for s in servers}
+    mentioned = {a["server_id"] for a in message["attempt_log"] if a["server_id"]}
+    if message.get("server_id"):
+        mentioned.add(message["server_id"])
+    gone = await log_svc.server_names(current.ctx, current.caller, mentioned - names.keys())
     apps = await app_svc.list_apps(current.ctx, current.caller)
     can_send = current.can(Permission.SEND_EMAIL)
     return render(
@@ -124,7 +159,9 @@ async def message_page(message_id: str, current: Viewer) -> Response:
         "message.html",
         current=current,
         message=message,
-        server_names={s.id: s.name for s in servers},
+        server_names=names,
+        gone_servers=gone,
+        reply_text=reply_text,
         app_names={a.id: a.name for a in apps},
         can_retry=can_send and (message["status"] in RETRYABLE or bool(message.get("held"))),
         can_cancel=can_send and message["status"] in CANCELLABLE,

@@ -223,7 +223,13 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("logs", "Email Logs", Permission.VIEW_EMAIL_LOGS),
     ("captured", "Captured mail", Permission.VIEW_EMAIL_LOGS),
     ("suppressions", "Suppressions", Permission.VIEW_EMAIL_LOGS),
+    ("templates", "Templates", Permission.VIEW_EMAIL_CONFIGURATIONS),
+    ("dkim", "DKIM", Permission.VIEW_EMAIL_CONFIGURATIONS),
+    ("keystores", "S/MIME", Permission.VIEW_EMAIL_CONFIGURATIONS),
+    ("webhooks", "Webhooks", Permission.VIEW_EMAIL_CONFIGURATIONS),
     ("audit", "Audit log", Permission.VIEW_EMAIL_CONFIGURATIONS),
+    ("users", "Users", Permission.MANAGE_MEMBERS),
+    ("tokens", "API tokens", Permission.MANAGE_MEMBERS),
 )
 
 

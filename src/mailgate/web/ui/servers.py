@@ -23,7 +23,13 @@ from mailgate.services import servers as server_svc
 from mailgate.services import tenants as tenant_svc
 from mailgate.web.api.schemas import MailServerIn, MailServerPatch, MailServerTestIn
 from mailgate.web.deps import ProberDep
-from mailgate.web.ui.forms import FormErrors, form_problem, server_fields, validated
+from mailgate.web.ui.forms import (
+    FormErrors,
+    field_messages,
+    form_problem,
+    server_fields,
+    validated,
+)
 from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
 
 router = APIRouter(prefix="/t/{tenant}/settings", route_class=UiRoute, include_in_schema=False)
@@ -50,6 +56,22 @@ NEW_SERVER: dict[str, Any] = {
     "max_connections": "4",
     "stages": [],
 }
+
+
+#: The inputs under the dialog's "Advanced" section: opened when one of them has an error.
+ADVANCED_FIELDS = frozenset(
+    {"timeout_seconds", "rate_limit_per_minute", "max_connections", "options"}
+)
+#: The OAuth provider a preset with XOAUTH2 implies.
+PRESET_OAUTH = {"microsoft365": "microsoft", "outlook": "microsoft", "gmail": "google"}
+
+
+def preset_dict(provider: Any) -> dict[str, Any]:
+    """A preset for the dialog's script: the API's shape plus the OAuth provider it implies."""
+    data: dict[str, Any] = provider.as_dict()
+    if data.get("auth") == "xoauth2" and provider.key in PRESET_OAUTH:
+        data["oauth_provider"] = PRESET_OAUTH[provider.key]
+    return data
 
 
 def delete_question(name: str) -> str:
@@ -96,6 +118,8 @@ def submitted_values(form: Any) -> dict[str, Any]:
     values["stages"] = [s for s in form.getlist("stages") if isinstance(s, str)]
     for flag in ("verify_certificate", "allow_insecure_auth", "is_default"):
         values[flag] = form.get(flag) is not None
+    # Secrets are never sent back: the page says which typed ones must be typed again.
+    values["_cleared"] = [k for k in SERVER_SECRETS if form.get(k)]
     return values
 
 
@@ -133,11 +157,18 @@ async def _form_page(
         fallbacks=[s for s in servers if server is None or s.id != server.id],
         providers=list_providers(),
         providers_json=providers_json(),
+        advanced_fields=ADVANCED_FIELDS,
     )
 
 
 @router.get("")
 async def settings_page(current: Viewer) -> Response:
+    return await _settings(current)
+
+
+async def _settings(
+    current: Page, *, status: int = 200, stage_name: str = "", stage_error: str | None = None
+) -> Response:
     servers = await server_svc.list_servers(current.ctx, current.caller)
     accounts = await account_svc.list_accounts(current.ctx, current.caller)
     stages = await tenant_svc.list_stages(current.ctx, current.caller)
@@ -152,6 +183,9 @@ async def settings_page(current: Viewer) -> Response:
         server_names=names,
         delete_question=delete_question,
         can_manage=current.can(Permission.MANAGE_EMAIL_CONFIGURATIONS),
+        status=status,
+        stage_name=stage_name,
+        stage_error=stage_error,
     )
 
 
@@ -247,17 +281,24 @@ async def resolve_provider(
     found = resolve_email(email)
     if found is None:
         raise NotFound(f"No preset for the domain of {email!r}; enter host and port yourself.")
-    return JSONResponse(found.as_dict())
+    return JSONResponse(preset_dict(found))
 
 
 @router.post("/stages")
 async def create_stage(current: Manager) -> Response:
     form = await current.form()
-    name = form.get("name")
-    await tenant_svc.create_stage(
-        current.ctx, current.caller, name.strip() if isinstance(name, str) else ""
-    )
-    return redirect(current.url("/settings#stages"), flash="Stage added.")
+    raw = form.get("name")
+    name = raw.strip() if isinstance(raw, str) else ""
+    try:
+        await tenant_svc.create_stage(current.ctx, current.caller, name)
+    except RequestError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        by_field, message = field_messages(exc)
+        return await _settings(
+            current, status=exc.status, stage_name=name, stage_error=by_field.get("name", message)
+        )
+    return redirect(current.url("/settings#stages"), flash=f"Stage {name} added.")
 
 
 @router.post("/stages/{name}/delete")
@@ -268,4 +309,4 @@ async def delete_stage(name: str, current: Manager) -> Response:
 
 def providers_json() -> str:
     """The presets for the dialog's script (embedded as JSON data, not as code)."""
-    return json.dumps([p.as_dict() for p in list_providers()])
+    return json.dumps([preset_dict(p) for p in list_providers()])

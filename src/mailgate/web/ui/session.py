@@ -42,6 +42,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 _SEAL_CONTEXT = "mailgate-ui-session"
 DEFAULT_SESSION_HOURS = 12.0
+#: Tenant tokens that may open a web UI session (a role with a page; never an app's token).
+PAGE_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,10 @@ async def _current_principal(ctx: Context, session: Session, slug: str) -> Princ
             principal = await auth.authenticate(ctx, session.admin_token)
         except Unauthenticated:
             return None
-        return principal if principal.is_instance_admin else None
+        # The instance administrator's token, or a tenant token of a role with a page.
+        if principal.is_instance_admin or (principal.role in PAGE_ROLES and not principal.app_id):
+            return principal
+        return None
     if not session.memberships:
         return None
     chosen = next((m for m in session.memberships if m.tenant_slug == slug), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import RedirectResponse
@@ -21,7 +22,7 @@ from mailgate.web.ui.pages import (
     redirect,
     render,
 )
-from mailgate.web.ui.session import Session, principal_for
+from mailgate.web.ui.session import PAGE_ROLES, Session, principal_for
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
 
@@ -40,7 +41,13 @@ def _client(request: Request) -> str:
 
 
 def _login_page(
-    request: Request, ui: UiDep, *, status: int = 200, error: str | None = None, **values: str
+    request: Request,
+    ui: UiDep,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    token_first: bool = False,
+    **values: str,
 ) -> Response:
     session = load_session(request, ui)
     response = render(
@@ -51,6 +58,7 @@ def _login_page(
         error=error,
         next=values.get("next", ""),
         email=values.get("email", ""),
+        token_first=token_first,
     )
     if not request.cookies.get("mailgate_session") or not session.signed_in:
         ui.codec.write(request, response, session)
@@ -65,7 +73,9 @@ async def root(request: Request, ui: UiDep) -> Response:
 
 @router.get("/login")
 async def login_form(request: Request, ui: UiDep, next: str | None = None) -> Response:
-    return _login_page(request, ui, next=safe_next(next) or "")
+    # Before any user exists, the only way in is a token: that form comes first.
+    first = not await ui_sessions.instance_has_users(ui.ctx)
+    return _login_page(request, ui, next=safe_next(next) or "", token_first=first)
 
 
 def _throttle(ui: UiDep, *, address: str, client: str) -> None:
@@ -120,11 +130,15 @@ async def login_admin(
     ui: UiDep,
     token: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    """The instance administrator signs in with an instance-admin token."""
+    """Sign in with a token: the instance administrator's, or a tenant token of a role with
+    pages (owner, admin, developer, viewer; not an app's token)."""
     session = load_session(request, ui)
     await check_csrf(request, session)
     client = _client(request)
-    error = "That is not a valid instance-administrator token."
+    error = (
+        "That token does not open the web UI: use the instance-admin token or a tenant "
+        "token of an owner, admin, developer or viewer (not an app's token)."
+    )
     # Counted per client address: wrong tokens sent from one address never lock the
     # administrator out elsewhere (a token is a long random value, not a guessable password).
     key = f"instance-admin@{client}"
@@ -132,17 +146,22 @@ async def login_admin(
         try:
             _throttle(ui, address=key, client=client)
             principal = await auth.authenticate(ui.ctx, token.strip() or None)
-            if not principal.is_instance_admin:
+            tenant_token = principal.role in PAGE_ROLES and not principal.app_id
+            if not principal.is_instance_admin and not tenant_token:
                 raise Unauthenticated(error)
         except RateLimited as exc:
-            return _login_page(request, ui, status=429, error=exc.detail)
+            return _login_page(request, ui, status=429, error=exc.detail, token_first=True)
         except Unauthenticated:
             ui.login_limits.failed(address=key, client=client)
-            return _login_page(request, ui, status=401, error=error)
+            return _login_page(request, ui, status=401, error=error, token_first=True)
     session_id = await ui_sessions.open_session(
         ui.ctx, kind="admin", hours=ui.options.session_hours
     )
-    response = redirect("/tenants")
+    if principal.tenant_id is not None and not principal.is_instance_admin:
+        slug = await ui_sessions.tenant_slug(ui.ctx, principal.tenant_id)
+        response = redirect(f"/t/{quote(slug)}/")
+    else:
+        response = redirect("/tenants")
     ui.codec.write(
         request,
         response,
@@ -173,6 +192,9 @@ async def tenant_picker(request: Request, ui: UiDep) -> Response:
         principal = await principal_for(ui.ctx, session, "")
         if principal is None:
             raise SignInRequired()
+        if not principal.is_instance_admin and principal.tenant_id is not None:
+            slug = await ui_sessions.tenant_slug(ui.ctx, principal.tenant_id)
+            return RedirectResponse(f"/t/{quote(slug)}/", status_code=303)
         found = await tenant_svc.list_tenants(ui.ctx, principal, limit=500, cursor=None)
         choices = [{"slug": t.slug, "name": t.name, "role": "instance admin"} for t in found]
     else:

@@ -1,5 +1,5 @@
 // Mailgate web UI: dialogs, connection tests, provider presets, account sync and inbox
-// tests, sending-domain checks.
+// tests, sending-domain checks, server tests and the Email Logs' refresh.
 // Progressive enhancement only: every link and form also works without this script.
 // Text from the server is always inserted with textContent, never as HTML, except the
 // dialog fragments, which are Mailgate's own server-rendered (autoescaped) templates.
@@ -21,23 +21,77 @@
     return node;
   }
 
-  async function problemText(response) {
-    // A problem+json or UI error body, else the status line.
+  async function problemOf(response) {
+    // A problem+json or UI error body: {text, errors}; each problem is said once.
     try {
       const body = await response.json();
-      const fields = (body.errors || []).map((e) => `${e.field}: ${e.message}`);
-      return [body.detail || body.title, ...fields].filter(Boolean).join(" — ") ||
-        `HTTP ${response.status}`;
+      const errors = body.errors || [];
+      if (errors.length) {
+        const text = errors.map((e) => `${fieldLabel(e.field)}: ${e.message}`).join("; ");
+        return { text, errors };
+      }
+      return { text: body.detail || body.title || `HTTP ${response.status}`, errors };
     } catch (_) {
-      return `HTTP ${response.status} ${response.statusText}`.trim();
+      return { text: `HTTP ${response.status} ${response.statusText}`.trim(), errors: [] };
     }
+  }
+
+  async function problemText(response) {
+    return (await problemOf(response)).text;
+  }
+
+  function fieldLabel(field, form) {
+    // The words of a field's label ("SMTP Password"), else the field name in words.
+    const name = String(field).split("[", 1)[0];
+    const id = `f-${name.replaceAll(".", "-")}`;
+    const label = (form || document).querySelector(`label[for="${CSS.escape(id)}"]`);
+    if (label) return label.textContent.replace("*", "").trim();
+    return name.replaceAll("_", " ").replaceAll(".", " ");
+  }
+
+  function showFieldErrors(form, errors) {
+    // Marks each field named in ``errors`` with its own message; false when none is shown.
+    for (const old of form.querySelectorAll(".field-error.from-script")) old.remove();
+    let first = null;
+    for (const error of errors) {
+      const name = String(error.field).split("[", 1)[0];
+      const wrap = form.querySelector(`[data-field="${CSS.escape(name)}"]`);
+      const control = wrap?.querySelector("input, select, textarea");
+      if (!wrap || !control || control.disabled) continue;
+      const id = `${control.id}-error`;
+      if (!wrap.querySelector(`#${CSS.escape(id)}`)) {
+        wrap.append(el("p", { class: "field-error from-script", id }, error.message));
+      }
+      wrap.classList.add("invalid");
+      control.setAttribute("aria-invalid", "true");
+      control.setAttribute("aria-describedby", id);
+      first = first || control;
+    }
+    if (first) revealAndFocus(first);
+    return Boolean(first);
+  }
+
+  function revealAndFocus(control) {
+    // Opens every closed section around ``control`` and moves the focus to it.
+    for (let node = control.parentElement; node; node = node.parentElement) {
+      if (node.tagName === "DETAILS") node.open = true;
+    }
+    control.focus();
+  }
+
+  function focusFirstInvalid(root) {
+    const invalid = root.querySelector('[aria-invalid="true"]');
+    if (invalid) revealAndFocus(invalid);
+    return Boolean(invalid);
   }
 
   // Dialogs ---------------------------------------------------------------------------
 
   const formDialog = () => document.getElementById("form-dialog");
+  let opener = null; // what had the focus before a dialog opened; it gets it back
 
   async function openFormDialog(url) {
+    opener = document.activeElement;
     const response = await fetch(url, {
       headers: { "X-Mailgate-Fragment": "1" },
       credentials: "same-origin",
@@ -50,22 +104,61 @@
     formDialog().showModal();
   }
 
-  function showFragment(html) {
+  function showFragment(html, typedSecrets) {
     const body = document.getElementById("form-dialog-body");
     body.innerHTML = html;
+    // The dialog is named by the heading of what it shows.
+    const heading = body.querySelector("h2[id]");
+    if (heading) formDialog().setAttribute("aria-labelledby", heading.id);
     const form = body.querySelector("form");
     if (!form) return;
     form.addEventListener("submit", submitDialogForm);
+    restoreSecrets(form, typedSecrets || {});
     if (form.id === "server-form") wireServerForm(form);
     if (form.id === "account-form") wireAccountForm(form);
-    const invalid = form.querySelector('[aria-invalid="true"]');
-    (invalid || form.querySelector("input:not([type=hidden]), select"))?.focus();
+    if (!focusFirstInvalid(form)) {
+      form.querySelector("input:not([type=hidden]):not([disabled]), select")?.focus();
+    }
+  }
+
+  function typedSecretsOf(form) {
+    // Secrets typed into the dialog: kept in this page only, put back after a refused save.
+    const out = {};
+    for (const input of form.querySelectorAll('input[type="password"]')) {
+      if (input.value) out[input.name] = input.value;
+    }
+    return out;
+  }
+
+  function restoreSecrets(form, secrets) {
+    for (const [name, value] of Object.entries(secrets)) {
+      const input = form.elements.namedItem(name);
+      if (!input || input.type !== "password") continue;
+      input.value = value;
+      const hint = input.parentElement.querySelector(".hint");
+      if (hint && hint.textContent.includes("not kept")) hint.textContent = "Kept as you typed it.";
+    }
+  }
+
+  formDialogReady(() => {
+    for (const dialog of document.querySelectorAll("dialog")) {
+      dialog.addEventListener("close", () => {
+        if (opener && document.contains(opener)) opener.focus();
+        opener = null;
+      });
+    }
+  });
+
+  function formDialogReady(callback) {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", callback);
+    else callback();
   }
 
   async function submitDialogForm(event) {
     event.preventDefault();
     const form = event.currentTarget;
     const submit = form.querySelector('button[type="submit"]');
+    const secrets = typedSecretsOf(form);
     if (submit) submit.disabled = true;
     try {
       const response = await fetch(form.action, {
@@ -82,7 +175,7 @@
       }
       const type = response.headers.get("content-type") || "";
       if (type.startsWith("text/html") && [409, 422].includes(response.status)) {
-        showFragment(await response.text());
+        showFragment(await response.text(), secrets);
         return;
       }
       if (type.startsWith("text/html") && response.ok) {
@@ -107,6 +200,7 @@
   }
 
   function confirmDelete(link) {
+    opener = link;
     const dialog = document.getElementById("confirm-dialog");
     dialog.querySelector("#confirm-text").textContent = link.dataset.confirm;
     dialog.querySelector("form").action = link.href;
@@ -140,16 +234,34 @@
     if (sync) syncAccount(sync);
     const domain = target.closest("button[data-domain-check]");
     if (domain) checkDomain(domain);
+    const test = target.closest("button[data-test-server-url]");
+    if (test) testSavedServer(test);
+    const copy = target.closest("button[data-copy]");
+    if (copy) copyText(copy);
   });
+
+  async function copyText(button) {
+    const source = document.getElementById(button.dataset.copy);
+    source.select();
+    try {
+      await navigator.clipboard.writeText(source.value);
+      button.textContent = "Copied";
+    } catch (_) {
+      button.textContent = "Selected: press Ctrl+C";
+    }
+    button.focus();
+  }
 
   // The mail server dialog -------------------------------------------------------------
 
   function wireServerForm(form) {
     const engine = form.elements.namedItem("engine");
     const auth = form.elements.namedItem("auth");
+    const oauthProvider = form.elements.namedItem("oauth.provider");
     const apply = () => showEngine(form, engine.value, auth ? auth.value : "none");
     engine.addEventListener("change", apply);
     auth?.addEventListener("change", apply);
+    oauthProvider?.addEventListener("change", apply);
     apply();
     const providers = JSON.parse(form.dataset.providers || "[]");
     const preset = form.elements.namedItem("provider");
@@ -158,6 +270,12 @@
       if (found) fillPreset(form, found);
     });
     form.querySelector("[data-resolve]").addEventListener("click", () => resolve(form));
+    // Enter in the address runs the look-up; it never submits the whole form.
+    form.querySelector("#resolve-email").addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      resolve(form);
+    });
     form.querySelector("[data-test]").addEventListener("click", () => testConnection(form));
   }
 
@@ -167,6 +285,15 @@
     }
     const oauth = form.querySelector("[data-oauth]");
     if (oauth && engine === "smtp" && auth !== "xoauth2") oauth.hidden = true;
+    // Only what the chosen authentication uses is shown.
+    const provider = engine === "msgraph" ? "microsoft" :
+      (form.elements.namedItem("oauth.provider")?.value || "google");
+    for (const part of form.querySelectorAll("[data-auth]")) {
+      part.hidden = !part.dataset.auth.split(" ").includes(auth);
+    }
+    for (const part of form.querySelectorAll("[data-oauth-providers]")) {
+      part.hidden = !part.dataset.oauthProviders.split(" ").includes(provider);
+    }
     for (const control of form.querySelectorAll("input, select, textarea")) {
       const hiddenPart = control.closest("[hidden]");
       control.disabled = Boolean(hiddenPart) && control.type !== "hidden";
@@ -186,6 +313,8 @@
       setValue(form, "port", preset.port);
       setValue(form, "security", preset.security);
       setValue(form, "auth", preset.auth);
+      if (preset.oauth_provider) setValue(form, "oauth.provider", preset.oauth_provider);
+      if (preset.oauth_scope) setValue(form, "oauth.scope", preset.oauth_scope);
     }
     form.elements.namedItem("engine").dispatchEvent(new Event("change"));
   }
@@ -200,6 +329,7 @@
     });
     if (!response.ok) {
       out.textContent = await problemText(response);
+      input.focus();
       return;
     }
     const preset = await response.json();
@@ -227,8 +357,10 @@
       if (response.ok) {
         report.append(renderReport(await response.json()));
       } else {
+        const problem = await problemOf(response);
+        const marked = showFieldErrors(form, problem.errors);
         report.append(el("p", { class: "report-head fail", role: "alert" },
-          await problemText(response)));
+          marked ? "Not tested: fix the marked fields first." : problem.text));
       }
     } catch (error) {
       report.append(el("p", { class: "report-head fail" }, `The test failed: ${error.message}`));
@@ -236,6 +368,9 @@
       spinner.hidden = true;
       button.disabled = false;
       report.hidden = false;
+      if (!form.contains(document.activeElement) || document.activeElement === document.body) {
+        button.focus();
+      }
     }
   }
 
@@ -430,14 +565,90 @@
       button.disabled = false;
       button.classList.remove("spinning");
       button.removeAttribute("aria-busy");
+      button.focus();
     }
   }
 
-  function syncSummary(body) {
-    const parts = [];
-    for (const [key, value] of Object.entries(body || {})) {
-      if (["string", "number", "boolean"].includes(typeof value)) parts.push(`${key}: ${value}`);
-    }
-    return parts.length ? `Sync done (${parts.join(", ")})` : "Sync done.";
+  function count(n, one, many) {
+    return `${n} ${n === 1 ? one : many}`;
   }
+
+  function syncSummary(body) {
+    // The sync's counts in words.
+    const b = body || {};
+    const parts = [`${count(b.fetched || 0, "new message", "new messages")} fetched`];
+    if (b.bounces) {
+      parts.push(`${count(b.bounces, "bounce", "bounces")} ` +
+        `(${count(b.bounced_recipients || 0, "recipient", "recipients")} marked bounced)`);
+    }
+    if (b.complaints) parts.push(count(b.complaints, "complaint", "complaints"));
+    if (b.duplicates) parts.push(`${b.duplicates} already seen`);
+    if (b.uidvalidity_changed) parts.push("the folder was reset on the server");
+    const folder = b.mailbox ? ` of ${b.mailbox}` : "";
+    return `Sync${folder} done: ${parts.join(", ")}.`;
+  }
+
+  // Testing a saved server from its card -------------------------------------------------
+
+  const STATUS_WORDS = { ok: "ok", auth_failed: "auth failed", unreachable: "unreachable" };
+
+  async function testSavedServer(button) {
+    const card = button.closest(".card");
+    const out = card.querySelector(".test-result");
+    const badge = card.querySelector(".server-status");
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    out.textContent = "Testing…";
+    try {
+      const response = await fetch(button.dataset.testServerUrl, {
+        method: "POST",
+        headers: { Accept: "application/json", "X-CSRF-Token": csrf() },
+        credentials: "same-origin",
+      });
+      if (!response.ok) {
+        out.textContent = `Test failed: ${await problemText(response)}`;
+        return;
+      }
+      const r = await response.json();
+      const status = r.ok ? "ok" : (r.error && ["auth_failed", "auth_not_offered",
+        "insecure_auth_refused", "permission_missing"].includes(r.error.code) ?
+        "auth_failed" : "unreachable");
+      badge.className = `badge server-status status-${status}`;
+      badge.textContent = STATUS_WORDS[status];
+      out.textContent = r.ok ? "Connection works." :
+        `Connection failed: ${r.error.message}${r.error.hint ? ` — ${r.error.hint}` : ""}`;
+    } catch (error) {
+      out.textContent = `Test failed: ${error.message}`;
+    } finally {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+      button.focus();
+    }
+  }
+
+  // Email Logs: refresh while messages are in flight --------------------------------------
+
+  formDialogReady(() => {
+    const results = document.getElementById("log-results");
+    if (!results) return;
+    const every = Number(results.dataset.refreshSeconds || 5) * 1000;
+    async function refresh() {
+      if (!document.getElementById("log-results")?.dataset.inFlight) return;
+      try {
+        const response = await fetch(window.location.href, { credentials: "same-origin" });
+        if (response.ok) {
+          const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+          const fresh = doc.getElementById("log-results");
+          const current = document.getElementById("log-results");
+          if (fresh && current && !current.contains(document.activeElement)) {
+            current.replaceWith(document.importNode(fresh, true));
+          }
+        }
+      } catch (_) {
+        // The next round tries again.
+      }
+      window.setTimeout(refresh, every);
+    }
+    if (results.dataset.inFlight) window.setTimeout(refresh, every);
+  });
 })();
