@@ -9,8 +9,12 @@ from pathlib import Path
 from sqlalchemy import update
 
 from mailgate.storage.tables import email_accounts, mail_servers, message_recipients, messages
+from mailgate.worker.webhooks import Dispatcher
 from tests.conftest import ADMIN
 from tests.delivery.conftest import T, Tenant, drain
+from tests.delivery.test_webhooks import Receiver, _hook, receiver
+
+__all__ = ["receiver"]  # the fixture, shared with the webhook tests
 
 DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "mailgate.json"
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
@@ -104,16 +108,27 @@ async def test_hold_state_queue_age_and_imap_failures(tenant: Tenant) -> None:
     assert (_value(samples, "mailgate_queue_oldest_due_age_seconds") or 0) >= 0
 
 
-async def test_failed_webhook_imap_and_probe_counters_are_exposed(tenant: Tenant) -> None:
-    from mailgate import metrics
-
-    metrics.webhook_failed()
-    metrics.imap_sync_failed("t-metrics")
-    metrics.probed("auth_failed")
-    samples = _samples((await tenant.client.get("/metrics")).text)
-    assert (_value(samples, "mailgate_webhook_failures_total") or 0) >= 1
-    assert _value(samples, "mailgate_imap_sync_failures_total", tenant="t-metrics") == 1
-    assert (_value(samples, "mailgate_probes_total", result="auth_failed") or 0) >= 1
+async def test_a_failed_webhook_post_and_a_connection_test_are_counted(
+    tenant: Tenant, receiver: Receiver
+) -> None:
+    _, server = await _tenant_and_server(tenant)
+    before = _samples((await tenant.client.get("/metrics")).text)
+    failures = _value(before, "mailgate_webhook_failures_total") or 0
+    receiver.statuses = [500]
+    async with receiver.running():
+        await _hook(tenant.client, receiver.url)
+        await tenant.send_ok()
+        await drain(tenant.ctx)
+        async with Dispatcher(tenant.ctx) as dispatcher:
+            assert await dispatcher.run_once() == 1
+    r = await tenant.client.post(f"{T}/mail-servers/{server}/test", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    result = "ok" if r.json()["ok"] else r.json()["error"]["code"]
+    probes = _value(before, "mailgate_probes_total", result=result) or 0
+    after = _samples((await tenant.client.get("/metrics")).text)
+    assert _value(after, "mailgate_webhook_failures_total") == failures + 1
+    assert _value(after, "mailgate_probes_total", result=result) == probes + 1
+    assert _value(after, "mailgate_webhooks", state="failing") == 1
 
 
 def _queried(node: object) -> set[str]:
