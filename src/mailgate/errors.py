@@ -9,6 +9,7 @@ MailgateError
 │   │   └── TooLarge            413: a body or attachment exceeds the configured size
 │   ├── NotFound                404: unknown object, or one of another tenant
 │   ├── Conflict                409: uniqueness or state conflict
+│   │   └── DependantsConflict  409: a delete needs to know where its dependants go
 │   ├── Unauthenticated         401: no or bad credentials
 │   ├── PermissionDenied        403: authenticated but lacking the permission
 │   └── RateLimited             429: try again after ``retry_after`` seconds
@@ -23,6 +24,7 @@ httpx) are translated once, in the package that met them, with ``raise ... from 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,17 @@ class NotFound(RequestError):
 class Conflict(RequestError):
     status = 409
     title = "Conflict"
+
+
+class DependantsConflict(Conflict):
+    """409: an object cannot be deleted while others depend on it; ``dependants`` (a JSON
+    object) lists them in the problem document."""
+
+    def __init__(
+        self, detail: str, dependants: dict[str, Any], *, errors: list[FieldError]
+    ) -> None:
+        super().__init__(detail, errors=errors)
+        self.dependants = dependants
 
 
 class Unauthenticated(RequestError):

@@ -209,6 +209,8 @@ async def test_delete_server_leaves_accounts_without_server(client: httpx.AsyncC
     assert r.status_code == 201, r.text
     account = r.json()
     r = await client.delete(f"{BASE}/{s['id']}", headers=ADMIN)
+    assert r.status_code == 409 and r.json()["dependants"]["accounts"] == ["ops@acme.example"]
+    r = await client.delete(f"{BASE}/{s['id']}?stages_to=none&accounts_to=none", headers=ADMIN)
     assert r.status_code == 204
     got = await client.get(f"/api/v1/tenants/acme/email-accounts/{account['id']}", headers=ADMIN)
     assert got.status_code == 200 and got.json()["mail_server_id"] is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import json
 import os
 import secrets
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import update
 
 from mailgate.domain.roles import Permission
 from mailgate.errors import ConfigurationError
@@ -25,6 +27,7 @@ from mailgate.services.context import Context
 from mailgate.settings import Settings
 from mailgate.storage.secretbox import generate_key
 from mailgate.storage.servers import ServerRepo
+from mailgate.storage.tables import mail_servers
 from tests.config_file.helpers import (
     CANARY,
     CLI,
@@ -338,3 +341,33 @@ async def test_export_of_named_tenants(ctx: Context) -> None:
     await apply_doc(ctx, other)
     assert set((await export_document(ctx, CLI))["tenants"]) == {"acme", "beta"}
     assert set((await export_document(ctx, CLI, ["beta"]))["tenants"]) == {"beta"}
+
+
+async def test_prune_refuses_a_server_whose_default_or_accounts_the_file_does_not_move(
+    ctx: Context,
+) -> None:
+    await apply_doc(ctx, doc())
+    smaller = doc()
+    acme = smaller["tenants"]["acme"]
+    del acme["mail_servers"]["relay"]
+    acme["mail_servers"]["capture"]["stages"] = ["development", "test", "production"]
+    acme["mail_servers"]["capture"]["is_default"] = True
+    no_accounts = copy.deepcopy(smaller)
+    del no_accounts["tenants"]["acme"]["email_accounts"]  # left out: the account stays on relay
+    with pytest.raises(ConfigFileError) as accounts_missing:
+        await apply_doc(ctx, no_accounts, prune=True)
+    assert "accounts_to" in str(accounts_missing.value)
+    assert "noreply@acme.example" in str(accounts_missing.value)
+    acme["email_accounts"]["noreply@acme.example"]["mail_server"] = "capture"
+    no_default = copy.deepcopy(smaller)
+    del no_default["tenants"]["acme"]["mail_servers"]["capture"]["is_default"]
+    async with ctx.db.transaction() as tx:  # relay is the default again
+        await tx.execute(update(mail_servers).values(is_default=mail_servers.c.name == "relay"))
+    with pytest.raises(ConfigFileError) as default_missing:
+        await apply_doc(ctx, no_default, prune=True)
+    assert "default_to" in str(default_missing.value)
+    assert "tenant default" in str(default_missing.value)
+    await apply_doc(ctx, smaller, prune=True)
+    exported = (await export_document(ctx, CLI))["tenants"]["acme"]
+    assert set(exported["mail_servers"]) == {"backup", "capture"}
+    assert exported["mail_servers"]["capture"]["is_default"] is True

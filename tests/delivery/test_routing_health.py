@@ -54,7 +54,9 @@ async def test_a_stage_server_wins_and_a_deleted_route_is_an_error(tenant: Tenan
     report = await _routing(tenant)
     assert report["ok"] is False
     no_route = {p["stage"] for p in report["problems"] if p["code"] == "no_route"}  # type: ignore[attr-defined]
-    assert no_route == {None, "development", "test"}
+    # The default account cannot send at all, so no stage routes its mail.
+    assert no_route == {None, "development", "test", "production"}
+    assert "account_without_server" in _codes(report)
     assert all(
         "Assign a mail server" in p["action"]
         for p in report["problems"]  # type: ignore[attr-defined]

@@ -164,7 +164,9 @@ async def test_batch_commits_valid_items_and_reports_each(tenant: Tenant) -> Non
     assert r.status_code == 422 and field_names(r) == ["messages"]
 
 
-async def test_routing_by_stage_then_account_then_default(tenant: Tenant) -> None:
+async def test_routing_by_stage_then_account_and_an_account_without_server_cannot_send(
+    tenant: Tenant,
+) -> None:
     c = tenant.client
     stage_server = await c.post(
         f"{T}/mail-servers",
@@ -181,13 +183,18 @@ async def test_routing_by_stage_then_account_then_default(tenant: Tenant) -> Non
     assert by_stage["server_id"] == stage_server.json()["id"]
     by_account = await tenant.message(await tenant.send_ok(stage="test"))
     assert by_account["server_id"] == account["mail_server_id"]
-    await c.delete(f"{T}/mail-servers/{account['mail_server_id']}", headers=ADMIN)
-    by_default = await tenant.message(await tenant.send_ok())
-    assert by_default["server_id"] == default.json()["id"]
-    await c.delete(f"{T}/mail-servers/{default.json()['id']}", headers=ADMIN)
-    r = await tenant.send()
-    assert r.status_code == 422 and field_names(r) == ["stage"]
-    assert "no mail server" in r.json()["detail"]
+    r = await c.delete(
+        f"{T}/mail-servers/{account['mail_server_id']}?accounts_to=none&mail_to=reroute",
+        headers=ADMIN,
+    )
+    assert r.status_code == 204, r.text
+    # SPEC.md: deleting a server leaves its accounts without outbound capability; neither
+    # the tenant default nor the stage's server sends for them.
+    for stage in ("test", "production"):
+        r = await tenant.send(stage=stage)
+        assert r.status_code == 422 and field_names(r) == ["from"]
+        assert "has no mail server" in r.json()["detail"]
+    assert default.status_code == 201
 
 
 async def test_app_bound_token(tenant: Tenant) -> None:

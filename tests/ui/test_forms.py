@@ -66,7 +66,10 @@ async def test_adding_a_server_in_the_form_saves_it_and_shows_its_card(
     page = await b.get("/t/acme/settings")
     assert "Mail server Relay added." in page.text
     assert 'data-server="Relay"' in page.text
-    assert "Are you sure you want to delete Relay? This cannot be undone." in page.text
+    # The server holds a stage: its Delete opens the dialog that lists what depends on it.
+    confirm = await b.get(f"/t/acme/settings/servers/{server['id']}/delete")
+    assert "Are you sure you want to delete Relay? This cannot be undone." in confirm.text
+    assert "Stages: production" in confirm.text
 
 
 async def test_service_rules_come_back_as_field_errors_with_the_typed_values(

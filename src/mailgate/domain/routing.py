@@ -85,7 +85,16 @@ def choose_server(
     account: EmailAccount,
     default_server: str | None,
 ) -> str:
-    """The stage's server, else the sender account's server, else the tenant default."""
+    """The stage's server, else the sender account's server, else the tenant default.
+
+    An account whose server was deleted (``mail_server_id`` null) cannot send (SPEC.md
+    section 1): a 422 names ``from`` whatever the stage or the default server."""
+    if account.mail_server_id is None:
+        raise RouteError(
+            "from",
+            f"the email account {account.address} has no mail server (its server was "
+            "deleted), so it cannot send; link a mail server to the account",
+        )
     server = stage_server or account.mail_server_id or default_server
     if server is None:
         raise RouteError(
@@ -94,3 +103,9 @@ def choose_server(
             f"account {account.address}, or mark a default server",
         )
     return server
+
+
+def route_waiting(stage_server: str | None, account_server: str | None) -> str | None:
+    """The server for mail already queued, by the configuration now: its stage's server,
+    else its account's server; None: it has no route (it fails with a clear reason)."""
+    return stage_server or account_server

@@ -62,6 +62,9 @@ def _route(
     default_server: str | None,
     names: Mapping[str, str],
 ) -> Route:
+    if account is not None and not account.mail_server_id:
+        # Its server was deleted: the account cannot send, whatever the stage.
+        return Route(stage, None, None, None)
     if stage_server:
         server, reason = stage_server, RouteReason.STAGE
     elif account is not None and account.mail_server_id:
@@ -105,6 +108,17 @@ def assess(
                 "Mark an email account as default.",
             )
         )
+    for account in accounts:
+        if not account.mail_server_id:
+            problems.append(
+                Problem(
+                    "account_without_server",
+                    Severity.ERROR,
+                    f"The email account {account.address} has no mail server (its server "
+                    "was deleted): mail from it is refused with 422.",
+                    f"Link a mail server to the email account {account.address}.",
+                )
+            )
     for route in routes:
         if route.server_id is None:
             where = f"on stage {route.stage!r}" if route.stage else "without a stage"

@@ -25,6 +25,7 @@ from typing import Any
 
 from mailgate.domain.model import App, EmailAccount, MailServer
 from mailgate.domain.roles import Permission, Principal
+from mailgate.domain.server_deletion import NONE, REROUTE, Reassignment
 from mailgate.domain.server_schema import changed_secret_bound
 from mailgate.errors import RequestError
 from mailgate.services import accounts as account_service
@@ -116,6 +117,7 @@ class _TenantPlan:
         self.spec, self.state, self.prune, self.slug = spec, state, prune, spec.slug
         self.server_name = {s.id: s.name for s in state.servers}
         self.stored_servers = {s.name: s for s in state.servers}
+        self._links: list[Change] = []
 
     def changes(self) -> list[Change]:
         return [
@@ -124,6 +126,7 @@ class _TenantPlan:
             *self.servers(),
             *self.accounts(),
             *self.apps(),
+            *self.pruned_servers(),
             *self.pruned_stages(),
         ]
 
@@ -261,6 +264,16 @@ class _TenantPlan:
             exists.add(spec.name)
             if len(now) < len(spec.stages) or not fallback_now:
                 links.append(self._link(spec, late_stages=len(now) < len(spec.stages)))
+        self._links = links
+        return out
+
+    def pruned_servers(self) -> list[Change]:
+        """Servers the file no longer lists, deleted after the accounts moved as the file
+        says, then the stages and fallbacks that had to wait for them."""
+        specs = self.spec.servers
+        if specs is None:
+            return []
+        out: list[Change] = []
         for server in sorted(self.stored_servers.values(), key=lambda s: s.name):
             if server.name in specs:
                 continue
@@ -272,10 +285,14 @@ class _TenantPlan:
                 continue
 
             async def delete(r: Runner, server_id: str = server.id) -> None:
-                await server_service.delete_server(r.ctx, r.callers[self.slug], server_id)
+                # The file's own routing decides: a stage no server in the file lists is
+                # left without one, and waiting mail is routed again; accounts still on the
+                # server or its default flag are refused (409) until the file moves them.
+                plan = Reassignment(stages_to=NONE, mail_to=REROUTE)
+                await server_service.delete_server(r.ctx, r.callers[self.slug], server_id, plan)
 
             out.append(self._change(Action.DELETE, "mail server", server.name, path, step=delete))
-        return out + links
+        return out + self._links
 
     def _server(self, spec: ServerSpec, now: list[str], *, fallback_now: bool) -> Change:
         slug, stored = self.slug, self.stored_servers.get(spec.name)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mailgate import metrics
 from mailgate.domain.model import MailServer
 from mailgate.domain.roles import Permission, Principal, PrincipalKind
 from mailgate.domain.servers import ServerStatus
@@ -167,6 +168,7 @@ class Prober:
         elapsed_ms: float,
     ) -> None:
         result = "ok" if report.error is None else report.error.code.value
+        metrics.probed(result)
         stored_id = None if server.id == "unsaved" else server.id
         async with ctx.db.transaction() as tx:
             await audit.record(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mailgate import metrics
 from mailgate.compose import Address, check_limits, compose, make_draft, new_message_id
 from mailgate.compose.addresses import parse_address
 from mailgate.domain.ids import new_id
@@ -299,6 +300,8 @@ async def commit(
             )
         if items:
             await queue.notify(tx)
+    for item in items:
+        metrics.accepted(item.tenant_id, item.server_id)
     if items and ctx.wake is not None:
         ctx.wake()
 

@@ -14,8 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from mailgate.domain import server_deletion
 from mailgate.domain.model import MailServer
 from mailgate.domain.providers import get_provider
+from mailgate.domain.routing import route_waiting
+from mailgate.domain.server_deletion import Dependants, Reassignment
 from mailgate.domain.server_schema import (
     SERVER_FIELDS,
     SERVER_NOT_NULLABLE,
@@ -31,9 +34,11 @@ from mailgate.domain.servers import (
     ServerStatus,
     TlsVersion,
 )
-from mailgate.errors import Conflict, FieldError, ValidationFailed
+from mailgate.errors import Conflict, DependantsConflict, FieldError, ValidationFailed
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit, queue, tenants
+from mailgate.storage import server_deletion as deletion_store
+from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.base import Tx
 from mailgate.storage.servers import ServerRepo
 
@@ -300,11 +305,53 @@ async def update_server(
         return await repo.get(server_id)
 
 
-async def delete_server(ctx: Context, caller: Caller, server_id: str) -> None:
-    """Delete a server; its accounts keep existing with ``mail_server_id: null``."""
+async def dependants(ctx: Context, caller: Caller, server_id: str) -> Dependants:
+    """What depends on a server: its stages, accounts, default flag and waiting mail."""
+    async with ctx.db.read() as tx:
+        server = await ServerRepo(tx, ctx.box, caller.tenant_id).get(server_id)
+        return await deletion_store.dependants(tx, caller.tenant_id, server_id, server.name)
+
+
+async def delete_server(
+    ctx: Context, caller: Caller, server_id: str, plan: Reassignment | None = None
+) -> Dependants:
+    """Delete a server after moving what depends on it as ``plan`` says.
+
+    409 naming the dependants when one needs a reassignment that ``plan`` lacks; 422 naming
+    the field when a target is not another server of the tenant. Stages and accounts go to
+    the named server or to none (an account without a server cannot send); the named server
+    becomes the default; waiting mail goes to the named server, or with ``reroute`` to its
+    stage's server, else its account's server, as the configuration stands after the move.
+    """
+    plan = plan or Reassignment()
     async with ctx.db.transaction() as tx:
         repo = ServerRepo(tx, ctx.box, caller.tenant_id)
         server = await repo.get(server_id)
+        dep = await deletion_store.dependants(tx, caller.tenant_id, server_id, server.name)
+        others = {s.id for s in await repo.list() if s.id != server_id}
+        bad = server_deletion.invalid(dep, plan, others)
+        if bad:
+            raise ValidationFailed(bad[0].message, errors=bad)
+        lacking = server_deletion.missing(dep, plan)
+        if lacking:
+            raise DependantsConflict(server_deletion.describe(dep), dep.as_dict(), errors=lacking)
+
+        def target(value: str | None) -> str | None:
+            return None if value in (None, server_deletion.NONE) else value
+
+        if dep.stages:
+            await deletion_store.move_stages(
+                tx, caller.tenant_id, server_id, target(plan.stages_to)
+            )
+        if dep.accounts:
+            await deletion_store.move_accounts(
+                tx, caller.tenant_id, server_id, target(plan.accounts_to)
+            )
+        new_default = target(plan.default_to)
+        if dep.is_default and new_default is not None:
+            await deletion_store.set_default(tx, caller.tenant_id, new_default)
+        if dep.mail:
+            await _move_mail(tx, ctx, caller, server_id, plan.mail_to)
         await repo.delete(server)
         await audit.record(
             tx,
@@ -314,7 +361,47 @@ async def delete_server(ctx: Context, caller: Caller, server_id: str) -> None:
             object_type="mail_server",
             object_id=server_id,
             object_name=server.name,
+            changes=[
+                f"{k}={v}"
+                for k, v in (
+                    ("stages_to", plan.stages_to),
+                    ("accounts_to", plan.accounts_to),
+                    ("default_to", plan.default_to),
+                    ("mail_to", plan.mail_to),
+                )
+                if v is not None
+            ],
         )
+        if dep.mail:
+            await queue.notify(tx)
+    if dep.mail and ctx.wake is not None:
+        ctx.wake()
+    return dep
+
+
+async def _move_mail(
+    tx: Tx, ctx: Context, caller: Caller, server_id: str, mail_to: str | None
+) -> None:
+    waiting = await deletion_store.waiting_mail(tx, server_id)
+    if mail_to != server_deletion.REROUTE:
+        await deletion_store.move_mail(tx, {m: mail_to for m, _, _ in waiting})
+        return
+    stage_servers = {
+        s.name: s.mail_server_id for s in await tenants.list_stages(tx, caller.tenant_id)
+    }
+    accounts = {
+        a.id: a.mail_server_id for a in await AccountRepo(tx, ctx.box, caller.tenant_id).list()
+    }
+    await deletion_store.move_mail(
+        tx,
+        {
+            m: route_waiting(
+                stage_servers.get(stage) if stage else None,
+                accounts.get(account) if account else None,
+            )
+            for m, stage, account in waiting
+        },
+    )
 
 
 async def draft_server(

@@ -216,6 +216,15 @@ async def retry(tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None =
     )
 
 
+async def set_server(tx: Tx, message_id: str, server_id: str) -> None:
+    """Send a waiting message through another server (it was routed again)."""
+    await tx.execute(
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(server_id=server_id, updated_at=utcnow())
+    )
+
+
 async def cancel(tx: Tx, tenant_id: str, message_id: str, *, app_id: str | None = None) -> None:
     """Cancel a message that is not being sent and not yet final.
 

@@ -8,8 +8,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from mailgate import __version__
+from mailgate import metrics as process_metrics
 from mailgate.services import keys as key_service
 from mailgate.services import messages as messages_service
+from mailgate.services import ops_metrics
 from mailgate.services.context import Context
 from mailgate.web import problems
 from mailgate.web.api import (
@@ -75,8 +77,9 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> str:
-        """Prometheus text format: queue depth by status over every tenant, and the state of
-        this process's delivery workers."""
+        """Prometheus text format: queue depth by status over every tenant, the state of
+        this process's delivery workers, gauges read from the database and the counters and
+        histograms of :mod:`mailgate.metrics` (docs/operations.md lists them)."""
         counts = await messages_service.instance_stats(ctx)
         lines = [
             "# HELP mailgate_messages Messages in the store by status.",
@@ -115,7 +118,8 @@ def create_app(
             "# TYPE mailgate_info gauge",
             f'mailgate_info{{version="{__version__}"}} 1',
         ]
-        return "\n".join(lines) + "\n"
+        lines += await ops_metrics.gauge_lines(ctx)
+        return "\n".join(lines) + "\n" + process_metrics.exposition()
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailgate.errors import (
     ConfigurationError,
+    DependantsConflict,
     FieldError,
     MailgateError,
     PolicyViolation,
@@ -37,6 +38,7 @@ def problem(
     *,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -46,6 +48,8 @@ def problem(
     }
     if errors:
         body["errors"] = [{"field": _text(e.field), "message": _text(e.message)} for e in errors]
+    if extra:
+        body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -65,7 +69,10 @@ async def _on_request_error(_: Request, exc: Exception) -> JSONResponse:
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
-    return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers)
+    extra = {"dependants": exc.dependants} if isinstance(exc, DependantsConflict) else None
+    return problem(
+        exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers, extra=extra
+    )
 
 
 async def _on_validation(_: Request, exc: Exception) -> JSONResponse:

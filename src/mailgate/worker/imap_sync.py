@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from mailgate import metrics
 from mailgate.domain.inbound import DueAccount
 from mailgate.engines.oauth_imap import imap_tokens
 from mailgate.errors import Conflict, MailgateError
@@ -101,9 +102,11 @@ class ImapSyncScheduler:
                 log.debug("imap sync of account %s skipped: running elsewhere", account.account_id)
                 return False
             except ImapSyncError as exc:
+                metrics.imap_sync_failed(account.tenant_id)
                 log.warning("imap sync of account %s failed: %s", account.account_id, exc.summary())
                 return False
             except MailgateError as exc:
+                metrics.imap_sync_failed(account.tenant_id)
                 log.error("imap sync of account %s failed: %s", account.account_id, exc)
                 return False
             if counts.stored or counts.bounces:

@@ -43,6 +43,7 @@ from mailgate.storage.queue import (
     RecipientUpdate,
     queue_for,
 )
+from mailgate.worker import observe
 from mailgate.worker.decide import attempt_record, decide, quarantine
 from mailgate.worker.servers import ServerDirectory, ServerEntry
 
@@ -440,6 +441,7 @@ class Worker:
             await webhook_store.record_events(tx, done)
             if updates:
                 await server_store.set_status_many(tx, updates)
+        observe.record(done)
         self._room.set()
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:

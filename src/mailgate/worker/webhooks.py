@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 
+from mailgate import metrics
 from mailgate.domain.webhooks import (
     REQUEST_TIMEOUT_SECONDS,
     DeliveryPolicy,
@@ -141,6 +142,7 @@ class Dispatcher:
             created_at=delivery.created_at, now=now, attempts=delivery.attempts, rng=self.rng
         )
         error = (result.error or "failed")[:500]
+        metrics.webhook_failed()
         log.info(
             "webhook delivery %s (attempt %d) failed: %s; %s",
             delivery.id,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Query, Response
+
+from mailgate.domain.server_deletion import Reassignment
 from mailgate.services import accounts as account_svc
 from mailgate.services import apps as app_svc
 from mailgate.services import servers as server_svc
@@ -57,10 +60,35 @@ async def update_server(
     return MailServerOut.of(await server_svc.update_server(ctx, who, server_id, fields))
 
 
+@router.get("/mail-servers/{server_id}/dependants", tags=["mail servers"])
+async def server_dependants(server_id: str, ctx: CtxDep, who: ViewConfig) -> dict[str, Any]:
+    """What a delete would have to move: stages, accounts, the default flag, waiting mail
+    (queued, deferred, held or being sent) and the servers that fall back to this one."""
+    return (await server_svc.dependants(ctx, who, server_id)).as_dict()
+
+
+#: A target server's id, or a keyword.
+Target = Annotated[str | None, Query(max_length=64)]
+
+
 @router.delete("/mail-servers/{server_id}", status_code=204, tags=["mail servers"])
-async def delete_server(server_id: str, ctx: CtxDep, who: ManageConfig) -> Response:
-    """Delete a server; accounts that used it keep existing with ``mail_server_id: null``."""
-    await server_svc.delete_server(ctx, who, server_id)
+async def delete_server(
+    server_id: str,
+    ctx: CtxDep,
+    who: ManageConfig,
+    stages_to: Target = None,
+    accounts_to: Target = None,
+    default_to: Target = None,
+    mail_to: Target = None,
+) -> Response:
+    """Delete a server. When stages, accounts, the default flag or waiting mail depend on
+    it, say where each goes (``stages_to``/``accounts_to``: a server id or ``none``;
+    ``default_to``: a server id; ``mail_to``: a server id or ``reroute``); without that the
+    answer is 409 listing the ``dependants``. Accounts left without a server cannot send."""
+    plan = Reassignment(
+        stages_to=stages_to, accounts_to=accounts_to, default_to=default_to, mail_to=mail_to
+    )
+    await server_svc.delete_server(ctx, who, server_id, plan)
     return Response(status_code=204)
 
 

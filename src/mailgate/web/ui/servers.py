@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
@@ -17,10 +18,12 @@ from fastapi.responses import JSONResponse
 from mailgate.domain.model import MailServer
 from mailgate.domain.providers import list_providers, resolve_email
 from mailgate.domain.roles import Permission
+from mailgate.domain.server_deletion import Reassignment
 from mailgate.errors import NotFound, RequestError
 from mailgate.services import accounts as account_svc
 from mailgate.services import servers as server_svc
 from mailgate.services import tenants as tenant_svc
+from mailgate.services.routing_health import routing_health
 from mailgate.web.api.schemas import MailServerIn, MailServerPatch, MailServerTestIn
 from mailgate.web.deps import ProberDep
 from mailgate.web.ui.forms import (
@@ -173,10 +176,20 @@ async def _settings(
     accounts = await account_svc.list_accounts(current.ctx, current.caller)
     stages = await tenant_svc.list_stages(current.ctx, current.caller)
     names = {s.id: s.name for s in servers}
+    health = await routing_health(current.ctx, current.caller)
+    with_dependants = {
+        s.id
+        for s in servers
+        if (await server_svc.dependants(current.ctx, current.caller, s.id)).any
+    }
     return render(
         current.request,
         "settings.html",
         current=current,
+        problems=health.problems,
+        with_dependants=with_dependants,
+        account_ids={a.address: a.id for a in accounts},
+        stage_delete_question=stage_delete_question,
         servers=servers,
         accounts=accounts,
         stages=stages,
@@ -231,21 +244,57 @@ async def update_server(server_id: str, current: Manager) -> Response:
 
 @router.get("/servers/{server_id}/delete")
 async def confirm_delete_server(server_id: str, current: Manager) -> Response:
+    """The delete dialog: what depends on the server, and where each dependant goes."""
+    return await _delete_page(current, server_id)
+
+
+async def _delete_page(
+    current: Manager,
+    server_id: str,
+    *,
+    chosen: dict[str, str] | None = None,
+    message: str = "",
+    status: int = 200,
+) -> Response:
     server = await server_svc.get_server(current.ctx, current.caller, server_id)
+    dep = await server_svc.dependants(current.ctx, current.caller, server_id)
+    others = [
+        s for s in await server_svc.list_servers(current.ctx, current.caller) if s.id != server_id
+    ]
     return render(
         current.request,
-        "confirm_delete.html",
+        "server_delete.html",
         current=current,
+        server=server,
+        dep=dep,
+        others=others,
+        chosen=chosen or {},
+        message=message,
         question=delete_question(server.name),
-        action=current.url(f"/settings/servers/{server.id}/delete"),
-        back=current.url("/settings"),
+        status=status,
     )
 
 
 @router.post("/servers/{server_id}/delete")
 async def delete_server(server_id: str, current: Manager) -> Response:
+    form = await current.form()
+    chosen = {
+        key: value
+        for key in ("stages_to", "accounts_to", "default_to", "mail_to")
+        if isinstance(value := form.get(key), str) and value
+    }
     server = await server_svc.get_server(current.ctx, current.caller, server_id)
-    await server_svc.delete_server(current.ctx, current.caller, server_id)
+    try:
+        await server_svc.delete_server(
+            current.ctx, current.caller, server_id, Reassignment(**chosen)
+        )
+    except RequestError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        text = "; ".join([exc.detail, *(f"{e.field}: {e.message}" for e in exc.errors)])
+        return await _delete_page(
+            current, server_id, chosen=chosen, message=text, status=exc.status
+        )
     return redirect(current.url("/settings"), flash=f"Mail server {server.name} deleted.")
 
 
@@ -299,6 +348,39 @@ async def create_stage(current: Manager) -> Response:
             current, status=exc.status, stage_name=name, stage_error=by_field.get("name", message)
         )
     return redirect(current.url("/settings#stages"), flash=f"Stage {name} added.")
+
+
+def stage_delete_question(name: str, server: str | None) -> str:
+    if server:
+        return (
+            f"The stage {name} is assigned to mail server {server}: remove it from that "
+            "server first; the delete is refused until then."
+        )
+    return (
+        f"Are you sure you want to delete the stage {name}? Apps that send with stage "
+        f"{name!r} are refused (422) afterwards. This cannot be undone."
+    )
+
+
+@router.get("/stages/{name}/delete")
+async def confirm_delete_stage(name: str, current: Manager) -> Response:
+    stages = {s.name: s for s in await tenant_svc.list_stages(current.ctx, current.caller)}
+    stage = stages.get(name)
+    if stage is None:
+        raise NotFound(f"No stage {name!r}.")
+    holder = None
+    if stage.mail_server_id:
+        holder = (
+            await server_svc.get_server(current.ctx, current.caller, stage.mail_server_id)
+        ).name
+    return render(
+        current.request,
+        "confirm_delete.html",
+        current=current,
+        question=stage_delete_question(name, holder),
+        action=current.url(f"/settings/stages/{quote(name, safe='')}/delete"),
+        back=current.url("/settings#stages"),
+    )
 
 
 @router.post("/stages/{name}/delete")

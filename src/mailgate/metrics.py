@@ -1,0 +1,110 @@
+"""Counters and histograms of what happens in a process (Prometheus, ``prometheus_client``).
+
+Every process counts what it does itself: the web and submission processes the messages they
+accept and the connection tests they run, delivery workers the outcome and duration of each
+attempt, the webhook dispatcher and the IMAP sync their failures. ``GET /metrics`` shows the
+counters of the process that serves it. With ``PROMETHEUS_MULTIPROC_DIR`` set (to one empty
+directory, the same for every Mailgate process of the host, before they start) the counts of
+all of them are written there and ``/metrics`` adds them up, so ``mailgate worker
+--processes N`` children are included. Labels are ids (``tenant``, ``server``); the gauge
+``mailgate_server_info`` maps them to names.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+#: Seconds from acceptance to delivery: a minute to a day.
+LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+#: Seconds one attempt took.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+ACCEPTED = Counter(
+    "mailgate_messages_accepted",
+    "Messages accepted into the queue, by tenant and mail server.",
+    ["tenant", "server"],
+)
+OUTCOMES = Counter(
+    "mailgate_delivery_outcomes",
+    "Delivery attempts by the message status they left (sent, deferred, failed), by tenant "
+    "and mail server.",
+    ["tenant", "server", "outcome"],
+)
+LATENCY = Histogram(
+    "mailgate_delivery_latency_seconds",
+    "Seconds from acceptance until a message was sent.",
+    ["tenant", "server"],
+    buckets=LATENCY_BUCKETS,
+)
+ATTEMPT_DURATION = Histogram(
+    "mailgate_attempt_duration_seconds",
+    "Seconds one delivery attempt took, by engine and outcome.",
+    ["engine", "outcome"],
+    buckets=DURATION_BUCKETS,
+)
+WEBHOOK_FAILURES = Counter(
+    "mailgate_webhook_failures", "Webhook deliveries that failed (an attempt).", []
+)
+IMAP_SYNC_FAILURES = Counter(
+    "mailgate_imap_sync_failures", "IMAP inbox syncs that failed, by tenant.", ["tenant"]
+)
+PROBES = Counter(
+    "mailgate_probes",
+    "Connection tests (Test Connection, mailgate server test) by result (ok or error code).",
+    ["result"],
+)
+
+
+def accepted(tenant_id: str, server_id: str | None, count: int = 1) -> None:
+    ACCEPTED.labels(tenant=tenant_id, server=server_id or "none").inc(count)
+
+
+def attempt(
+    *,
+    tenant_id: str,
+    server_id: str | None,
+    outcome: str,
+    created_at: datetime,
+    finished_at: datetime | None,
+    engine: str | None,
+    duration_seconds: float | None,
+) -> None:
+    """One finished attempt: ``outcome`` is the status the message is left in."""
+    server = server_id or "none"
+    OUTCOMES.labels(tenant=tenant_id, server=server, outcome=outcome).inc()
+    if outcome == "sent" and finished_at is not None:
+        seconds = max(0.0, (finished_at - created_at).total_seconds())
+        LATENCY.labels(tenant=tenant_id, server=server).observe(seconds)
+    if engine is not None and duration_seconds is not None:
+        ATTEMPT_DURATION.labels(engine=engine, outcome=outcome).observe(duration_seconds)
+
+
+def webhook_failed() -> None:
+    WEBHOOK_FAILURES.inc()
+
+
+def imap_sync_failed(tenant_id: str) -> None:
+    IMAP_SYNC_FAILURES.labels(tenant=tenant_id).inc()
+
+
+def probed(result: str) -> None:
+    PROBES.labels(result=result).inc()
+
+
+def exposition() -> str:
+    """This process's series, or every process's with ``PROMETHEUS_MULTIPROC_DIR``."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry).decode()
+    return generate_latest(REGISTRY).decode()

@@ -1,0 +1,135 @@
+"""The Email Settings page in a real Chromium against a real Mailgate on loopback: the
+delete dialog that lists what depends on a server, the banners of routing problems with
+the action that fixes them, and the confirmation before a stage is deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN, ADMIN_TOKEN
+from tests.ui.conftest import PASSWORD
+from tests.ui.live import LiveServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"browser tests need {CHROMIUM} (run scripts/install_chromium.sh as root)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="browser tests need the playwright package (pip install playwright)",
+)
+expect = sync_api.expect
+
+OWNER = "owner@acme.test"
+T = "/api/v1/tenants/acme"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path_factory.mktemp("live"), admin_token=ADMIN_TOKEN)
+    server.start()
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as api:
+        assert api.post("/api/v1/tenants", json={"slug": "acme", "name": "Acme"}).status_code == 201
+        r = api.post(f"{T}/users", json={"email": OWNER, "password": PASSWORD, "role": "owner"})
+        assert r.status_code == 201, r.text
+        relay = api.post(
+            f"{T}/mail-servers",
+            json={
+                "name": "Relay",
+                "engine": "capture",
+                "is_default": True,
+                "stages": ["production"],
+            },
+        )
+        assert relay.status_code == 201, relay.text
+        spare = api.post(f"{T}/mail-servers", json={"name": "Spare", "engine": "capture"})
+        assert spare.status_code == 201, spare.text
+        account = api.post(
+            f"{T}/email-accounts",
+            json={
+                "address": "noreply@acme.test",
+                "display_name": "Acme",
+                "mail_server_id": relay.json()["id"],
+                "is_default": True,
+            },
+        )
+        assert account.status_code == 201, account.text
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def page(live: LiveServer) -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        context = browser.new_context(base_url=live.url)
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto("/login")
+        page.get_by_label("E-mail address").fill(OWNER)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        expect(page.get_by_role("heading", name="Email Settings", level=1)).to_be_visible()
+        try:
+            yield page
+        finally:
+            browser.close()
+        assert errors == [], errors
+
+
+def test_deleting_a_used_server_asks_where_each_dependant_goes_then_banners_say_what_broke(
+    page: Any, live: LiveServer
+) -> None:
+    expect(page.locator('[data-problem="no_route"]')).to_have_count(0)
+    page.locator('[data-server="Relay"]').get_by_role("link", name="Delete Relay").click()
+    dialog = page.locator("#form-dialog")
+    expect(dialog.get_by_role("heading", name="Delete Relay")).to_be_visible()
+    expect(dialog).to_contain_text("Stages: production")
+    expect(dialog).to_contain_text("Email accounts: noreply@acme.test")
+    expect(dialog).to_contain_text("Default server of the tenant")
+    expect(dialog).to_contain_text("Are you sure you want to delete Relay?")
+    dialog.get_by_label("Stages: production").select_option(label="Spare")
+    dialog.get_by_label("Email accounts: noreply@acme.test").select_option(
+        label="None (the accounts cannot send)"
+    )
+    dialog.get_by_label("Default server of the tenant").select_option(label="Spare")
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.locator(".flash")).to_contain_text("Mail server Relay deleted.")
+    expect(page.locator('[data-server="Relay"]')).to_have_count(0)
+    expect(page.locator('[data-server="Spare"]')).to_contain_text("Default")
+
+    # The account lost its server: a banner says mail is not sent and what fixes it.
+    banner = page.locator('[data-problem="account_without_server"]')
+    expect(banner).to_contain_text("Mail is not sent:")
+    expect(banner).to_contain_text("noreply@acme.test has no mail server")
+    expect(banner).to_contain_text("Link a mail server to the email account noreply@acme.test")
+    expect(banner.get_by_role("link", name="Go to Email Accounts")).to_be_visible()
+    expect(page.locator('[data-problem="no_route"]').first).to_be_visible()
+    with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
+        r = api.post(f"{T}/messages", json={"to": ["a@example.com"], "subject": "s", "text": "t"})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "from"
+
+
+def test_deleting_a_stage_asks_first(page: Any) -> None:
+    row = page.locator("#stages tr", has_text="development")
+    row.get_by_role("link", name="Delete stage development").click()
+    confirm = page.locator("#confirm-dialog")
+    expect(confirm).to_contain_text("Are you sure you want to delete the stage development?")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_be_hidden()
+    expect(page.locator("#stages")).to_contain_text("development")
+    row.get_by_role("link", name="Delete stage development").click()
+    confirm.get_by_role("button", name="Delete").click()
+    expect(page.locator(".flash")).to_contain_text("Stage development deleted.")
+    expect(page.locator("#stages tr", has_text="development")).to_have_count(0)
