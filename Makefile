@@ -59,8 +59,13 @@ fuzz: $(STAMP)
 screenshots: $(STAMP)
 	$(BIN)/python scripts/ui_screenshots.py var/screenshots
 
+# Both databases when PostgreSQL answers (same URL as the tests), else SQLite alone.
 bench: $(STAMP)
-	$(BIN)/python bench/delivery.py
+	@if $(BIN)/python scripts/pg_available.py "$(PG_URL)"; then \
+		$(BIN)/python bench/delivery.py --pg-url "$(PG_URL)"; \
+	else \
+		$(BIN)/python bench/delivery.py; \
+	fi
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache .hypothesis
