@@ -21,7 +21,7 @@ from mailgate.services import servers as server_svc
 from mailgate.services import signing as signing_svc
 from mailgate.web.api.schemas import EmailAccountIn, EmailAccountPatch
 from mailgate.web.ui.forms import FormErrors, account_fields, form_problem, validated
-from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
+from mailgate.web.ui.pages import Page, UiRoute, confirm_delete, page, redirect, render
 
 router = APIRouter(
     prefix="/t/{tenant}/settings/accounts", route_class=UiRoute, include_in_schema=False
@@ -167,13 +167,11 @@ async def update_account(account_id: str, current: Manager) -> Response:
 @router.get("/{account_id}/delete")
 async def confirm_delete_account(account_id: str, current: Manager) -> Response:
     account = await account_svc.get_account(current.ctx, current.caller, account_id)
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=delete_question(account),
-        action=current.url(f"/settings/accounts/{account.id}/delete"),
-        back=current.url("/settings"),
+        action=f"/settings/accounts/{account.id}/delete",
+        back="/settings",
     )
 
 

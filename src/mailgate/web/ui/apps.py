@@ -11,7 +11,7 @@ from mailgate.domain.roles import Permission
 from mailgate.errors import NotFound, RequestError
 from mailgate.services import apps as app_svc
 from mailgate.web.ui.forms import field_messages, lines
-from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
+from mailgate.web.ui.pages import Page, UiRoute, confirm_delete, page, redirect, render
 
 router = APIRouter(prefix="/t/{tenant}/apps", route_class=UiRoute, include_in_schema=False)
 
@@ -130,13 +130,11 @@ async def save_test_list(name: str, current: Manager) -> Response:
 @router.get("/{name}/delete")
 async def confirm_delete_app(name: str, current: Manager) -> Response:
     app = await app_svc.get_app(current.ctx, current.caller, name)
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=delete_question(app.name),
-        action=current.url(f"/apps/{app.name}/delete"),
-        back=current.url("/apps"),
+        action=f"/apps/{app.name}/delete",
+        back="/apps",
     )
 
 

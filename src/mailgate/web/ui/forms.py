@@ -85,7 +85,8 @@ class FormErrors(Exception):
         self.errors = errors
 
 
-def _text(form: FormData, name: str) -> str:
+def form_text(form: FormData, name: str) -> str:
+    """A text field of a submitted form, trimmed; empty when it is missing or a file."""
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
 
@@ -118,7 +119,7 @@ def _read(
     out: dict[str, Any] = {}
     for name in names:
         field = f"{prefix}{name}"
-        raw = _text(form, field) if name not in SECRETS else str(form.get(field) or "")
+        raw = form_text(form, field) if name not in SECRETS else str(form.get(field) or "")
         if not raw:
             if editing and name not in SECRETS and name not in KEEP_WHEN_BLANK:
                 out[name] = None
@@ -143,7 +144,7 @@ def _options(text: str, errors: list[FieldError]) -> dict[str, str]:
 def server_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
     """The API fields of the mail server dialog; :class:`FormErrors` for unreadable ones."""
     errors: list[FieldError] = []
-    engine = _text(form, "engine") or "smtp"
+    engine = form_text(form, "engine") or "smtp"
     names = SERVER_COMMON + SERVER_BY_ENGINE.get(engine, ())
     fields = _read(form, names, prefix="", editing=editing, errors=errors)
     fields["engine"] = engine
@@ -151,11 +152,11 @@ def server_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
         fields[flag] = form.get(flag) is not None
     fields["is_default"] = form.get("is_default") is not None
     fields["stages"] = [s for s in form.getlist("stages") if isinstance(s, str) and s]
-    fallback = _text(form, "fallback_server_id")
+    fallback = form_text(form, "fallback_server_id")
     if fallback or editing:
         fields["fallback_server_id"] = fallback or None
     if engine == "smtp":
-        fields["options"] = _options(_text(form, "options"), errors)
+        fields["options"] = _options(form_text(form, "options"), errors)
     oauth_names = OAUTH_BY_ENGINE.get(engine, ())
     wants_oauth = engine == "msgraph" or (engine == "smtp" and fields.get("auth") == "xoauth2")
     if oauth_names and wants_oauth:
@@ -183,9 +184,9 @@ def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
         fields["imap"] = imap
     elif editing:
         fields["imap"] = None
-    keystore = _text(form, "smime.keystore_id")
+    keystore = form_text(form, "smime.keystore_id")
     if keystore:
-        fields["smime"] = {"keystore_id": keystore, "alias": _text(form, "smime.alias") or None}
+        fields["smime"] = {"keystore_id": keystore, "alias": form_text(form, "smime.alias") or None}
     elif editing:
         fields["smime"] = None
     if errors:

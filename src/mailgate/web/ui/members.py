@@ -7,7 +7,7 @@ its first owner. A new token's text is shown once, in the answer to its creation
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
@@ -15,8 +15,8 @@ from mailgate.domain.roles import Permission, Role
 from mailgate.errors import NotFound, RequestError
 from mailgate.services import apps as app_svc
 from mailgate.services import tenants as tenant_svc
-from mailgate.web.ui.forms import field_messages
-from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
+from mailgate.web.ui.forms import field_messages, form_text
+from mailgate.web.ui.pages import Page, UiRoute, confirm_delete, page, redirect, render
 
 router = APIRouter(prefix="/t/{tenant}", route_class=UiRoute, include_in_schema=False)
 
@@ -29,11 +29,6 @@ ROLE_HINTS = {
     "sender": "sending through the API only (no page)",
     "viewer": "read the settings and the logs",
 }
-
-
-def _text(form: Any, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
 
 
 async def _users_page(
@@ -67,7 +62,7 @@ async def users_page(current: Members) -> Response:
 @router.post("/users")
 async def invite_user(current: Members) -> Response:
     form = await current.form()
-    values = {"email": _text(form, "email"), "role": _text(form, "role")}
+    values = {"email": form_text(form, "email"), "role": form_text(form, "role")}
     try:
         user = await tenant_svc.create_user(
             current.ctx,
@@ -92,7 +87,7 @@ async def invite_user(current: Members) -> Response:
 async def change_role(user_id: str, current: Members) -> Response:
     form = await current.form()
     user = await tenant_svc.update_user(
-        current.ctx, current.caller, user_id, role=_text(form, "role"), password=None
+        current.ctx, current.caller, user_id, role=form_text(form, "role"), password=None
     )
     return redirect(current.url("/users"), flash=f"{user.email} is now {user.role}.")
 
@@ -100,13 +95,11 @@ async def change_role(user_id: str, current: Members) -> Response:
 @router.get("/users/{user_id}/delete")
 async def confirm_remove_user(user_id: str, current: Members) -> Response:
     user = await tenant_svc.get_user(current.ctx, current.caller, user_id)
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=remove_question(user.email),
-        action=current.url(f"/users/{user.id}/delete"),
-        back=current.url("/users"),
+        action=f"/users/{user.id}/delete",
+        back="/users",
     )
 
 
@@ -159,7 +152,11 @@ async def tokens_page(current: Members) -> Response:
 @router.post("/tokens")
 async def create_token(current: Members) -> Response:
     form = await current.form()
-    values = {"name": _text(form, "name"), "role": _text(form, "role"), "app": _text(form, "app")}
+    values = {
+        "name": form_text(form, "name"),
+        "role": form_text(form, "role"),
+        "app": form_text(form, "app"),
+    }
     try:
         record, token = await tenant_svc.create_token(
             current.ctx,
@@ -185,13 +182,11 @@ async def confirm_revoke_token(token_id: str, current: Members) -> Response:
     found = next((t for t in tokens if t.id == token_id), None)
     if found is None:
         raise NotFound(f"No token {token_id!r}.")
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=revoke_question(found.name),
-        action=current.url(f"/tokens/{found.id}/delete"),
-        back=current.url("/tokens"),
+        action=f"/tokens/{found.id}/delete",
+        back="/tokens",
     )
 
 

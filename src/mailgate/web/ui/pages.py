@@ -279,6 +279,19 @@ def render(
     return response
 
 
+def confirm_delete(current: Page, *, question: str, action: str, back: str) -> HTMLResponse:
+    """The page (or dialog) that asks before a delete: ``question``, then a POST to ``action``
+    or back to ``back`` (paths inside the tenant)."""
+    return render(
+        current.request,
+        "confirm_delete.html",
+        current=current,
+        question=question,
+        action=current.url(action),
+        back=current.url(back),
+    )
+
+
 def redirect(url: str, *, flash: str | None = None) -> RedirectResponse:
     """A 303 to ``url`` (after a POST), with a one-time message for the next page."""
     response = RedirectResponse(url, status_code=303)

@@ -33,7 +33,7 @@ from mailgate.web.ui.forms import (
     server_fields,
     validated,
 )
-from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
+from mailgate.web.ui.pages import Page, UiRoute, confirm_delete, page, redirect, render
 
 router = APIRouter(prefix="/t/{tenant}/settings", route_class=UiRoute, include_in_schema=False)
 
@@ -373,13 +373,11 @@ async def confirm_delete_stage(name: str, current: Manager) -> Response:
         holder = (
             await server_svc.get_server(current.ctx, current.caller, stage.mail_server_id)
         ).name
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=stage_delete_question(name, holder),
-        action=current.url(f"/settings/stages/{quote(name, safe='')}/delete"),
-        back=current.url("/settings#stages"),
+        action=f"/settings/stages/{quote(name, safe='')}/delete",
+        back="/settings#stages",
     )
 
 

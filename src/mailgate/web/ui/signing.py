@@ -22,8 +22,8 @@ from mailgate.domain.roles import Permission
 from mailgate.errors import RequestError, ValidationFailed
 from mailgate.services import signing as signing_svc
 from mailgate.services import templates as template_svc
-from mailgate.web.ui.forms import field_messages
-from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
+from mailgate.web.ui.forms import field_messages, form_text
+from mailgate.web.ui.pages import Page, UiRoute, confirm_delete, page, redirect, render
 
 router = APIRouter(prefix="/t/{tenant}", route_class=UiRoute, include_in_schema=False)
 
@@ -31,11 +31,6 @@ Viewer = Annotated[Page, Depends(page(Permission.VIEW_EMAIL_CONFIGURATIONS))]
 Manager = Annotated[Page, Depends(page(Permission.MANAGE_EMAIL_CONFIGURATIONS))]
 Developer = Annotated[Page, Depends(page(Permission.MANAGE_APPS))]
 MAX_UPLOAD = 700_000  # bytes of a keystore file (its base64 fits the API's 1 MB limit)
-
-
-def _text(form: Any, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
 
 
 # DKIM keys -----------------------------------------------------------------------------------
@@ -75,7 +70,7 @@ async def dkim_page(current: Viewer) -> Response:
 @router.post("/dkim")
 async def create_dkim_key(current: Manager) -> Response:
     form = await current.form()
-    values = {k: _text(form, k) for k in ("domain", "selector", "algorithm", "bits")}
+    values = {k: form_text(form, k) for k in ("domain", "selector", "algorithm", "bits")}
     fields: dict[str, Any] = {k: values[k] for k in ("domain", "selector", "algorithm")}
     try:
         if values["bits"] and values["algorithm"] == "rsa":
@@ -97,14 +92,12 @@ async def create_dkim_key(current: Manager) -> Response:
 @router.get("/dkim/{key_id}/delete")
 async def confirm_delete_key(key_id: str, current: Manager) -> Response:
     key = await signing_svc.get_dkim_key(current.ctx, current.caller, key_id)
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=f"Are you sure you want to delete the DKIM key {key.selector} of {key.domain}? "
         "Mail is no longer signed with it.",
-        action=current.url(f"/dkim/{key.id}/delete"),
-        back=current.url("/dkim"),
+        action=f"/dkim/{key.id}/delete",
+        back="/dkim",
     )
 
 
@@ -146,7 +139,7 @@ async def keystores_page(current: Viewer) -> Response:
 @router.post("/keystores")
 async def upload_keystore(current: Manager) -> Response:
     form = await current.form()
-    values = {"name": _text(form, "name"), "kind": _text(form, "kind") or "pkcs12"}
+    values = {"name": form_text(form, "name"), "kind": form_text(form, "kind") or "pkcs12"}
     upload = form.get("file")
     try:
         if not isinstance(upload, UploadFile) or not upload.filename:
@@ -182,14 +175,12 @@ async def upload_keystore(current: Manager) -> Response:
 @router.get("/keystores/{keystore_id}/delete")
 async def confirm_delete_keystore(keystore_id: str, current: Manager) -> Response:
     found = await signing_svc.get_keystore(current.ctx, current.caller, keystore_id)
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=f"Are you sure you want to delete the keystore {found.name}? "
         "This cannot be undone.",
-        action=current.url(f"/keystores/{found.id}/delete"),
-        back=current.url("/keystores"),
+        action=f"/keystores/{found.id}/delete",
+        back="/keystores",
     )
 
 
@@ -261,7 +252,7 @@ async def save_template(current: Developer) -> Response:
     form = await current.form()
     values = {k: str(form.get(k) or "") for k in ("name", "subject", "text", "html", "variables")}
     values["name"] = values["name"].strip()
-    editing = _text(form, "editing") or None
+    editing = form_text(form, "editing") or None
     try:
         name = template_svc.check_name(values["name"])
         fields = {k: values[k] or None for k in ("subject", "text", "html")}
@@ -306,14 +297,12 @@ async def _preview(fields: dict[str, Any], variables: str, name: str) -> dict[st
 @router.get("/templates/{name}/delete")
 async def confirm_delete_template(name: str, current: Developer) -> Response:
     found = await template_svc.get_template(current.ctx, current.caller, name)
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=f"Are you sure you want to delete the template {found.name}? "
         "Messages that name it are refused.",
-        action=current.url(f"/templates/{found.name}/delete"),
-        back=current.url("/templates"),
+        action=f"/templates/{found.name}/delete",
+        back="/templates",
     )
 
 

@@ -17,7 +17,7 @@ from mailgate.domain.webhooks import WebhookEvent
 from mailgate.errors import NotFound, RequestError
 from mailgate.services import webhooks as webhook_svc
 from mailgate.web.ui.forms import field_messages
-from mailgate.web.ui.pages import Page, UiRoute, page, redirect, render
+from mailgate.web.ui.pages import Page, UiRoute, confirm_delete, page, redirect, render
 
 router = APIRouter(prefix="/t/{tenant}/webhooks", route_class=UiRoute, include_in_schema=False)
 
@@ -148,15 +148,13 @@ async def enable(webhook_id: str, current: Manager) -> Response:
 
 
 @router.get("/{webhook_id}/delete")
-async def confirm_delete(webhook_id: str, current: Manager) -> Response:
+async def confirm_delete_webhook(webhook_id: str, current: Manager) -> Response:
     webhook = await webhook_svc.get_webhook(current.ctx, current.caller, webhook_id)
-    return render(
-        current.request,
-        "confirm_delete.html",
-        current=current,
+    return confirm_delete(
+        current,
         question=delete_question(webhook.url),
-        action=current.url(f"/webhooks/{webhook.id}/delete"),
-        back=current.url("/webhooks"),
+        action=f"/webhooks/{webhook.id}/delete",
+        back="/webhooks",
     )
 
 
