@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import ADMIN, ADMIN_TOKEN
+from tests.ui.browser import chromium, expect, signed_in
 from tests.ui.conftest import PASSWORD
 from tests.ui.live import LiveServer
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need {CHROMIUM} (run scripts/install_chromium.sh as root)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="browser tests need the playwright package (pip install playwright)",
-)
-expect = sync_api.expect
 
 OWNER = "owner@acme.test"
 T = "/api/v1/tenants/acme"
@@ -105,23 +93,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def page(live: LiveServer) -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        context = browser.new_context(base_url=live.url)
-        context.set_default_timeout(10_000)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto("/login")
-        page.get_by_label("E-mail address").fill(OWNER)
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_role("button", name="Sign in", exact=True).click()
+    with chromium() as browser, signed_in(browser, live.url, OWNER, PASSWORD) as page:
         expect(page.get_by_role("heading", name="Email Settings", level=1)).to_be_visible()
-        try:
-            yield page
-        finally:
-            browser.close()
-        assert errors == [], errors
+        yield page
 
 
 def test_sign_in_choice_and_test_inbox_report(page: Any) -> None:

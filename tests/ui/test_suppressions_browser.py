@@ -11,20 +11,9 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, ADMIN_TOKEN
+from tests.ui.browser import chromium, expect
 from tests.ui.conftest import PASSWORD
 from tests.ui.live import LiveServer
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need {CHROMIUM} (run scripts/install_chromium.sh as root)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="browser tests need the playwright package (pip install playwright)",
-)
-expect = sync_api.expect
 
 OWNER = "owner@acme.test"
 T = "/api/v1/tenants/acme"
@@ -47,12 +36,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def test_add_search_and_remove_in_the_browser(live: LiveServer, tmp_path: Path) -> None:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            _walk(browser, live, tmp_path)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        _walk(browser, live, tmp_path)
 
 
 def _walk(browser: Any, live: LiveServer, tmp_path: Path) -> None:
