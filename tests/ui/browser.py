@@ -25,7 +25,7 @@ expect = sync_api.expect
 
 
 @contextmanager
-def chromium() -> Iterator[Any]:
+def launch() -> Iterator[Any]:
     """A headless Chromium, closed on exit."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)

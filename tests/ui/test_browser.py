@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.support.smtp_servers import free_port
-from tests.ui.browser import chromium, expect, signed_in
+from tests.ui.browser import expect, launch, signed_in
 from tests.ui.conftest import PASSWORD
 from tests.ui.live import GatedProxy, LiveServer
 
@@ -62,14 +62,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
+def chromium() -> Iterator[Any]:
+    with launch() as browser:
+        yield browser
 
 
 @pytest.fixture
-def page(browser: Any, live: LiveServer) -> Iterator[Any]:
-    with signed_in(browser, live.url, OWNER, PASSWORD) as page:
+def page(chromium: Any, live: LiveServer) -> Iterator[Any]:
+    with signed_in(chromium, live.url, OWNER, PASSWORD) as page:
         expect(page.get_by_role("heading", name="Email Settings", level=1)).to_be_visible()
         yield page
 

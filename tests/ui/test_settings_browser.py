@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, ADMIN_TOKEN
-from tests.ui.browser import chromium, expect, signed_in
+from tests.ui.browser import expect, launch, signed_in
 from tests.ui.conftest import PASSWORD
 from tests.ui.live import LiveServer
 
@@ -57,7 +57,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def page(live: LiveServer) -> Iterator[Any]:
-    with chromium() as browser, signed_in(browser, live.url, OWNER, PASSWORD) as page:
+    with launch() as browser, signed_in(browser, live.url, OWNER, PASSWORD) as page:
         expect(page.get_by_role("heading", name="Email Settings", level=1)).to_be_visible()
         yield page
 

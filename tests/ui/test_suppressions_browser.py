@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN, ADMIN_TOKEN
-from tests.ui.browser import chromium, expect
+from tests.ui.browser import expect, launch
 from tests.ui.conftest import PASSWORD
 from tests.ui.live import LiveServer
 
@@ -36,7 +36,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def test_add_search_and_remove_in_the_browser(live: LiveServer, tmp_path: Path) -> None:
-    with chromium() as browser:
+    with launch() as browser:
         _walk(browser, live, tmp_path)
 
 
