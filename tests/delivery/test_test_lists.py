@@ -1,4 +1,5 @@
-"""Test lists: every recipient and the envelope go to the list; the decision survives retries."""
+"""Test lists: every recipient and the envelope go to the list of the message's stage; the
+decision survives retries; production mail goes to its real recipients."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tests.support.smtp_servers import RawConnection, RawSmtpServer
 
 
 async def _activate(tenant: Tenant, active: bool) -> None:
+    """The app-level list: mail naming no stage and every stage but production."""
     r = await tenant.client.put(
         f"{T}/apps/billing/test-list",
         json={"addresses": ["qa1@test.example", "qa2@test.example"], "active": active},
@@ -26,10 +28,10 @@ def _rcpts(raw: bytes) -> list[bytes]:
 async def test_to_cc_bcc_reach_only_the_test_list(tenant: Tenant) -> None:
     await _activate(tenant, True)
     async with RawSmtpServer.scripted() as raw:
-        await tenant.server(raw.port)
+        await tenant.server(raw.port, stages=["development"])
         message_id = await tenant.send_ok(
             app="billing",
-            stage="production",
+            stage="development",
             to=["real.customer@example.com"],
             cc=["boss@example.com"],
             bcc=["secret@example.com"],
@@ -64,9 +66,9 @@ async def test_redirect_survives_a_retry_after_the_list_is_switched_off(tenant: 
         await conn.serve({"DOT": b"451 4.3.0 try later\r\n"} if conn.index == 0 else None)
 
     async with RawSmtpServer(first_defers) as raw:
-        await tenant.server(raw.port)
+        await tenant.server(raw.port, stages=["development"])
         message_id = await tenant.send_ok(
-            app="billing", stage="production", to=["real.customer@example.com"]
+            app="billing", stage="development", to=["real.customer@example.com"]
         )
         await drain(tenant.ctx)
         assert (await tenant.message(message_id))["status"] == "deferred"
@@ -75,7 +77,7 @@ async def test_redirect_survives_a_retry_after_the_list_is_switched_off(tenant: 
         await drain(tenant.ctx)
         # A message sent now, with the list off, goes to its real recipient.
         fresh = await tenant.send_ok(
-            app="billing", stage="production", to=["real.customer@example.com"]
+            app="billing", stage="development", to=["real.customer@example.com"]
         )
         await drain(tenant.ctx)
     assert (await tenant.message(message_id))["status"] == "sent"

@@ -105,16 +105,32 @@ class EmailAccount:
     version: int
     created_at: datetime
     updated_at: datetime
+    #: A short note on what the account is for (shown in lists; never in mail).
+    description: str = ""
+
+
+#: The stage key of the list for mail that names no stage.
+NO_STAGE = ""
+#: The stage whose mail goes to its real recipients unless its own list says otherwise.
+PRODUCTION_STAGE = "production"
 
 
 @dataclass(frozen=True, slots=True)
 class TestList:
-    """An app's email test list: when active, it replaces every recipient."""
+    """An email test list of an app on one stage: when active, it replaces every recipient.
+
+    It names addresses and users of the tenant (by id); a user stands for the address the
+    user has when a message is sent."""
 
     __test__ = False  # not a pytest class
 
     addresses: tuple[str, ...] = ()
     active: bool = False
+    users: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.addresses and not self.users
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +138,18 @@ class App:
     id: str
     tenant_id: str
     name: str
+    #: The list for mail that names no stage (the app-level list of the API's first version).
     test_list: TestList
     created_at: datetime
     updated_at: datetime
+    #: The list of each stage that has one, by stage name; a missing stage has none.
+    stage_lists: dict[str, TestList] = field(default_factory=dict)
+
+    def list_for(self, stage: str | None) -> TestList:
+        """The list that applies to mail routed for ``stage`` (None: no stage named)."""
+        if not stage:
+            return self.test_list
+        return self.stage_lists.get(stage, TestList())
 
 
 @dataclass(frozen=True, slots=True)

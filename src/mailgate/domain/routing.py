@@ -31,10 +31,34 @@ class Routing:
 
 
 def apply_test_list(recipients: Recipients, test_list: TestList | None) -> Routing:
-    """Route to the test list when it is active; remember who was asked for."""
+    """Route to the test list when it is active; remember who was asked for.
+
+    ``test_list`` is resolved (:func:`resolve_test_list`): its addresses are all it names."""
     if test_list is None or not test_list.active or not test_list.addresses:
         return Routing(recipients=_unique(recipients.all))
     return Routing(recipients=_unique(test_list.addresses), redirected=True, original=recipients)
+
+
+def resolve_test_list(
+    test_list: TestList, user_emails: Mapping[str, str]
+) -> tuple[TestList, tuple[str, ...]]:
+    """The list with its users replaced by their addresses now (``user_emails``: address by
+    user id), and the ids of the users who no longer exist (left out).
+
+    An active list that names nobody who still exists cannot redirect: rather than send
+    the mail to its real recipients, a RouteError names ``test_list``."""
+    if not test_list.active:
+        return test_list, ()
+    found = [user_emails[u] for u in test_list.users if u in user_emails]
+    missing = tuple(u for u in test_list.users if u not in user_emails)
+    addresses = _unique((*test_list.addresses, *found))
+    if not addresses:
+        raise RouteError(
+            "test_list",
+            "the active test list names only users that were deleted; add an address or "
+            "a user to the list, or switch it off",
+        )
+    return TestList(addresses=addresses, active=True), missing
 
 
 def _unique(addresses: Sequence[str]) -> tuple[str, ...]:

@@ -43,6 +43,26 @@ def check_display_name(value: object, field: str = "display_name") -> str:
     return name
 
 
+MAX_DESCRIPTION = 200
+
+
+def check_description(value: object, field: str = "description") -> str:
+    """A short description as stored: trimmed, at most 200 characters, one line without
+    control characters; empty when none is given; else a 422 naming ``field``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationFailed.field(field, "must be text")
+    text = value.strip()
+    if has_controls(text):
+        raise ValidationFailed.field(
+            field, "must be one line without control characters (CR, LF, TAB, DEL, C1)"
+        )
+    if len(text) > MAX_DESCRIPTION:
+        raise ValidationFailed.field(field, f"at most {MAX_DESCRIPTION} characters")
+    return text
+
+
 async def _check_server(repo: ServerRepo, server_id: str | None, *, required: bool) -> None:
     if server_id is None:
         if required:
@@ -102,6 +122,7 @@ async def create_account(ctx: Context, caller: Caller, fields: Mapping[str, Any]
     values: dict[str, Any] = {
         "address": address,
         "display_name": display_name,
+        "description": check_description(fields.get("description")),
         "reply_to": reply_to,
         "mail_server_id": fields.get("mail_server_id"),
         "is_default": bool(fields.get("is_default")),
@@ -149,6 +170,8 @@ async def update_account(
         values: dict[str, Any] = {}
         if "display_name" in fields:
             values["display_name"] = check_display_name(fields["display_name"])
+        if "description" in fields:
+            values["description"] = check_description(fields["description"])
         if "reply_to" in fields:
             reply_to = fields["reply_to"]
             values["reply_to"] = check_address(reply_to, "reply_to") if reply_to else None

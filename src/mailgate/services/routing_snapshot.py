@@ -29,7 +29,7 @@ from mailgate.errors import MailgateError
 from mailgate.services.context import Context
 from mailgate.services.signing import SmimeIdentity, normalise_domain
 from mailgate.services.templates import template_source
-from mailgate.storage import apps, tenants
+from mailgate.storage import apps, members, tenants
 from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.servers import ServerRepo
 from mailgate.storage.signing import DkimKeyRepo, KeystoreRepo
@@ -94,6 +94,8 @@ class RoutingSnapshot:
     smime: dict[str, SmimeIdentity] = field(default_factory=dict)
     #: Templates named by the request, by name.
     templates: dict[str, TemplateSource] = field(default_factory=dict)
+    #: The address of each user a test list names, by user id (deleted users are absent).
+    user_emails: dict[str, str] = field(default_factory=dict)
 
     def dkim_signer_for(self, domain: str) -> DkimSigner | str | None:
         """The signer for ``domain``, else for its nearest parent domain that has a key
@@ -182,6 +184,10 @@ async def load_snapshot(
         signers = await _dkim_signers(DkimKeyRepo(tx, ctx.box, tenant_id))
         smime = await _smime(KeystoreRepo(tx, ctx.box, tenant_id), accounts)
         stored = await TemplateRepo(tx, tenant_id).by_names(template_names)
+        named = {
+            u for a in app_list for t in (a.test_list, *a.stage_lists.values()) for u in t.users
+        }
+        users = await members.user_emails(tx, tenant_id, named) if named else {}
     return RoutingSnapshot(
         stage_servers={s.name: s.mail_server_id for s in stage_list},
         apps_by_name={a.name: a for a in app_list},
@@ -194,4 +200,5 @@ async def load_snapshot(
         dkim_signers=signers,
         smime=smime,
         templates={name: template_source(t) for name, t in stored.items()},
+        user_emails=users,
     )

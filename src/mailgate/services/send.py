@@ -3,9 +3,10 @@
 A message is composed exactly once, here, so every retry sends identical bytes. A 2xx answer
 means the message is committed. The steps read as a list (ARCHITECTURE.md house style 5):
 ``resolve_app → choose_sender → choose_server → render_template → make_draft →
-check_limits → apply_test_list → compose → smime_sign → dkim_sign → screen_suppressions →
-enqueue``. Suppressed recipients (after the test-list redirection) are left out and named
-in the answer; a message with none left is a 422 (``mailgate.services.suppressions``).
+check_limits → redirect → compose → smime_sign → dkim_sign → screen_suppressions →
+enqueue``; ``redirect`` applies the app's test list for the message's stage. Suppressed
+recipients (after the test-list redirection) are left out and named in the answer; a
+message with none left is a 422 (``mailgate.services.suppressions``).
 
 Templates: ``template: {name, variables}`` fills the subject, text and HTML that the request
 leaves out (a field given in the request wins over the template's). Signing happens here,
@@ -32,15 +33,10 @@ from mailgate.compose import Address, check_limits, compose, make_draft, new_mes
 from mailgate.compose.addresses import parse_address
 from mailgate.domain.ids import new_id
 from mailgate.domain.model import EmailAccount
-from mailgate.domain.routing import (
-    Recipients,
-    RouteError,
-    apply_test_list,
-    choose_sender,
-    choose_server,
-)
+from mailgate.domain.routing import Recipients, RouteError, choose_sender, choose_server
 from mailgate.errors import Conflict, FieldError, RequestError, ValidationFailed
 from mailgate.services import suppressions
+from mailgate.services.apps import redirect
 from mailgate.services.context import Caller, Context
 from mailgate.services.policies import take_quota
 from mailgate.services.routing_snapshot import RoutingSnapshot, load_snapshot
@@ -208,7 +204,7 @@ def prepare(
         bcc=tuple(a.wire_email for a in draft.bcc),
     )
     app = snap.apps_by_id.get(app_id) if app_id else None
-    routing = apply_test_list(asked, app.test_list if app else None)
+    routing = redirect(asked, app, stage, snap.user_emails)
     original: tuple[Address, ...] | None = None
     if routing.redirected:
         original = draft.to + draft.cc

@@ -5,7 +5,8 @@ application hands over finished RFC 5322 octets and an SMTP envelope. Everything
 is shared: the same routing (:func:`~mailgate.services.send.resolve_route`), test lists,
 signing, queue commit and delivery log. The steps read as a list:
 ``parse_message → check_mime → read_headers → check_envelope → check_limits →
-resolve_route → apply_test_list → rewrite_head → sign_message → commit``.
+resolve_route → redirect → rewrite_head → sign_message → commit``; ``redirect`` applies
+the app's test list for the message's stage.
 
 Who receives the message is the envelope: every RCPT TO, and nobody else. A recipient found
 in the To field counts as To, one in Cc as Cc, any other is a Bcc recipient. When the app's
@@ -33,9 +34,10 @@ from mailgate.compose import ORIGINAL_RECIPIENTS_HEADER, Address, new_message_id
 from mailgate.compose.header_writer import address_list, structured
 from mailgate.compose.message import format_date
 from mailgate.domain.ids import new_id
-from mailgate.domain.routing import Recipients, Routing, apply_test_list
+from mailgate.domain.routing import Recipients, Routing
 from mailgate.errors import FieldError, TooLarge, ValidationFailed
 from mailgate.services import suppressions
+from mailgate.services.apps import redirect
 from mailgate.services.context import Caller, Context, InstancePolicy
 from mailgate.services.raw_message import parse_message
 from mailgate.services.raw_mime import check_mime
@@ -193,7 +195,10 @@ def prepare_raw(
     account = route.account
     app = snap.apps_by_id.get(route.app_id) if route.app_id else None
     asked = _asked(recipients, headers)
-    routing = apply_test_list(asked, app.test_list if app else None)
+    try:
+        routing = redirect(asked, app, route.stage, snap.user_emails)
+    except ValidationFailed as exc:
+        raise _renamed(exc) from None
     domain = account.address.rsplit("@", 1)[1]
     message_id = headers.message_id or new_message_id(domain)
     reply_to = None

@@ -329,16 +329,18 @@ async def record(
 async def check_rcpt(ctx: Context, caller: Caller, address: str) -> Suppression | None:
     """The entry that suppresses an SMTP ``RCPT TO`` address, if one does.
 
-    At RCPT time only the app bound to the token is known. When that app's test list is
-    active the address is redirected, not sent to, so it is not refused here; the test
-    addresses are checked when the message is accepted (:func:`screen`).
+    At RCPT time only the app bound to the token is known, not the stage (a header). When
+    one of that app's test lists is active the address may be redirected, not sent to, so
+    it is not refused here; the recipients are checked when the message is accepted
+    (:func:`screen`).
     """
     app_id = caller.principal.app_id
     now = utcnow()
     async with ctx.db.read() as tx:
         if app_id is not None:
             bound = await apps.get_app_by_id(tx, caller.tenant_id, app_id)
-            if bound.test_list.active:
+            # The stage is not known before DATA: any active list may redirect the mail.
+            if any(t.active for t in (bound.test_list, *bound.stage_lists.values())):
                 return None
         entries = await SuppressionRepo(tx, caller.tenant_id).matching([address], [app_id])
     _, left_out = split_recipients([address], entries, app_id=app_id, now=now)

@@ -197,11 +197,21 @@ async def list_users(ctx: Context, caller: Caller) -> list[User]:
 
 
 async def update_user(
-    ctx: Context, caller: Caller, user_id: str, *, role: str | None, password: str | None
+    ctx: Context,
+    caller: Caller,
+    user_id: str,
+    *,
+    role: str | None,
+    password: str | None,
+    email: str | None = None,
 ) -> User:
+    """Change a user's role, password or e-mail address (test lists that name the user
+    send to the new address from the next message on)."""
     the_role = _role(role) if role is not None else None
     if password is not None:
         _check_password(password)
+    if email is not None and not _EMAIL.match(email):
+        raise ValidationFailed.field("email", "is not a valid e-mail address")
     async with ctx.db.transaction() as tx:
         user = await members.get_user(tx, caller.tenant_id, user_id)
         updated = await members.update_user(
@@ -209,8 +219,10 @@ async def update_user(
             user,
             role=the_role,
             password_hash=hash_password(password) if password else None,
+            email=email.lower() if email is not None else None,
         )
-        changed = [n for n, v in (("role", role), ("password", password)) if v is not None]
+        given = (("email", email), ("role", role), ("password", password))
+        changed = [n for n, v in given if v is not None]
         await _audit(tx, caller, "user.update", "user", user.id, user.email, changed)
     return updated
 

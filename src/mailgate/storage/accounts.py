@@ -17,6 +17,7 @@ from mailgate.storage.tables import email_accounts
 PLAIN_COLUMNS: tuple[str, ...] = (
     "address",
     "display_name",
+    "description",
     "reply_to",
     "mail_server_id",
     "is_default",
@@ -48,6 +49,7 @@ def _account(row: Any, secrets_set: frozenset[str]) -> EmailAccount:
         version=row.version,
         created_at=as_utc(row.created_at),  # type: ignore[arg-type]
         updated_at=as_utc(row.updated_at),  # type: ignore[arg-type]
+        description=row.description or "",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -150,6 +151,16 @@ async def list_users(tx: Tx, tenant_id: str) -> list[User]:
     return [_user(r) for r in rows]
 
 
+async def user_emails(tx: Tx, tenant_id: str, user_ids: Collection[str]) -> dict[str, str]:
+    """The address of each of ``user_ids`` that is a user of the tenant, by id."""
+    rows = await tx.execute(
+        select(users.c.id, users.c.email).where(
+            users.c.tenant_id == tenant_id, users.c.id.in_(list(user_ids))
+        )
+    )
+    return {row.id: row.email for row in rows}
+
+
 async def get_user(tx: Tx, tenant_id: str, user_id: str) -> User:
     row = (
         await tx.execute(select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id))
@@ -165,13 +176,23 @@ async def find_users_by_email(tx: Tx, email: str) -> list[tuple[User, str]]:
     return [(_user(row), row.password_hash) for row in rows]
 
 
-async def update_user(tx: Tx, user: User, *, role: Role | None, password_hash: str | None) -> User:
+async def update_user(
+    tx: Tx,
+    user: User,
+    *,
+    role: Role | None,
+    password_hash: str | None,
+    email: str | None = None,
+) -> User:
     values: dict[str, object] = {"updated_at": utcnow()}
+    if email is not None:
+        values["email"] = email
     if role is not None:
         values["role"] = role.value
     if password_hash is not None:
         values["password_hash"] = password_hash
-    await tx.execute(update(users).where(users.c.id == user.id).values(**values))
+    async with unique_guard("email", f"A user {email!r} already exists in this tenant."):
+        await tx.execute(update(users).where(users.c.id == user.id).values(**values))
     return await get_user(tx, user.tenant_id, user.id)
 
 

@@ -53,10 +53,23 @@ apps = Table(
     _id(),
     _tenant(),
     Column("name", String(100), nullable=False),
-    Column("test_list", JSON, nullable=False, default=list),
-    Column("test_list_active", Boolean, nullable=False, default=False),
     *_stamps(),
     UniqueConstraint("tenant_id", "name"),
+)
+
+#: An app's email test list on one stage (by name; "" for mail that names no stage).
+test_lists = Table(
+    "test_lists",
+    metadata,
+    Column("app_id", String(ID), ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True),
+    Column("stage", String(64), primary_key=True),
+    _tenant(),
+    Column("addresses", JSON, nullable=False),
+    # User ids; each stands for the user's address when a message is sent.
+    Column("users", JSON, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_test_lists_tenant", "tenant_id"),
 )
 
 api_tokens = Table(
@@ -137,6 +150,7 @@ email_accounts = Table(
     _tenant(),
     Column("address", String(320), nullable=False),
     Column("display_name", String(200), nullable=False),
+    Column("description", String(200), nullable=False, server_default=""),
     Column("reply_to", String(320), nullable=True),
     Column(
         "mail_server_id",

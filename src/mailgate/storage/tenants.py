@@ -10,7 +10,7 @@ from mailgate.domain.ids import new_id
 from mailgate.domain.model import SEEDED_STAGES, Stage, Tenant
 from mailgate.errors import Conflict, FieldError, NotFound
 from mailgate.storage.base import Tx, as_utc, unique_guard, utcnow
-from mailgate.storage.tables import mail_servers, stages, tenants
+from mailgate.storage.tables import mail_servers, stages, tenants, test_lists
 
 
 def _tenant(row: Any) -> Tenant:
@@ -121,4 +121,11 @@ async def delete_stage(tx: Tx, stage: Stage) -> None:
             "remove it from that server first."
         )
         raise Conflict(message, errors=[FieldError("name", message)])
+    # An app's list of the stage goes with it (a stage of the same name made later starts
+    # without lists).
+    await tx.execute(
+        delete(test_lists).where(
+            test_lists.c.tenant_id == stage.tenant_id, test_lists.c.stage == stage.name
+        )
+    )
     await tx.execute(delete(stages).where(stages.c.id == stage.id))

@@ -41,6 +41,7 @@ class EmailAccountOut(BaseModel):
     id: str
     address: str
     display_name: str
+    description: str
     reply_to: str | None
     mail_server_id: str | None
     is_default: bool
@@ -75,6 +76,7 @@ class EmailAccountOut(BaseModel):
             id=a.id,
             address=a.address,
             display_name=a.display_name,
+            description=a.description,
             reply_to=a.reply_to,
             mail_server_id=a.mail_server_id,
             is_default=a.is_default,

@@ -11,16 +11,14 @@ from mailgate.services import accounts as account_svc
 from mailgate.services import apps as app_svc
 from mailgate.services import servers as server_svc
 from mailgate.web.api.account_schemas import EmailAccountOut
+from mailgate.web.api.app_schemas import AppIn, AppOut, TestListBody, TestListOut
 from mailgate.web.api.schemas import (
-    AppIn,
-    AppOut,
     EmailAccountIn,
     EmailAccountPatch,
     MailServerIn,
     MailServerOut,
     MailServerPatch,
     Page,
-    TestListBody,
 )
 from mailgate.web.deps import CtxDep, Limit, ManageApps, ManageConfig, ViewConfig, page
 
@@ -136,22 +134,25 @@ async def list_apps(
     ctx: CtxDep, who: ViewConfig, limit: Limit = 100, cursor: str | None = None
 ) -> Page[AppOut]:
     items, nxt = page(await app_svc.list_apps(ctx, who), lambda a: a.id, limit, cursor)
-    return Page(items=[AppOut.of(a) for a in items], next_cursor=nxt)
+    emails = await app_svc.user_emails(ctx, who)
+    return Page(items=[AppOut.of(a, emails) for a in items], next_cursor=nxt)
 
 
 @router.post("/apps", status_code=201, tags=["apps"])
 async def create_app(body: AppIn, ctx: CtxDep, who: ManageApps) -> AppOut:
-    return AppOut.of(await app_svc.create_app(ctx, who, body.name))
+    return AppOut.of(await app_svc.create_app(ctx, who, body.name), {})
 
 
 @router.get("/apps/{name}", tags=["apps"])
 async def get_app(name: str, ctx: CtxDep, who: ViewConfig) -> AppOut:
-    return AppOut.of(await app_svc.get_app(ctx, who, name))
+    app = await app_svc.get_app(ctx, who, name)
+    return AppOut.of(app, await app_svc.user_emails(ctx, who))
 
 
 @router.patch("/apps/{name}", tags=["apps"])
 async def update_app(name: str, body: AppIn, ctx: CtxDep, who: ManageApps) -> AppOut:
-    return AppOut.of(await app_svc.rename_app(ctx, who, name, body.name))
+    app = await app_svc.rename_app(ctx, who, name, body.name)
+    return AppOut.of(app, await app_svc.user_emails(ctx, who))
 
 
 @router.delete("/apps/{name}", status_code=204, tags=["apps"])
@@ -161,15 +162,43 @@ async def delete_app(name: str, ctx: CtxDep, who: ManageApps) -> Response:
 
 
 @router.get("/apps/{name}/test-list", tags=["apps"])
-async def get_test_list(name: str, ctx: CtxDep, who: ViewConfig) -> TestListBody:
+async def get_test_list(name: str, ctx: CtxDep, who: ViewConfig) -> TestListOut:
+    """The list for mail that names no stage (each stage's list: ``…/stages/{stage}/test-list``)."""
     app = await app_svc.get_app(ctx, who, name)
-    return TestListBody(addresses=list(app.test_list.addresses), active=app.test_list.active)
+    return TestListOut.of(app.test_list, await app_svc.user_emails(ctx, who))
 
 
 @router.put("/apps/{name}/test-list", tags=["apps"])
-async def put_test_list(
-    name: str, body: TestListBody, ctx: CtxDep, who: ManageApps
-) -> TestListBody:
-    """Replace the app's test list; while active it receives all of the app's mail."""
-    app = await app_svc.set_test_list(ctx, who, name, addresses=body.addresses, active=body.active)
-    return TestListBody(addresses=list(app.test_list.addresses), active=app.test_list.active)
+async def put_test_list(name: str, body: TestListBody, ctx: CtxDep, who: ManageApps) -> TestListOut:
+    """Replace the app's list for mail that names no stage and for every stage except
+    ``production`` (the app-wide list of the first API version, production mail aside)."""
+    app = await app_svc.set_test_list(
+        ctx, who, name, addresses=body.addresses, users=body.user_entries(), active=body.active
+    )
+    return TestListOut.of(app.test_list, await app_svc.user_emails(ctx, who))
+
+
+@router.get("/apps/{name}/stages/{stage}/test-list", tags=["apps"])
+async def get_stage_test_list(name: str, stage: str, ctx: CtxDep, who: ViewConfig) -> TestListOut:
+    """The app's list for mail sent on ``stage`` (empty and inactive when it has none)."""
+    app = await app_svc.get_app(ctx, who, name)
+    await app_svc.check_stage(ctx, who, stage)
+    return TestListOut.of(app.list_for(stage), await app_svc.user_emails(ctx, who))
+
+
+@router.put("/apps/{name}/stages/{stage}/test-list", tags=["apps"])
+async def put_stage_test_list(
+    name: str, stage: str, body: TestListBody, ctx: CtxDep, who: ManageApps
+) -> TestListOut:
+    """Replace the app's list for mail sent on ``stage``; while active it receives all of
+    that mail."""
+    app = await app_svc.set_test_list(
+        ctx,
+        who,
+        name,
+        stage=stage,
+        addresses=body.addresses,
+        users=body.user_entries(),
+        active=body.active,
+    )
+    return TestListOut.of(app.list_for(stage), await app_svc.user_emails(ctx, who))

@@ -59,7 +59,9 @@ async def get_user(user_id: str, ctx: CtxDep, who: ManageMembers) -> UserOut:
 
 @router.patch("/users/{user_id}", tags=["members"])
 async def update_user(user_id: str, body: UserPatch, ctx: CtxDep, who: ManageMembers) -> UserOut:
-    user = await svc.update_user(ctx, who, user_id, role=body.role, password=body.password)
+    user = await svc.update_user(
+        ctx, who, user_id, role=body.role, password=body.password, email=body.email
+    )
     return UserOut.of(user)
 
 

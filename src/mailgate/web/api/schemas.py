@@ -10,7 +10,6 @@ from pydantic_core import PydanticCustomError
 
 from mailgate.domain.model import (
     ApiToken,
-    App,
     AuditEntry,
     MailServer,
     Stage,
@@ -132,6 +131,7 @@ class UserIn(Strict):
 
 
 class UserPatch(Strict):
+    email: str | None = Field(None, max_length=320)
     password: str | None = Field(None, max_length=500)
     role: RoleName | None = None
 
@@ -377,6 +377,7 @@ class SmimeIn(Strict):
 class EmailAccountIn(Strict):
     address: str = Field(max_length=320)
     display_name: str = Field(max_length=200)
+    description: str = Field("", max_length=200, description="A short note on the account.")
     reply_to: str | None = Field(None, max_length=320)
     mail_server_id: str | None = None
     is_default: bool = False
@@ -387,41 +388,12 @@ class EmailAccountIn(Strict):
 class EmailAccountPatch(Strict):
     address: str | None = Field(None, description="Read-only after creation: any change is 422.")
     display_name: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=200)
     reply_to: str | None = Field(None, max_length=320)
     mail_server_id: str | None = None
     is_default: bool | None = None
     imap: ImapIn | None = None
     smime: SmimeIn | None = None
-
-
-# Apps -----------------------------------------------------------------------------------
-
-
-class AppIn(Strict):
-    name: str = Field(max_length=100)
-
-
-class TestListBody(Strict):
-    addresses: list[str] = Field(default_factory=list)
-    active: bool = False
-
-
-class AppOut(BaseModel):
-    id: str
-    name: str
-    test_list: TestListBody
-    created_at: datetime
-
-    @classmethod
-    def of(cls, a: App) -> AppOut:
-        return cls(
-            id=a.id,
-            name=a.name,
-            test_list=TestListBody(
-                addresses=list(a.test_list.addresses), active=a.test_list.active
-            ),
-            created_at=a.created_at,
-        )
 
 
 # Providers and audit --------------------------------------------------------------------
