@@ -145,7 +145,7 @@ async def test_apps_and_test_lists(client: httpx.AsyncClient) -> None:
     )
     assert r.status_code == 200
     got = (await client.get(f"{base}/billing/test-list", headers=ADMIN)).json()
-    assert got == {"addresses": ["qa@acme.example"], "active": True}
+    assert got == {"addresses": ["qa@acme.example"], "users": [], "active": True}
     assert (await client.get(f"{base}/nope", headers=ADMIN)).status_code == 404
 
 

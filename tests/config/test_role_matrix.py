@@ -60,6 +60,8 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Permission]] = [
     ("PATCH", "/api/v1/tenants/{t}/apps/doomed-app", {"name": "doomed-app"}, A),
     ("GET", "/api/v1/tenants/{t}/apps/billing/test-list", None, V),
     ("PUT", "/api/v1/tenants/{t}/apps/billing/test-list", {"addresses": [], "active": False}, A),
+    ("GET", "/api/v1/tenants/{t}/apps/billing/stages/test/test-list", None, V),
+    ("PUT", "/api/v1/tenants/{t}/apps/billing/stages/test/test-list", {"addresses": []}, A),
     ("DELETE", "/api/v1/tenants/{t}/apps/doomed-app", None, A),
     ("GET", "/api/v1/tenants/{t}/tokens", None, U),
     ("POST", "/api/v1/tenants/{t}/tokens", {"name": "t{n}", "role": "viewer"}, U),

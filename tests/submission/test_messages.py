@@ -138,11 +138,13 @@ async def test_test_list_replaces_envelope_and_to_cc_on_the_wire(
     await _activate_test_list(tenant)
     data = message(
         to="Customer <real.customer@example.com>",
-        extra="Cc: boss@example.com\r\nX-Mailgate-App: billing\r\nX-Mailgate-Stage: production\r\n",
+        extra=(
+            "Cc: boss@example.com\r\nX-Mailgate-App: billing\r\nX-Mailgate-Stage: development\r\n"
+        ),
     )
     rcpts = ["real.customer@example.com", "boss@example.com", "secret@example.com"]
     async with RawSmtpServer.scripted() as wire:
-        await tenant.server(wire.port)  # the production stage's server
+        await tenant.server(wire.port, stages=["development"])
         reply = await send(plain.port, data, token=token_of(tenant), rcpts=rcpts)
         message_id = queued_id(reply)
         await drain(tenant.ctx)
@@ -163,13 +165,32 @@ async def test_test_list_replaces_envelope_and_to_cc_on_the_wire(
     stored = await tenant.message(message_id)
     assert stored["status"] == "sent"
     assert stored["redirected"] is True
-    assert stored["stage"] == "production"
+    assert stored["stage"] == "development"
     assert stored["original_recipients"] == {
         "to": ["real.customer@example.com"],
         "cc": ["boss@example.com"],
         "bcc": ["secret@example.com"],
     }
     assert [r["email"] for r in stored["recipients"]] == ["qa1@test.example", "qa2@test.example"]
+
+
+async def test_production_mail_of_an_app_with_a_development_list_is_not_redirected(
+    tenant: Tenant, plain: SubmissionServer
+) -> None:
+    await _activate_test_list(tenant)  # every stage but production
+    data = message(
+        to="Customer <real.customer@example.com>",
+        extra="X-Mailgate-App: billing\r\nX-Mailgate-Stage: production\r\n",
+    )
+    async with RawSmtpServer.scripted() as wire:
+        await tenant.server(wire.port)  # the production stage's server
+        reply = await send(
+            plain.port, data, token=token_of(tenant), rcpts=["real.customer@example.com"]
+        )
+        await drain(tenant.ctx)
+    assert _rcpt_lines(wire.received) == [b"RCPT TO:<real.customer@example.com>"]
+    stored = await tenant.message(queued_id(reply))
+    assert stored["redirected"] is False and stored["stage"] == "production"
 
 
 async def test_an_app_bound_token_binds_the_app(tenant: Tenant, plain: SubmissionServer) -> None:

@@ -52,6 +52,8 @@ ROUTES = [
     ("delete", "/api/v1/tenants/{tenant}/apps/{name}"),
     ("get", "/api/v1/tenants/{tenant}/apps/{name}/test-list"),
     ("put", "/api/v1/tenants/{tenant}/apps/{name}/test-list"),
+    ("get", "/api/v1/tenants/{tenant}/apps/{name}/stages/{stage}/test-list"),
+    ("put", "/api/v1/tenants/{tenant}/apps/{name}/stages/{stage}/test-list"),
     ("get", "/api/v1/tenants/{tenant}/audit"),
     ("post", "/api/v1/tenants/{tenant}/mail-servers/test"),
     ("post", "/api/v1/tenants/{tenant}/mail-servers/{server_id}/test"),
