@@ -102,6 +102,9 @@ async def test_apply_creates_everything_through_the_services(ctx: Context) -> No
     assert "imap_password" in account["noreply@acme.example"].secrets_set
     billing = await apps.get_app(ctx, caller, "billing")
     assert billing.test_list.addresses == ("qa@acme.example",) and billing.test_list.active
+    # A file without test_lists: the list is also every stage's but production's.
+    assert sorted(billing.stage_lists) == ["development", "staging", "test"]
+    assert billing.stage_lists["staging"] == billing.test_list
     rows = await audit_rows(ctx)
     assert rows and {r.actor for r in rows} == {"cli:config"}
     assert {"tenant.create", "mail_server.create", "app.test_list"} <= {r.action for r in rows}
@@ -168,7 +171,12 @@ async def test_updates_touch_only_what_differs(ctx: Context) -> None:
         ("mail server", "relay", ("rate_limit_per_minute",)),
         ("mail server", "backup", ("api_key",)),
         ("email account", "alerts@acme.example", ("display_name",)),
-        ("app", "portal", ("test_list",)),
+        # A file without test_lists: its list is also every non-production stage's.
+        (
+            "app",
+            "portal",
+            ("test_list", "test_lists.development", "test_lists.staging", "test_lists.test"),
+        ),
     }
     rows = [r for r in await audit_rows(ctx) if r.action == "mail_server.update"]
     assert {r.object_name for r in rows} == {"relay", "backup"}

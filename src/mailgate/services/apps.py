@@ -175,6 +175,36 @@ async def set_test_list(
     return updated
 
 
+async def replace_test_lists(
+    ctx: Context, caller: Caller, name: str, lists: Mapping[str, TestList]
+) -> App:
+    """Make the app's lists exactly ``lists`` (by stage name, "" for mail naming no stage;
+    users as ids): the lists it does not name are emptied (the configuration file)."""
+    async with ctx.db.transaction() as tx:
+        app = await apps.get_app(tx, caller.tenant_id, name)
+        tenant_users = await members.list_users(tx, caller.tenant_id)
+        wanted: dict[str, TestList] = {}
+        for stage, given in lists.items():
+            if stage and await tenants.get_stage(tx, caller.tenant_id, stage) is None:
+                raise NotFound(f"No stage {stage!r}.")
+            checked = check_test_list(given.addresses, given.users, given.active, tenant_users)
+            wanted[stage] = checked
+        for stage in (NO_STAGE, *app.stage_lists):
+            wanted.setdefault(stage, TestList())
+        updated = await apps.set_test_lists(tx, app, wanted)
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="app.test_list",
+            object_type="app",
+            object_id=app.id,
+            object_name=name,
+            changes=sorted(k or "(no stage)" for k in lists),
+        )
+    return updated
+
+
 async def check_stage(ctx: Context, caller: Caller, stage: str) -> None:
     """404 unless the tenant has a stage named ``stage``."""
     async with ctx.db.read() as tx:

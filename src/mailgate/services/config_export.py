@@ -19,6 +19,7 @@ from mailgate.services import apps as app_service
 from mailgate.services import servers as server_service
 from mailgate.services import tenants as tenant_service
 from mailgate.services.auth import authorize
+from mailgate.services.config_apps import render_app
 from mailgate.services.config_file import (
     IMAP_DEFAULTS,
     IMAP_OAUTH_SECRETS,
@@ -46,6 +47,8 @@ class TenantState:
     servers: tuple[MailServer, ...] = ()
     accounts: tuple[EmailAccount, ...] = ()
     apps: tuple[App, ...] = ()
+    #: The e-mail address of each user of the tenant, by id (test lists name users).
+    users: Mapping[str, str] = field(default_factory=dict)
     server_secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
     account_secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
 
@@ -87,6 +90,7 @@ async def read_state(
         servers=servers,
         accounts=accounts,
         apps=tuple(await app_service.list_apps(ctx, caller)),
+        users=await app_service.user_emails(ctx, caller),
         server_secrets=server_secrets,
         account_secrets=account_secrets,
     )
@@ -179,6 +183,8 @@ def render(states: Iterable[TenantState]) -> dict[str, Any]:
         accounts: dict[str, Any] = {}
         for account in sorted(state.accounts, key=lambda a: a.address):
             entry: dict[str, Any] = {"display_name": account.display_name}
+            if account.description:
+                entry["description"] = account.description
             if account.reply_to:
                 entry["reply_to"] = account.reply_to
             if account.mail_server_id in names:
@@ -202,12 +208,7 @@ def render(states: Iterable[TenantState]) -> dict[str, Any]:
             "mail_servers": servers,
             "email_accounts": accounts,
             "apps": {
-                app.name: {
-                    "test_list": {
-                        "addresses": list(app.test_list.addresses),
-                        "active": app.test_list.active,
-                    }
-                }
+                app.name: render_app(app, state.users)
                 for app in sorted(state.apps, key=lambda a: a.name)
             },
         }

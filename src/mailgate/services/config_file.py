@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailgate.domain import server_schema as schema
 from mailgate.domain.providers import get_provider
@@ -30,6 +30,9 @@ from mailgate.errors import ConfigurationError, FieldError, RequestError, Valida
 from mailgate.services import servers as server_service
 from mailgate.services.accounts import check_address
 from mailgate.services.servers import SECRET_FIELDS as SERVER_SECRETS
+
+if TYPE_CHECKING:
+    from mailgate.services.config_apps import AppSpec
 
 VERSION = 1
 ENV_PREFIX = "MAILGATE_SECRET_"
@@ -264,6 +267,7 @@ _IMAP: dict[str, Check] = {
 }
 _ACCOUNT: dict[str, Check] = {
     "display_name": _check_for(schema.DISPLAY_NAME),
+    "description": _text(200),
     "reply_to": _text(320),
     "mail_server": _text(200),
     "is_default": _boolean,
@@ -271,16 +275,6 @@ _ACCOUNT: dict[str, Check] = {
         v, p, _IMAP, secrets=frozenset(k for k, f in schema.IMAP.items() if f.secret)
     ),
 }
-_TEST_LIST: dict[str, Check] = {
-    "addresses": lambda v, p: [_text(320)(a, f"{p}[{i}]") for i, a in enumerate(_list(v, p))],
-    "active": _boolean,
-}
-
-
-def _list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ConfigFileError(path, "must be a list")
-    return value
 
 
 # The desired configuration -----------------------------------------------------------------
@@ -336,14 +330,7 @@ class AccountSpec:
     imap_password: Secret | None
     #: ``oauth.client_secret`` / ``oauth.service_account_json`` -> secret
     imap_secrets: dict[str, Secret] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class AppSpec:
-    name: str
-    path: str
-    addresses: tuple[str, ...]
-    active: bool
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,7 +420,10 @@ def _tenant(slug: str, raw: Any, *, environ: Mapping[str, str], base_dir: Path) 
             accounts[account.address] = account
     apps = None
     if raw_apps is not None:
-        apps = {n: _app(n, v, f"{path}.apps.{n}") for n, v in raw_apps.items()}
+        # Apps and their lists are read in their own module (which uses this one's errors).
+        from mailgate.services.config_apps import parse_app
+
+        apps = {n: parse_app(n, v, f"{path}.apps.{n}") for n, v in raw_apps.items()}
     return TenantSpec(slug, path, name, stages, servers, accounts, apps)
 
 
@@ -531,6 +521,7 @@ def _account(
         imap=imap,
         imap_password=password,
         imap_secrets=imap_secrets,
+        description=given.get("description", "").strip(),
     )
 
 
@@ -540,16 +531,6 @@ def _address(value: str, path: str) -> str:
         return check_address(value, path)
     except RequestError as exc:
         raise ConfigFileError.at("", exc) from None
-
-
-def _app(name: str, raw: Any, path: str) -> AppSpec:
-    given = _fields(raw, path, {"test_list": lambda v, p: _fields(v, p, _TEST_LIST)})
-    test_list = given.get("test_list", {})
-    addresses = [
-        _address(a, f"{path}.test_list.addresses[{i}]")
-        for i, a in enumerate(test_list.get("addresses", []))
-    ]
-    return AppSpec(name, path, tuple(addresses), test_list.get("active", False))
 
 
 def plain_oauth(oauth: Mapping[str, Any] | None) -> dict[str, Any] | None:

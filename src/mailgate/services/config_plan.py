@@ -21,7 +21,7 @@ import re
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
-from mailgate.domain.model import App, EmailAccount, MailServer
+from mailgate.domain.model import NO_STAGE, App, EmailAccount, MailServer
 from mailgate.domain.roles import Permission
 from mailgate.domain.server_deletion import NONE, REROUTE, Reassignment
 from mailgate.domain.server_schema import changed_secret_bound
@@ -30,12 +30,12 @@ from mailgate.services import accounts as account_service
 from mailgate.services import apps as app_service
 from mailgate.services import servers as server_service
 from mailgate.services import tenants as tenant_service
+from mailgate.services.config_apps import AppSpec, stored_lists, wanted_lists
 from mailgate.services.config_changes import Action, Change, Runner, apply
 from mailgate.services.config_export import TenantState, imap_values, server_values
 from mailgate.services.config_file import (
     OAUTH_KEYS,
     AccountSpec,
-    AppSpec,
     ConfigFileError,
     Secret,
     ServerSpec,
@@ -412,6 +412,7 @@ class _TenantPlan:
                 fields = {
                     "address": spec.address,
                     "display_name": spec.display_name,
+                    "description": spec.description,
                     "reply_to": spec.reply_to,
                     "mail_server_id": r.server_ids[(slug, server)],
                     "is_default": spec.is_default,
@@ -425,6 +426,7 @@ class _TenantPlan:
             name
             for name, new, old in (
                 ("display_name", spec.display_name, stored.display_name),
+                ("description", spec.description, stored.description),
                 ("reply_to", spec.reply_to, stored.reply_to),
                 ("is_default", spec.is_default, stored.is_default),
                 ("imap", spec.imap, imap_values(stored)),
@@ -447,6 +449,7 @@ class _TenantPlan:
         async def update(r: Runner) -> None:
             fields: dict[str, Any] = {
                 "display_name": spec.display_name,
+                "description": spec.description,
                 "reply_to": spec.reply_to,
                 "is_default": spec.is_default,
             }
@@ -484,29 +487,31 @@ class _TenantPlan:
         return out
 
     def _app(self, spec: AppSpec, stored: App | None) -> Change:
-        slug, wanted = self.slug, (spec.addresses, spec.active)
+        slug = self.slug
+        stages = [*(self.spec.stages or ()), *(s.name for s in self.state.stages)]
+        wanted = wanted_lists(spec, stages, self.state.users)
 
-        async def set_list(r: Runner) -> None:
-            await app_service.set_test_list(
-                r.ctx,
-                r.callers[slug],
-                spec.name,
-                addresses=list(spec.addresses),
-                active=spec.active,
-            )
+        async def set_lists(r: Runner) -> None:
+            await app_service.replace_test_lists(r.ctx, r.callers[slug], spec.name, wanted)
 
         if stored is None:
 
             async def create(r: Runner) -> None:
                 await app_service.create_app(r.ctx, r.callers[slug], spec.name)
-                if wanted != ((), False):
-                    await set_list(r)
+                if wanted:
+                    await set_lists(r)
 
             return self._change(Action.CREATE, "app", spec.name, spec.path, step=create)
-        if wanted == (stored.test_list.addresses, stored.test_list.active):
+        have = stored_lists(stored)
+        if wanted == have:
             return self._change(Action.UNCHANGED, "app", spec.name, spec.path)
+        changed = sorted(
+            "test_list" if k == NO_STAGE else f"test_lists.{k}"
+            for k in {*wanted, *have}
+            if wanted.get(k) != have.get(k)
+        )
         return self._change(
-            Action.UPDATE, "app", spec.name, spec.path, fields=("test_list",), step=set_list
+            Action.UPDATE, "app", spec.name, spec.path, fields=tuple(changed), step=set_lists
         )
 
 
