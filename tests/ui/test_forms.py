@@ -196,7 +196,34 @@ async def test_test_lists_are_saved_and_bad_addresses_named(
     r = await b.post(url, {"addresses": "qa@acme.test, dev@acme.test", "active": "on"})
     assert r.status_code == 303
     got = await api.get("/api/v1/tenants/acme/apps/billing/test-list", headers=ADMIN)
-    assert got.json() == {"addresses": ["qa@acme.test", "dev@acme.test"], "active": True}
+    assert got.json() == {
+        "addresses": ["qa@acme.test", "dev@acme.test"],
+        "users": [],
+        "active": True,
+    }
+
+
+async def test_each_stage_tab_saves_its_own_list(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    b = await _owner(browser_factory, api)
+    assert (await b.post("/t/acme/apps", {"name": "billing"})).status_code == 303
+    url = "/t/acme/apps/billing/test-list"
+    form = {"stage": "test", "addresses": "qa@acme.test", "users": "nobody@acme.test"}
+    r = await b.post(url, {**form, "active": "on"})
+    assert r.status_code == 422
+    assert field_error(r.text, "users") and "nobody@acme.test" in r.text
+    r = await b.post(url, {**form, "users": "", "active": "on"})
+    assert r.status_code == 303 and r.headers["location"].endswith("?stage=test")
+    lists = "/api/v1/tenants/acme/apps/billing/stages/{}/test-list"
+    got = await api.get(lists.format("test"), headers=ADMIN)
+    assert got.json() == {"addresses": ["qa@acme.test"], "users": [], "active": True}
+    for other in ("development", "production"):
+        got = await api.get(lists.format(other), headers=ADMIN)
+        assert got.json()["active"] is False
+    page = await b.get("/t/acme/apps/billing?stage=test")
+    assert 'aria-current="page">test' in page.text and "qa@acme.test" in page.text
+    assert (await b.get("/t/acme/apps/billing?stage=nope")).status_code == 404
 
 
 async def test_no_page_ever_shows_a_secret(browser_factory: Any, api: httpx.AsyncClient) -> None:

@@ -148,15 +148,18 @@ async def set_test_list(
     users: Sequence[object] = (),
     stage: str | None = None,
 ) -> App:
-    """Replace an app's test list on ``stage``. Without a stage (the app-level list of the
-    API's first version) the list is the one for mail that names no stage and for every
-    stage except ``production``. An active list must name an address or a user."""
+    """Replace an app's test list on ``stage`` ("": only the list for mail that names no
+    stage). Without a stage (None: the app-level list of the API's first version) the list
+    is the one for mail that names no stage and for every stage except ``production``. An
+    active list must name an address or a user."""
     async with ctx.db.transaction() as tx:
         app = await apps.get_app(tx, caller.tenant_id, name)
         tenant_users = await members.list_users(tx, caller.tenant_id)
         test_list = check_test_list(addresses, users, active, tenant_users)
         if stage is None:
             keys = fan_out_stages(await tenants.list_stages(tx, caller.tenant_id))
+        elif stage == NO_STAGE:
+            keys = [NO_STAGE]
         else:
             if await tenants.get_stage(tx, caller.tenant_id, stage) is None:
                 raise NotFound(f"No stage {stage!r}.")
@@ -169,7 +172,7 @@ async def set_test_list(
             action="app.test_list",
             object_type="app",
             object_id=app.id,
-            object_name=name if stage is None else f"{name} ({stage})",
+            object_name=name if not stage else f"{name} ({stage})",
             changes=["addresses", "users", "active"],
         )
     return updated

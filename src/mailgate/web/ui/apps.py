@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Response
 
+from mailgate.domain.model import NO_STAGE, App, Stage
 from mailgate.domain.roles import Permission
 from mailgate.errors import NotFound, RequestError
 from mailgate.services import apps as app_svc
+from mailgate.services import tenants as tenant_svc
 from mailgate.web.ui.forms import field_messages, lines
 from mailgate.web.ui.pages import Page, UiRoute, confirm_delete, page, redirect, render
 
@@ -77,33 +80,86 @@ async def create_app(current: Manager) -> Response:
     return redirect(current.url(f"/apps/{name}"), flash=f"App {name} added.")
 
 
-@router.get("/{name}")
-async def app_page(name: str, current: Viewer) -> Response:
-    app = await app_svc.get_app(current.ctx, current.caller, name)
+def _tabs(stages: list[Stage]) -> list[tuple[str, str]]:
+    """(stage key, label) of each tab: every stage, then mail that names no stage."""
+    return [*((s.name, s.name) for s in stages), (NO_STAGE, "No stage")]
+
+
+async def _app_page(
+    current: Page,
+    app: App,
+    stage: str,
+    *,
+    status: int = 200,
+    addresses: str | None = None,
+    users: str | None = None,
+    active: bool | None = None,
+    errors: dict[str, str] | None = None,
+    message: str | None = None,
+) -> Response:
+    emails = await app_svc.user_emails(current.ctx, current.caller)
+    stages = await tenant_svc.list_stages(current.ctx, current.caller)
+    test_list = app.list_for(stage or None)
     return render(
         current.request,
         "app.html",
         current=current,
+        status=status,
         app=app,
-        addresses="\n".join(app.test_list.addresses),
-        active=app.test_list.active,
-        errors={},
-        message=None,
+        tabs=_tabs(stages),
+        stage=stage,
+        lists={key: app.list_for(key or None) for key, _ in _tabs(stages)},
+        addresses="\n".join(test_list.addresses) if addresses is None else addresses,
+        users=(
+            "\n".join(emails[u] for u in test_list.users if u in emails) if users is None else users
+        ),
+        deleted_users=[u for u in test_list.users if u not in emails],
+        active=test_list.active if active is None else active,
+        errors=errors or {},
+        message=message,
         can_manage=current.can(Permission.MANAGE_APPS),
     )
 
 
+def _chosen(stages: list[Stage], asked: str | None) -> str:
+    """The tab to show: the stage asked for, else the first stage."""
+    if asked is not None:
+        if asked == NO_STAGE or any(s.name == asked for s in stages):
+            return asked
+        raise NotFound(f"No stage {asked!r}.")
+    return stages[0].name if stages else NO_STAGE
+
+
+@router.get("/{name}")
+async def app_page(name: str, current: Viewer, stage: str | None = None) -> Response:
+    app = await app_svc.get_app(current.ctx, current.caller, name)
+    stages = await tenant_svc.list_stages(current.ctx, current.caller)
+    return await _app_page(current, app, _chosen(stages, stage))
+
+
 @router.post("/{name}/test-list")
 async def save_test_list(name: str, current: Manager) -> Response:
+    """Save the list of the tab's stage (a form without ``stage`` sets the app-level list,
+    as ``PUT …/apps/{name}/test-list`` does)."""
     app = await app_svc.get_app(current.ctx, current.caller, name)
     form = await current.form()
     raw = form.get("addresses")
     text = raw if isinstance(raw, str) else ""
+    raw_users = form.get("users")
+    user_text = raw_users if isinstance(raw_users, str) else ""
+    raw_stage = form.get("stage")
+    stage = raw_stage if isinstance(raw_stage, str) else None
     active = form.get("active") is not None
     addresses = lines(text)
     try:
         await app_svc.set_test_list(
-            current.ctx, current.caller, name, addresses=addresses, active=active
+            current.ctx,
+            current.caller,
+            name,
+            addresses=addresses,
+            users=lines(user_text),
+            active=active,
+            stage=stage,
         )
     except RequestError as exc:
         if isinstance(exc, NotFound):
@@ -112,19 +168,19 @@ async def save_test_list(name: str, current: Manager) -> Response:
         errors["addresses"] = offending_lines(exc, text, addresses) or errors.get("addresses", "")
         if not errors["addresses"]:
             del errors["addresses"]
-        return render(
-            current.request,
-            "app.html",
-            current=current,
+        return await _app_page(
+            current,
+            app,
+            stage or "",
             status=exc.status,
-            app=app,
             addresses=text,
+            users=user_text,
             active=active,
             errors=errors,
             message=message,
-            can_manage=True,
         )
-    return redirect(current.url(f"/apps/{name}"), flash="Test list saved.")
+    where = "" if stage is None else f"?stage={quote(stage)}"
+    return redirect(current.url(f"/apps/{name}{where}"), flash="Test list saved.")
 
 
 @router.get("/{name}/delete")
