@@ -183,6 +183,31 @@ async def test_accounts_need_a_server_and_keep_their_address(
     assert "Default" in page.text
 
 
+async def test_an_account_description_is_saved_shown_and_checked(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    b = await _owner(browser_factory, api)
+    await b.post("/t/acme/settings/servers/new", SMTP)
+    (server,) = await _servers(api)
+    account = {
+        "address": "support@acme.test",
+        "display_name": "Support",
+        "mail_server_id": server["id"],
+        "description": "Replies to customer tickets",
+    }
+    assert (await b.post("/t/acme/settings/accounts/new", account)).status_code == 303
+    (saved,) = (await api.get("/api/v1/tenants/acme/email-accounts", headers=ADMIN)).json()["items"]
+    assert saved["description"] == "Replies to customer tickets"
+    assert "Replies to customer tickets" in (await b.get("/t/acme/settings")).text
+    edit = f"/t/acme/settings/accounts/{saved['id']}/edit"
+    assert 'value="Replies to customer tickets"' in (await b.get(edit)).text
+    r = await b.post(edit, {**account, "description": "x" * 201})
+    assert r.status_code == 422 and field_error(r.text, "description")
+    assert (await b.post(edit, {**account, "description": ""})).status_code == 303
+    got = await api.get(f"/api/v1/tenants/acme/email-accounts/{saved['id']}", headers=ADMIN)
+    assert got.json()["description"] == ""
+
+
 async def test_test_lists_are_saved_and_bad_addresses_named(
     browser_factory: Any, api: httpx.AsyncClient
 ) -> None:

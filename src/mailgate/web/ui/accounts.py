@@ -49,6 +49,7 @@ def account_values(account: EmailAccount) -> dict[str, Any]:
     values: dict[str, Any] = {
         "address": account.address,
         "display_name": account.display_name,
+        "description": account.description,
         "reply_to": account.reply_to or "",
         "mail_server_id": account.mail_server_id or "",
         "is_default": account.is_default,

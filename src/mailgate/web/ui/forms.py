@@ -172,7 +172,7 @@ def server_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
 def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
     """The API fields of the email account dialog."""
     errors: list[FieldError] = []
-    names = ("address", "display_name", "reply_to", "mail_server_id")
+    names = ("address", "display_name", "description", "reply_to", "mail_server_id")
     fields = _read(form, names, prefix="", editing=editing, errors=errors)
     fields["is_default"] = form.get("is_default") is not None
     imap_names = tuple(k for k, f in IMAP.items() if f.kind != "object")
