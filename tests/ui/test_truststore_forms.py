@@ -102,3 +102,40 @@ async def test_the_account_dialog_trusts_a_ca_keystore_for_its_inbox(
     assert r.status_code == 303, r.text
     (saved,) = (await api.get(f"{T}/email-accounts", headers=ADMIN)).json()["items"]
     assert saved["imap"]["ca_keystore"] is None
+
+
+async def test_the_keystores_page_replaces_a_ca_and_refuses_to_delete_one_in_use(
+    browser_factory: Any, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    b = await _owner(browser_factory, api)
+    await _keystores(api, tmp_path)
+    assert (
+        await b.post("/t/acme/settings/servers/new", {**SMTP, "ca_keystore": "corp-ca"})
+    ).status_code == 303
+    listed = (await api.get(f"{T}/keystores", headers=ADMIN)).json()["items"]
+    stores = {k["name"]: k for k in listed}
+    corp = stores["corp-ca"]["id"]
+    page = await b.get("/t/acme/keystores")
+    assert f'action="/t/acme/keystores/{corp}/replace"' in page.text
+    new = TestCA(tmp_path / "new", name="Renewed CA").ca_pem.encode()
+    r = await b.client.post(
+        f"/t/acme/keystores/{corp}/replace",
+        data={"csrf_token": b.csrf},
+        files={"file": ("ca.pem", new, "application/x-pem-file")},
+    )
+    assert r.status_code == 303, r.text
+    got = (await api.get(f"{T}/keystores/{corp}", headers=ADMIN)).json()
+    assert [a["alias"] for a in got["aliases"]] == ["Renewed CA"]
+    assert "Renewed CA" in (await b.get("/t/acme/keystores")).text
+    bad = await b.client.post(
+        f"/t/acme/keystores/{corp}/replace",
+        data={"csrf_token": b.csrf},
+        files={"file": ("ca.pem", b"not PEM", "application/x-pem-file")},
+    )
+    assert bad.status_code == 422 and "were not replaced" in bad.text
+    refused = await b.post(f"/t/acme/keystores/{corp}/delete")
+    assert refused.status_code == 409
+    assert "mail server Relay" in refused.text
+    assert (await api.get(f"{T}/keystores/{corp}", headers=ADMIN)).status_code == 200
+    unused = await b.post(f"/t/acme/keystores/{stores['partner-ca']['id']}/delete")
+    assert unused.status_code == 303
