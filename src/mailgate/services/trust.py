@@ -75,11 +75,11 @@ class KeystoreUsers:
     def describe(self, keystore: str) -> str:
         parts = []
         if self.servers:
-            parts.append(f"mail server{'s' if len(self.servers) > 1 else ''} ")
-            parts[-1] += ", ".join(self.servers)
+            plural = "s" if len(self.servers) > 1 else ""
+            parts.append(f"mail server{plural} {', '.join(self.servers)}")
         if self.accounts:
-            parts.append(f"the inbox{'es' if len(self.accounts) > 1 else ''} of ")
-            parts[-1] += ", ".join(self.accounts)
+            plural = "es" if len(self.accounts) > 1 else ""
+            parts.append(f"the inbox{plural} of {', '.join(self.accounts)}")
         return (
             f"The keystore {keystore!r} holds the CA certificates trusted by "
             f"{' and '.join(parts)}; change their ca_keystore first."
