@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from mailgate.domain.roles import Permission
-from mailgate.services import signing
+from mailgate.services import servers, signing
 from mailgate.services.auth import authorize
 from mailgate.services.config_export import export_document
 from mailgate.services.config_file import ConfigFileError
 from mailgate.services.context import Context
 from mailgate.services.doctor import examine
+from mailgate.storage.servers import ServerRepo
 from mailgate.storage.signing import KeystoreRepo
 from tests.config_file.helpers import CLI, apply_doc, doc, written
 from tests.support.tls import TestCA
@@ -98,3 +99,17 @@ async def test_doctor_reports_a_reference_to_a_keystore_that_is_gone(
     assert all("no ca keystore named 'corp-ca'" in f.problem for f in findings)
     assert "POST /api/v1/tenants/acme/keystores" in findings[0].fix
     assert "imap.ca_keystore" in findings[1].fix
+
+
+async def test_doctor_reports_ca_certificates_that_do_not_load(ctx: Context) -> None:
+    await apply_doc(ctx, doc())
+    caller = await authorize(ctx, CLI, "acme", Permission.MANAGE_EMAIL_CONFIGURATIONS)
+    relay = next(s for s in await servers.list_servers(ctx, caller) if s.name == "relay")
+    async with ctx.db.transaction() as tx:
+        repo = ServerRepo(tx, ctx.box, caller.tenant_id)
+        stored = await repo.secrets(relay.id)
+        broken = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+        await repo.update(relay, {"ca_certificates": broken}, stored)
+    (finding,) = [f for f in await examine(ctx) if f.check == "servers"]
+    assert finding.subject.startswith("tenant acme, mail server 'relay'")
+    assert finding.problem.startswith("cannot build its engine")

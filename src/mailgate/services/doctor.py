@@ -30,7 +30,6 @@ from mailgate.domain.servers import Engine
 from mailgate.engines.factory import engine_for
 from mailgate.engines.server_config import server_config
 from mailgate.errors import ConfigurationError, MailgateError, PolicyViolation, SecretKeyError
-from mailgate.net.tls import client_context
 from mailgate.services.context import Context
 from mailgate.storage import rotation, tenants
 from mailgate.storage.accounts import AccountRepo
@@ -121,9 +120,7 @@ async def _check_server(
         fix = _server_fix(tenant, server, "ca_keystore").removeprefix("correct ")
         return [_missing_ca(tenant, subject, server.ca_keystore, f"change {fix}")]
     try:
-        config = server_config(server, secrets, trusted=ca)
-        client_context(config)
-        engine = engine_for(config, dialer=_NoNetwork())
+        engine = engine_for(server_config(server, secrets, trusted=ca), dialer=_NoNetwork())
     except (ConfigurationError, ValueError, ssl.SSLError) as exc:
         fix = (
             f"edit the server (PATCH /api/v1/tenants/{tenant.slug}/mail-servers/{server.id} "
