@@ -8,6 +8,7 @@ connection, a counting listener proves it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -274,6 +275,33 @@ async def test_untrusted_certificate_fails_closed(api: httpx.AsyncClient, smtp: 
     report = (await api.post(f"{BASE}/test", json=body, headers=ADMIN)).json()
     assert report["ok"] is False and report["error"]["code"] == "certificate_untrusted"
     assert "AUTH" not in smtp.commands
+
+
+async def test_a_ca_keystore_is_trusted_by_name_and_read_at_each_test(
+    api: httpx.AsyncClient, smtp: SmtpServer, ca: TestCA, tmp_path: Path
+) -> None:
+    def b64(pem: str) -> str:
+        return base64.b64encode(pem.encode()).decode()
+
+    keystores = BASE.replace("/mail-servers", "/keystores")
+    store = await api.post(
+        keystores, json={"name": "corp-ca", "kind": "ca", "content": b64(ca.ca_pem)}, headers=ADMIN
+    )
+    assert store.status_code == 201, store.text
+    body = smtp_body(smtp.port, "", ca_certificates=None, ca_keystore="corp-ca")
+    unsaved = (await api.post(f"{BASE}/test", json=body, headers=ADMIN)).json()
+    assert unsaved["ok"] is True, unsaved["error"]
+    assert unsaved["tls"]["certificate"]["verified"] is True
+    server_id = await _saved(api, body)
+    saved = (await api.post(f"{BASE}/{server_id}/test", headers=ADMIN)).json()
+    assert saved["ok"] is True, saved["error"]
+    other = TestCA(tmp_path / "other", name="Another CA")
+    r = await api.patch(
+        f"{keystores}/{store.json()['id']}", json={"content": b64(other.ca_pem)}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    report = (await api.post(f"{BASE}/{server_id}/test", headers=ADMIN)).json()
+    assert report["ok"] is False and report["error"]["code"] == "certificate_untrusted"
 
 
 # Permissions, tenants and the network policy ---------------------------------------------

@@ -131,6 +131,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Permission]] = [
     ),
     ("GET", "/api/v1/tenants/{t}/keystores", None, V),
     ("GET", "/api/v1/tenants/{t}/keystores/{keystore}", None, V),
+    ("PATCH", "/api/v1/tenants/{t}/keystores/{keystore}", {"content": "{ca_b64}"}, M),
     ("DELETE", "/api/v1/tenants/{t}/keystores/{keystore}", None, M),
     ("PUT", "/api/v1/tenants/{t}/templates/t{n}", {"subject": "Hi {{ name }}", "text": "x"}, A),
     ("GET", "/api/v1/tenants/{t}/templates", None, V),

@@ -153,6 +153,7 @@ def test_secret_bound_fields_include_every_destination_and_trust_setting() -> No
         "security",
         "verify_certificate",
         "ca_certificates",
+        "ca_keystore",
         "api_base_url",
         "oauth.token_url",
     } <= set(schema.SERVER_SECRET_BOUND)
@@ -162,6 +163,7 @@ def test_secret_bound_fields_include_every_destination_and_trust_setting() -> No
         "security",
         "username",
         "ca_certificates",
+        "ca_keystore",
     }
     assert set(schema.IMAP_OAUTH_SECRET_BOUND) == {"provider", "tenant_id", "token_url"}
 

@@ -66,6 +66,9 @@ class MailServer:
     created_at: datetime
     updated_at: datetime
     stages: tuple[str, ...] = ()
+    #: The name of the tenant's ``ca`` keystore whose certificates are trusted (instead of
+    #: inline ``ca_certificates``); read at connect time.
+    ca_keystore: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,8 @@ class ImapSettings:
     sync_interval_minutes: int | None = None
     auth: str = "password"
     ca_certificates: str | None = None
+    #: The tenant's ``ca`` keystore trusted for this inbox (instead of ``ca_certificates``).
+    ca_keystore: str | None = None
     #: provider, client_id, tenant_id, scope, token_url, subject (secrets are sealed apart).
     oauth: dict[str, str | None] | None = None
 

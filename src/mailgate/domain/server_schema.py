@@ -113,6 +113,7 @@ SERVER_FIELDS: tuple[FieldSpec, ...] = (
     _F("min_tls_version", "choice", "1.2", nullable=False, choices=("1.2", "1.3")),
     _F("verify_certificate", "bool", True, nullable=False, secret_bound=True),
     _F("ca_certificates", "text", max_length=200_000, multiline=True, secret_bound=True),
+    _F("ca_keystore", "text", max_length=200, secret_bound=True),
     _F("auth", "choice", "none", nullable=False, choices=("none", "password", "xoauth2")),
     _F("username", "text", max_length=320, secret_bound=True),
     _F("password", "text", max_length=10_000, secret=True, sealed_as="password"),
@@ -158,6 +159,7 @@ IMAP_FIELDS: tuple[FieldSpec, ...] = (
     _F("imap.sync_interval_minutes", "int", minimum=1, maximum=10080),
     _F("imap.auth", "choice", "password", nullable=False, choices=("password", "xoauth2")),
     _F("imap.ca_certificates", "text", max_length=200_000, multiline=True, secret_bound=True),
+    _F("imap.ca_keystore", "text", max_length=200, secret_bound=True),
     _F("imap.oauth", "object"),
 )  # fmt: skip
 
@@ -198,8 +200,8 @@ SERVER_SECRET_BOUND: tuple[str, ...] = tuple(
 #: password goes to the server these name and trust.
 IMAP_SECRET_BOUND: tuple[str, ...] = tuple(k for k, f in IMAP.items() if f.secret_bound)
 #: Where an inbox's OAuth secrets go (names under ``imap.oauth``). The token endpoint is
-#: verified with the inbox's ``ca_certificates`` as well, so changing those needs the OAuth
-#: secret again too.
+#: verified with the inbox's ``ca_certificates`` (or ``ca_keystore``) as well, so changing
+#: those needs the OAuth secret again too.
 IMAP_OAUTH_SECRET_BOUND: tuple[str, ...] = tuple(k for k, f in IMAP_OAUTH.items() if f.secret_bound)
 #: Server fields that cannot be cleared: an explicit null is refused.
 SERVER_NOT_NULLABLE: frozenset[str] = frozenset(f.name for f in SERVER_FIELDS if not f.nullable)
@@ -340,9 +342,14 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+#: Inline CA certificates and a CA keystore are one choice: trust one set of certificates.
+CA_BOTH = "give either ca_certificates (PEM) or ca_keystore (a keystore's name), not both"
+
+
 def server_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Every field rule of this module broken by a server's full ``values`` (plain fields;
-    OAuth nested under ``oauth``): types, bounds, nulls, the host and the options."""
+    OAuth nested under ``oauth``): types, bounds, nulls, the host, the CA choice and the
+    options."""
     problems: list[tuple[str, str]] = []
     for spec in SERVER_FIELDS:
         if spec.secret or spec.name not in values:
@@ -363,6 +370,8 @@ def server_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         message = host_problem(host)
         if message is not None:
             problems.append(("host", message))
+    if values.get("ca_keystore") and values.get("ca_certificates"):
+        problems.append(("ca_keystore", CA_BOTH))
     options = values.get("options")
     if isinstance(options, Mapping):
         problems += option_problems(options)

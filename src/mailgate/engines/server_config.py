@@ -12,8 +12,16 @@ def _secret(value: str | None) -> Secret | None:
     return Secret(value) if value else None
 
 
-def server_config(server: MailServer, secrets: Mapping[str, str]) -> ServerConfig:
-    """The engine configuration of ``server``; the key changes with every edit (version)."""
+def server_config(
+    server: MailServer, secrets: Mapping[str, str], *, trusted: str | None = None
+) -> ServerConfig:
+    """The engine configuration of ``server``; the key changes with every edit (version).
+
+    ``trusted``: the PEM certificates of the keystore the server names (``ca_keystore``),
+    read when the configuration is loaded; they take the place of inline ``ca_certificates``.
+    A new content of the keystore makes a configuration that differs, so the engine cache
+    builds a new engine with it.
+    """
     oauth = None
     if server.oauth:
         o = server.oauth
@@ -38,7 +46,7 @@ def server_config(server: MailServer, secrets: Mapping[str, str]) -> ServerConfi
         security=server.security,
         min_tls_version=server.min_tls_version,
         verify_certificate=server.verify_certificate,
-        ca_certificates=server.ca_certificates,
+        ca_certificates=trusted if server.ca_keystore else server.ca_certificates,
         auth=server.auth,
         username=server.username,
         password=_secret(secrets.get("password")),

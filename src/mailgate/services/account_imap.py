@@ -3,20 +3,23 @@
 ``imap.auth`` is ``password`` (LOGIN, the default) or ``xoauth2`` (AUTHENTICATE XOAUTH2
 with an access token from ``imap.oauth``: provider ``google`` with a service account, or
 ``microsoft`` with an app's client credentials). ``imap.ca_certificates`` (PEM) are trusted
-for this inbox only. Write-only values (``password``, ``oauth.client_secret``,
-``oauth.service_account_json``) are sealed with the account's secrets; the rest is plain.
+for this inbox only; ``imap.ca_keystore`` names a ``ca`` keystore of the tenant to trust
+instead (:mod:`mailgate.services.trust`). Write-only values (``password``,
+``oauth.client_secret``, ``oauth.service_account_json``) are sealed with the account's
+secrets; the rest is plain.
 
 An ``imap`` object that leaves ``auth`` out keeps the stored sign-in (``auth`` and
-``oauth``), and one that leaves ``ca_certificates`` out keeps the stored certificates, so a
-client that does not know these fields (an older script, a configuration file) cannot
-switch an OAuth inbox back to passwords by editing its host or folder.
+``oauth``), and one that leaves ``ca_certificates`` or ``ca_keystore`` out keeps the
+stored one, so a client that does not know these fields (an older script, a configuration
+file) cannot switch an OAuth inbox back to passwords by editing its host or folder.
 
 A stored secret is never sent anywhere it was not entered for. The fields that decide
 where it goes are declared "secret-bound" in :mod:`mailgate.domain.server_schema`: changing
 the server or what it is trusted with (``host``, ``port``, ``security``, ``username``,
-``ca_certificates``) needs the password again, and changing where tokens come from
-(``oauth.provider``, ``oauth.tenant_id``, ``oauth.token_url``) or trusting other
-certificates for the token endpoint (new ``ca_certificates``) needs the OAuth secret again.
+``ca_certificates``, ``ca_keystore``) needs the password again, and changing where tokens
+come from (``oauth.provider``, ``oauth.tenant_id``, ``oauth.token_url``) or trusting other
+certificates for the token endpoint (new ``ca_certificates`` or ``ca_keystore``) needs the
+OAuth secret again.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def parse_imap(
             if "oauth" not in imap and stored.oauth:
                 imap["oauth"] = dict(stored.oauth)
         imap.setdefault("ca_certificates", stored.ca_certificates)
+        imap.setdefault("ca_keystore", stored.ca_keystore)
     given: dict[str, str] = {}
     password = imap.pop("password", None)
     if password:
@@ -73,6 +77,7 @@ def parse_imap(
     if imap["auth"] not in ("password", "xoauth2"):
         raise ValidationFailed.field("imap.auth", "must be password or xoauth2")
     imap["ca_certificates"] = _ca(imap.get("ca_certificates"))
+    imap["ca_keystore"] = imap.get("ca_keystore") or None
     oauth = imap.get("oauth")
     if oauth is not None:
         oauth = dict(oauth)
@@ -153,9 +158,10 @@ def _require_oauth_secret_again(current: ImapSettings, new: Mapping[str, Any], n
     stored_oauth = current.oauth or {}
     oauth = new.get("oauth") or {}
     changed = [f"oauth.{k}" for k in IMAP_OAUTH_SECRET_BOUND if oauth.get(k) != stored_oauth.get(k)]
-    ca = new.get("ca_certificates")
-    if ca and ca != current.ca_certificates:
-        changed.append("ca_certificates")
+    for trust in ("ca_certificates", "ca_keystore"):
+        value = new.get(trust)
+        if value and value != getattr(current, trust):
+            changed.append(trust)
     if changed:
         raise ValidationFailed.field(
             f"imap.oauth.{name}",

@@ -9,6 +9,7 @@ from mailgate.compose.addresses import parse_address
 from mailgate.domain.model import EmailAccount
 from mailgate.domain.server_schema import DISPLAY_NAME, has_controls
 from mailgate.errors import ValidationFailed
+from mailgate.services import trust
 from mailgate.services.account_imap import merge_secrets, parse_imap
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
@@ -139,6 +140,8 @@ async def create_account(ctx: Context, caller: Caller, fields: Mapping[str, Any]
                 "this tenant has no mail server yet; add a mail server before an email account",
             )
         await _check_server(servers, values["mail_server_id"], required=True)
+        if imap is not None:
+            await trust.check_reference(tx, ctx.box, caller.tenant_id, imap, prefix="imap.")
         values["smime"] = await _check_smime(tx, ctx, caller, values["smime"])
         repo = AccountRepo(tx, ctx.box, caller.tenant_id)
         if values["is_default"]:
@@ -178,6 +181,8 @@ async def update_account(
         secrets = await repo.secrets(account_id)
         if "imap" in fields:
             imap, given = parse_imap(fields["imap"], account.imap)
+            if imap is not None:
+                await trust.check_reference(tx, ctx.box, caller.tenant_id, imap, prefix="imap.")
             values["imap"] = imap
             merge_secrets(account.imap, imap, given, secrets)
         if "smime" in fields:

@@ -304,6 +304,7 @@ IMAP_DEFAULTS: dict[str, Any] = {
     "sync_interval_minutes": None,
     "auth": "password",
     "ca_certificates": None,
+    "ca_keystore": None,
     "oauth": None,
 }
 

@@ -3,9 +3,11 @@
 :func:`examine` looks at an open database with the configured keys and returns every
 :class:`Finding`: a secret no key opens, a mail server that cannot be built into an engine
 (its settings break the server schema, e.g. an unknown option, or the engine refuses them),
-a stage with no route to a mail server, a tenant without a default mail server or default
-email account, a sender domain without a usable DKIM key. Each finding says what is wrong
-and how to fix it. Nothing is written and no connection is opened to any mail server.
+a mail server or inbox whose ``ca_keystore`` names no ``ca`` keystore (or whose CA
+certificates do not load), a stage with no route to a mail server, a tenant without a
+default mail server or default email account, a sender domain without a usable DKIM key.
+Each finding says what is wrong and how to fix it. Nothing is written and no connection is
+opened to any mail server.
 
 Settings, the database and the keys are checked by the command itself
 (:mod:`mailgate.cli_doctor`) before this runs, since nothing else can be checked without
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,7 +34,7 @@ from mailgate.services.context import Context
 from mailgate.storage import rotation, tenants
 from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.servers import ServerRepo
-from mailgate.storage.signing import DkimKey, DkimKeyRepo
+from mailgate.storage.signing import DkimKey, DkimKeyRepo, ca_bundles
 
 #: The checks, in the order they are reported.
 CHECKS = ("settings", "database", "keys", "secrets", "servers", "routes", "dkim")
@@ -65,6 +68,7 @@ def _server_values(server: MailServer) -> dict[str, Any]:
         "min_tls_version": server.min_tls_version.value,
         "verify_certificate": server.verify_certificate,
         "ca_certificates": server.ca_certificates,
+        "ca_keystore": server.ca_keystore,
         "auth": server.auth.value,
         "username": server.username,
         "allow_insecure_auth": server.allow_insecure_auth,
@@ -90,8 +94,19 @@ def _server_fix(tenant: Tenant, server: MailServer, field: str) -> str:
     return f"correct '{field}': {where} (or edit the server in the web UI)"
 
 
+def _missing_ca(tenant: Tenant, subject: str, name: str, fix: str) -> Finding:
+    return Finding(
+        "servers",
+        subject,
+        f"ca_keystore: there is no ca keystore named {name!r}, so only the system's "
+        "trusted certificates are accepted",
+        f"upload the CA certificates as a ca keystore named {name!r} "
+        f"(POST /api/v1/tenants/{tenant.slug}/keystores), or {fix}",
+    )
+
+
 async def _check_server(
-    tenant: Tenant, server: MailServer, secrets: Mapping[str, str]
+    tenant: Tenant, server: MailServer, secrets: Mapping[str, str], trusted: dict[str, str]
 ) -> list[Finding]:
     subject = f"tenant {tenant.slug}, mail server {server.name!r} ({server.id})"
     problems = server_problems(_server_values(server))
@@ -100,9 +115,13 @@ async def _check_server(
             Finding("servers", subject, f"{field}: {message}", _server_fix(tenant, server, field))
             for field, message in problems
         ]
+    ca = trusted.get(server.ca_keystore) if server.ca_keystore else None
+    if server.ca_keystore and ca is None:
+        fix = _server_fix(tenant, server, "ca_keystore").removeprefix("correct ")
+        return [_missing_ca(tenant, subject, server.ca_keystore, f"change {fix}")]
     try:
-        engine = engine_for(server_config(server, secrets), dialer=_NoNetwork())
-    except (ConfigurationError, ValueError) as exc:
+        engine = engine_for(server_config(server, secrets, trusted=ca), dialer=_NoNetwork())
+    except (ConfigurationError, ValueError, ssl.SSLError) as exc:
         fix = (
             f"edit the server (PATCH /api/v1/tenants/{tenant.slug}/mail-servers/{server.id} "
             "or the web UI); until then every message routed to it is deferred"
@@ -266,7 +285,18 @@ async def _examine_tenant(ctx: Context, tenant: Tenant) -> list[Finding]:
         accounts = await AccountRepo(tx, ctx.box, tenant.id).list()
         dkim_keys = DkimKeyRepo(tx, ctx.box, tenant.id)
         findings += await _dkim(tenant, dkim_keys, accounts, servers)
+        named = {s.ca_keystore for s in servers} | {a.imap.ca_keystore for a in accounts if a.imap}
+        found = await ca_bundles(tx, ctx.box, ((tenant.id, n) for n in named if n))
+    trusted = {name: pem for (_, name), pem in found.items()}
     for server in servers:
-        findings += await _check_server(tenant, server, secrets[server.id])
+        findings += await _check_server(tenant, server, secrets[server.id], trusted)
+    for account in accounts:
+        name = account.imap.ca_keystore if account.imap else None
+        if name and name not in trusted:
+            subject = f"tenant {tenant.slug}, inbox of {account.address} ({account.id})"
+            where = f"PATCH /api/v1/tenants/{tenant.slug}/email-accounts/{account.id}"
+            findings.append(
+                _missing_ca(tenant, subject, name, f"change 'imap.ca_keystore': {where}")
+            )
     findings += _routes(tenant, stages, servers, accounts)
     return findings

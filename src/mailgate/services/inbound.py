@@ -32,6 +32,7 @@ from mailgate.net.dialer import Dialer
 from mailgate.net.guarded import GuardedDialer
 from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import InstancePolicy
+from mailgate.services import trust
 from mailgate.services.context import Caller, Context
 from mailgate.services.ratelimit import RateLimit, principal_key
 from mailgate.storage import inbound as store
@@ -144,7 +145,12 @@ async def check_inbox(
         _check_syncable(account, "test")
         secrets = await repo.secrets(account_id)
     assert account.imap is not None  # checked above
-    target = imap_target(account.address, _plain(account), secrets)
+    plain = _plain(account)
+    if account.imap.ca_keystore:
+        plain["ca_certificates"] = await trust.trusted(
+            ctx, caller.tenant_id, account.imap.ca_keystore
+        )
+    target = imap_target(account.address, plain, secrets)
     if target is None:
         raise ValidationFailed.field("imap.host", "is required")
     if limiter is not None:

@@ -35,7 +35,7 @@ from mailgate.errors import NotFound
 from mailgate.net.dialer import Dialer
 from mailgate.net.guarded import GuardedDialer
 from mailgate.net.policy import NetworkPolicy
-from mailgate.services import auth
+from mailgate.services import auth, trust
 from mailgate.services.context import Caller, Context
 from mailgate.services.ratelimit import ProbeRateLimit, principal_key
 from mailgate.services.server_config import server_config
@@ -140,7 +140,8 @@ class Prober:
         saved: bool,
     ) -> ProbeReport:
         self.limiter.acquire(principal=principal_key(caller.principal), tenant=caller.tenant_id)
-        config = server_config(server, secrets)
+        ca = await trust.trusted(ctx, caller.tenant_id, server.ca_keystore)
+        config = server_config(server, secrets, trusted=ca)
         config = dataclasses.replace(
             config, timeout_seconds=min(config.timeout_seconds, self.step_timeout)
         )

@@ -35,6 +35,7 @@ from mailgate.domain.servers import (
     TlsVersion,
 )
 from mailgate.errors import Conflict, DependantsConflict, FieldError, ValidationFailed
+from mailgate.services import trust
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit, queue, tenants
 from mailgate.storage import server_deletion as deletion_store
@@ -203,6 +204,7 @@ async def create_server(ctx: Context, caller: Caller, fields: Mapping[str, Any])
         repo = ServerRepo(tx, ctx.box, caller.tenant_id)
         stage_ids = await _check_stages(tx, repo, caller, stage_names, None)
         await _check_fallback(repo, values, None)
+        await trust.check_reference(tx, ctx.box, caller.tenant_id, values)
         if values["is_default"]:
             await repo.clear_default()
         server_id = await repo.create(values, secrets)
@@ -282,6 +284,7 @@ async def update_server(
         secrets = {**await repo.secrets(server_id), **new_secrets}
         _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
         await _check_fallback(repo, values, server_id)
+        await trust.check_reference(tx, ctx.box, caller.tenant_id, values)
         if "stages" in plain:
             stage_ids = await _check_stages(
                 tx, repo, caller, list(plain["stages"] or []), server_id
@@ -433,6 +436,8 @@ async def draft_server(
         _require_secret_again(stored, values, secrets)
         secrets = {**stored_secrets, **secrets}
     _validate(values, secrets, allow_port_25=ctx.policy.allow_port_25)
+    async with ctx.db.read() as tx:
+        await trust.check_reference(tx, ctx.box, caller.tenant_id, values)
     now = datetime.now(UTC)
     server = MailServer(
         id=stored.id if stored else "unsaved",
@@ -446,6 +451,7 @@ async def draft_server(
         min_tls_version=TlsVersion(values["min_tls_version"]),
         verify_certificate=bool(values["verify_certificate"]),
         ca_certificates=values.get("ca_certificates"),
+        ca_keystore=values.get("ca_keystore"),
         auth=AuthKind(values["auth"]),
         username=values.get("username"),
         allow_insecure_auth=bool(values["allow_insecure_auth"]),

@@ -11,6 +11,10 @@ Rules applied here:
   ``password``) or a damaged file (422 naming ``content``) is refused before it is stored;
   the content and password are sealed together. A keystore an account signs with cannot be
   deleted (409 naming the account).
+* A ``ca`` keystore is a truststore that mail servers and inboxes name
+  (:mod:`mailgate.services.trust`): its content may be replaced (every server and inbox
+  naming it trusts the new certificates from their next connection), and it cannot be
+  deleted while one names it (409 listing them). A ``pkcs12`` keystore is never replaced.
 * Audit records name the fields that were given, never their values.
 """
 
@@ -33,7 +37,8 @@ from mailgate.compose.signing_errors import SigningError
 from mailgate.compose.smime import KeystoreEntry, load_pkcs12, smime_sign
 from mailgate.domain.model import EmailAccount
 from mailgate.domain.servers import RECOMPOSING_ENGINES
-from mailgate.errors import Conflict, FieldError, ValidationFailed
+from mailgate.errors import Conflict, DependantsConflict, FieldError, ValidationFailed
+from mailgate.services import trust
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
 from mailgate.storage.accounts import AccountRepo
@@ -54,6 +59,7 @@ __all__ = [
     "list_dkim_keys",
     "list_keystores",
     "normalise_domain",
+    "replace_keystore",
     "sign_message",
 ]
 
@@ -327,8 +333,49 @@ async def create_keystore(ctx: Context, caller: Caller, fields: Mapping[str, Any
         return await repo.get(keystore_id)
 
 
+async def replace_keystore(
+    ctx: Context, caller: Caller, keystore_id: str, fields: Mapping[str, Any]
+) -> KeystoreInfo:
+    """New content for a ``ca`` keystore (its name and kind stay); see the module rules."""
+    unknown = sorted(set(fields) - {"content"})
+    if unknown:
+        raise ValidationFailed.field(
+            unknown[0], "cannot be changed; only the content of a ca keystore is replaced"
+        )
+    content = _decode_content(fields.get("content"))
+    async with ctx.db.transaction() as tx:
+        repo = KeystoreRepo(tx, ctx.box, caller.tenant_id)
+        keystore = await repo.get(keystore_id)
+        if keystore.kind != "ca":
+            raise ValidationFailed.field(
+                "content",
+                f"the keystore {keystore.name!r} is a {keystore.kind} keystore, which is never "
+                "replaced; upload a new keystore and point the accounts at it",
+            )
+        aliases = _ca_aliases(content)
+        dates = [a.not_after for a in aliases if a.not_after is not None]
+        await repo.replace(
+            keystore,
+            aliases=aliases,
+            not_after=min(dates) if dates else None,
+            content=base64.b64encode(content).decode("ascii"),
+        )
+        await audit.record(
+            tx,
+            tenant_id=caller.tenant_id,
+            actor=caller.actor,
+            action="keystore.update",
+            object_type="keystore",
+            object_id=keystore.id,
+            object_name=keystore.name,
+            changes=["content"],
+        )
+        return await repo.get(keystore_id)
+
+
 async def delete_keystore(ctx: Context, caller: Caller, keystore_id: str) -> None:
-    """Delete a keystore; 409 naming the accounts whose S/MIME identity is in it."""
+    """Delete a keystore; 409 naming the accounts whose S/MIME identity is in it, or the
+    servers and inboxes that trust it."""
     async with ctx.db.transaction() as tx:
         repo = KeystoreRepo(tx, ctx.box, caller.tenant_id)
         keystore = await repo.get(keystore_id)
@@ -341,6 +388,20 @@ async def delete_keystore(ctx: Context, caller: Caller, keystore_id: str) -> Non
                 "smime setting first."
             )
             raise Conflict(message, errors=[FieldError("smime.keystore_id", message)])
+        if keystore.kind == "ca":
+            trusting = await trust.users(tx, ctx.box, caller.tenant_id, keystore.name)
+            if trusting.any:
+                message = trusting.describe(keystore.name)
+                raise DependantsConflict(
+                    message,
+                    {
+                        "keystore_id": keystore.id,
+                        "keystore_name": keystore.name,
+                        "servers": list(trusting.servers),
+                        "accounts": list(trusting.accounts),
+                    },
+                    errors=[FieldError("ca_keystore", message)],
+                )
         await repo.delete(keystore)
         await audit.record(
             tx,

@@ -45,6 +45,7 @@ from mailgate.storage.complaints import apply_complaint, complaint_json
 from mailgate.storage.db import Database
 from mailgate.storage.received import record_received
 from mailgate.storage.secretbox import SecretBox
+from mailgate.storage.signing import ca_bundles
 from mailgate.storage.tables import (
     email_accounts,
     inbound_mailboxes,
@@ -96,6 +97,11 @@ class InboundStore:
                 return None
             await self._take_lease(tx, holder)
             secrets = self.box.open_fields(row.secrets, context=secret_context(self.account_id))
+            name = imap.get("ca_keystore") if imap else None
+            if imap is not None and name:
+                # The inbox trusts what its keystore holds now (None: it is gone).
+                found = await ca_bundles(tx, self.box, [(self.tenant_id, str(name))])
+                imap = {**imap, "ca_certificates": found.get((self.tenant_id, str(name)))}
         return imap_target(row.address, imap, secrets)
 
     async def _take_lease(self, tx: Tx, holder: str) -> None:

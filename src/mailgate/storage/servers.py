@@ -13,6 +13,7 @@ from mailgate.domain.servers import AuthKind, Engine, Security, ServerStatus, Tl
 from mailgate.errors import NotFound
 from mailgate.storage.base import Tx, as_utc, unique_guard, utcnow
 from mailgate.storage.secretbox import SecretBox
+from mailgate.storage.signing import ca_bundles
 from mailgate.storage.tables import mail_servers, stages
 
 #: Columns a caller may set directly (everything but ids, stamps, secrets and status).
@@ -26,6 +27,7 @@ PLAIN_COLUMNS: tuple[str, ...] = (
     "min_tls_version",
     "verify_certificate",
     "ca_certificates",
+    "ca_keystore",
     "auth",
     "username",
     "allow_insecure_auth",
@@ -58,6 +60,7 @@ def _server(row: Any, stage_names: Sequence[str], secrets_set: Iterable[str]) ->
         min_tls_version=TlsVersion(row.min_tls_version),
         verify_certificate=row.verify_certificate,
         ca_certificates=row.ca_certificates,
+        ca_keystore=row.ca_keystore,
         auth=AuthKind(row.auth),
         username=row.username,
         allow_insecure_auth=row.allow_insecure_auth,
@@ -224,16 +227,22 @@ class ServerRepo:
 
 async def load_for_delivery(
     tx: Tx, box: SecretBox, server_ids: Iterable[str]
-) -> dict[str, tuple[MailServer, dict[str, str]]]:
-    """Servers (any tenant) by id with their secrets in clear, for the delivery worker."""
+) -> dict[str, tuple[MailServer, dict[str, str], str | None]]:
+    """Servers (any tenant) by id with their secrets in clear, for the delivery worker, and
+    the CA certificates their ``ca_keystore`` holds now (None: no keystore named, or it is
+    gone: nothing extra is trusted)."""
     ids = sorted(set(server_ids))
     if not ids:
         return {}
     rows = (await tx.execute(select(mail_servers).where(mail_servers.c.id.in_(ids)))).all()
-    out: dict[str, tuple[MailServer, dict[str, str]]] = {}
+    trusted = await ca_bundles(
+        tx, box, ((r.tenant_id, r.ca_keystore) for r in rows if r.ca_keystore)
+    )
+    out: dict[str, tuple[MailServer, dict[str, str], str | None]] = {}
     for row in rows:
         secrets = box.open_fields(row.secrets, context=secret_context(row.id))
-        out[row.id] = (_server(row, (), secrets.keys()), secrets)
+        ca = trusted.get((row.tenant_id, row.ca_keystore)) if row.ca_keystore else None
+        out[row.id] = (_server(row, (), secrets.keys()), secrets, ca)
     return out
 
 

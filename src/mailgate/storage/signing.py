@@ -1,7 +1,10 @@
 """DKIM keys and keystores of a tenant, with their sealed private parts.
 
-Both kinds of row are immutable once written (there is no update: a new key or keystore is
-a new row), which is what lets the send path cache objects built from them by row id.
+DKIM keys and ``pkcs12`` keystores are immutable once written (there is no update: a new
+key or keystore is a new row), which is what lets the send path cache objects built from
+them by row id. A ``ca`` keystore's content may be replaced (:meth:`KeystoreRepo.replace`):
+nothing caches it by id; the servers and inboxes that name it read it at connect time
+(:func:`ca_bundles`).
 
 Sealing: a DKIM key's PEM private key, and a keystore's content (base64) and password, are
 sealed with :meth:`SecretBox.seal_fields` under the context ``"<table>:<row id>:secrets"``,
@@ -10,12 +13,15 @@ the format that key rotation (:mod:`mailgate.storage.rotation`) relies on.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import and_, delete, insert, or_, select, update
 
 from mailgate.domain.ids import new_id
 from mailgate.errors import NotFound, SecretKeyError
@@ -108,6 +114,17 @@ def _keystore(row: Any) -> KeystoreInfo:
         not_after=as_utc(row.not_after),
         created_at=as_utc(row.created_at),  # type: ignore[arg-type]
     )
+
+
+def _stored_aliases(aliases: Iterable[KeystoreAlias]) -> list[dict[str, Any]]:
+    return [
+        {
+            "alias": a.alias,
+            "subject": a.subject,
+            "not_after": a.not_after.isoformat() if a.not_after else None,
+        }
+        for a in aliases
+    ]
 
 
 class DkimKeyRepo:
@@ -234,6 +251,16 @@ class KeystoreRepo:
             raise NotFound(f"No keystore {keystore_id!r}.")
         return found
 
+    async def find_by_name(self, name: str) -> KeystoreInfo | None:
+        row = (
+            await self.tx.execute(
+                select(keystores).where(
+                    keystores.c.tenant_id == self.tenant_id, keystores.c.name == name
+                )
+            )
+        ).first()
+        return _keystore(row) if row else None
+
     async def create(
         self,
         *,
@@ -249,14 +276,7 @@ class KeystoreRepo:
             {"content": content, "password": password or ""},
             context=keystore_context(keystore_id),
         )
-        stored_aliases = [
-            {
-                "alias": a.alias,
-                "subject": a.subject,
-                "not_after": a.not_after.isoformat() if a.not_after else None,
-            }
-            for a in aliases
-        ]
+        stored_aliases = _stored_aliases(aliases)
         message = f"A keystore named {name!r} already exists."
         async with unique_guard("name", message):
             await self.tx.execute(
@@ -272,6 +292,27 @@ class KeystoreRepo:
                 )
             )
         return keystore_id
+
+    async def replace(
+        self,
+        keystore: KeystoreInfo,
+        *,
+        aliases: Sequence[KeystoreAlias],
+        not_after: datetime | None,
+        content: str,
+    ) -> None:
+        """New content (base64) for a ``ca`` keystore; its name and kind stay."""
+        await self.tx.execute(
+            update(keystores)
+            .where(keystores.c.id == keystore.id)
+            .values(
+                aliases=_stored_aliases(aliases),
+                not_after=not_after,
+                secrets=self.box.seal_fields(
+                    {"content": content, "password": ""}, context=keystore_context(keystore.id)
+                ),
+            )
+        )
 
     async def sealed(self, keystore_ids: Iterable[str]) -> dict[str, tuple[KeystoreInfo, bytes]]:
         """The keystores of ``keystore_ids`` that exist in this tenant, with their sealed
@@ -294,3 +335,36 @@ class KeystoreRepo:
 
     async def delete(self, keystore: KeystoreInfo) -> None:
         await self.tx.execute(delete(keystores).where(keystores.c.id == keystore.id))
+
+
+def ca_pem(content: bytes) -> str:
+    """The certificates of a ``ca`` keystore's file (PEM, or one DER certificate) as PEM
+    text, the form a TLS context's ``cadata`` takes."""
+    if b"-----BEGIN" in content:
+        return content.decode("ascii", errors="replace")
+    return x509.load_der_x509_certificate(content).public_bytes(Encoding.PEM).decode("ascii")
+
+
+async def ca_bundles(
+    tx: Tx, box: SecretBox, wanted: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The PEM certificates of the ``ca`` keystores named by ``(tenant id, name)`` pairs
+    (any tenant), read now: what a connection made next trusts. A pair that names no ``ca``
+    keystore, or one that cannot be opened, is left out (nothing extra is trusted)."""
+    pairs = sorted(set(wanted))
+    if not pairs:
+        return {}
+    rows = await tx.execute(
+        select(keystores).where(
+            keystores.c.kind == "ca",
+            or_(*(and_(keystores.c.tenant_id == t, keystores.c.name == n) for t, n in pairs)),
+        )
+    )
+    out: dict[tuple[str, str], str] = {}
+    for row in rows:
+        try:
+            opened = box.open_fields(bytes(row.secrets), context=keystore_context(row.id))
+            out[(row.tenant_id, row.name)] = ca_pem(base64.b64decode(opened["content"]))
+        except (SecretKeyError, KeyError, ValueError):
+            continue
+    return out

@@ -101,6 +101,8 @@ mail_servers = Table(
     Column("min_tls_version", String(4), nullable=False),
     Column("verify_certificate", Boolean, nullable=False),
     Column("ca_certificates", Text, nullable=True),
+    # The name of a "ca" keystore of the tenant (instead of ca_certificates).
+    Column("ca_keystore", String(200), nullable=True),
     Column("auth", String(10), nullable=False),
     Column("username", String(320), nullable=True),
     Column("allow_insecure_auth", Boolean, nullable=False),

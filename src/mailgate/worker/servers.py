@@ -48,8 +48,11 @@ class ServerDirectory:
             async with self._ctx.db.read() as tx:
                 found = await server_store.load_for_delivery(tx, self._ctx.box, stale)
             for server_id in stale:
-                pair = found.get(server_id)
-                entry = ServerEntry(pair[0], server_config(*pair)) if pair else None
+                got = found.get(server_id)
+                entry = None
+                if got is not None:
+                    server, secrets, trusted = got
+                    entry = ServerEntry(server, server_config(server, secrets, trusted=trusted))
                 self._entries[server_id] = (now, entry)
                 if entry is not None:
                     self._status[server_id] = entry.server.status

@@ -34,6 +34,7 @@ class ImapOut(BaseModel):
     sync_interval_minutes: int | None
     auth: str = "password"
     ca_certificates: str | None = None
+    ca_keystore: str | None = None
     oauth: ImapOAuthOut | None = None
 
 
@@ -67,6 +68,7 @@ class EmailAccountOut(BaseModel):
                 sync_interval_minutes=a.imap.sync_interval_minutes,
                 auth=a.imap.auth,
                 ca_certificates=a.imap.ca_certificates,
+                ca_keystore=a.imap.ca_keystore,
                 oauth=_imap_oauth_out(a),
             )
         smime = None

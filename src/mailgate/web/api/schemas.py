@@ -204,6 +204,9 @@ class MailServerIn(Strict):
     min_tls_version: Literal["1.2", "1.3"] = "1.2"
     verify_certificate: bool = True
     ca_certificates: str | None = _s("ca_certificates")
+    ca_keystore: str | None = _s(
+        "ca_keystore", description="The name of a ca keystore to trust (not with ca_certificates)."
+    )
     auth: AuthName = "none"
     username: str | None = _s("username")
     password: str | None = _s("password")
@@ -231,6 +234,9 @@ class MailServerPatch(Strict):
     min_tls_version: Literal["1.2", "1.3"] | None = None
     verify_certificate: bool | None = None
     ca_certificates: str | None = _s("ca_certificates")
+    ca_keystore: str | None = _s(
+        "ca_keystore", description="The name of a ca keystore to trust (not with ca_certificates)."
+    )
     auth: AuthName | None = None
     username: str | None = _s("username")
     password: str | None = _s("password")
@@ -273,6 +279,7 @@ class MailServerOut(BaseModel):
     min_tls_version: str
     verify_certificate: bool
     ca_certificates: str | None
+    ca_keystore: str | None
     auth: str
     username: str | None
     password_set: bool
@@ -315,6 +322,7 @@ class MailServerOut(BaseModel):
             min_tls_version=s.min_tls_version.value,
             verify_certificate=s.verify_certificate,
             ca_certificates=s.ca_certificates,
+            ca_keystore=s.ca_keystore,
             auth=s.auth.value,
             username=s.username,
             password_set="password" in s.secrets_set,
@@ -366,6 +374,9 @@ class ImapIn(Strict):
     sync_interval_minutes: int | None = _i("sync_interval_minutes")
     auth: Literal["password", "xoauth2"] = "password"
     ca_certificates: str | None = _i("ca_certificates", description="PEM CA certificates to trust.")
+    ca_keystore: str | None = _i(
+        "ca_keystore", description="The name of a ca keystore to trust (not with ca_certificates)."
+    )
     oauth: ImapOAuthIn | None = None
 
 

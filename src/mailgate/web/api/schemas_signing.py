@@ -45,6 +45,14 @@ class KeystoreIn(Strict):
     password: str | None = Field(None, max_length=1000, description="Write-only.")
 
 
+class KeystorePatch(Strict):
+    """New content for a ``ca`` keystore; its name and kind stay."""
+
+    content: str = Field(
+        max_length=1_000_000, description="The PEM CA certificates, base64. Write-only."
+    )
+
+
 class KeystoreAliasOut(BaseModel):
     alias: str
     subject: str

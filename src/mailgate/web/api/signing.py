@@ -23,6 +23,7 @@ from mailgate.web.api.schemas_signing import (
     KeystoreAliasOut,
     KeystoreIn,
     KeystoreOut,
+    KeystorePatch,
     TemplateIn,
     TemplateOut,
 )
@@ -129,9 +130,21 @@ async def get_keystore(keystore_id: str, ctx: CtxDep, who: ViewConfig) -> Keysto
     return keystore_out(await signing_svc.get_keystore(ctx, who, keystore_id))
 
 
+@router.patch("/keystores/{keystore_id}", tags=["keystores"])
+async def replace_keystore(
+    keystore_id: str, body: KeystorePatch, ctx: CtxDep, who: ManageConfig
+) -> KeystoreOut:
+    """Replace the certificates of a ``ca`` keystore: every mail server and inbox naming it
+    (``ca_keystore``) trusts the new ones from its next connection. 422 for a ``pkcs12``
+    keystore, which is never replaced."""
+    fields = body.model_dump(exclude_unset=True)
+    return keystore_out(await signing_svc.replace_keystore(ctx, who, keystore_id, fields))
+
+
 @router.delete("/keystores/{keystore_id}", status_code=204, tags=["keystores"])
 async def delete_keystore(keystore_id: str, ctx: CtxDep, who: ManageConfig) -> Response:
-    """Delete a keystore; 409 while an email account signs with it."""
+    """Delete a keystore; 409 while an email account signs with it, or while mail servers
+    or inboxes trust it (``ca_keystore``; the problem lists them)."""
     await signing_svc.delete_keystore(ctx, who, keystore_id)
     return Response(status_code=204)
 

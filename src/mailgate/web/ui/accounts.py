@@ -20,7 +20,13 @@ from mailgate.services import accounts as account_svc
 from mailgate.services import servers as server_svc
 from mailgate.services import signing as signing_svc
 from mailgate.web.api.schemas import EmailAccountIn, EmailAccountPatch
-from mailgate.web.ui.forms import FormErrors, account_fields, form_problem, validated
+from mailgate.web.ui.forms import (
+    FormErrors,
+    account_fields,
+    ca_keystore_options,
+    form_problem,
+    validated,
+)
 from mailgate.web.ui.pages import Page, UiRoute, confirm_delete, page, redirect, render
 
 router = APIRouter(
@@ -66,6 +72,7 @@ def account_values(account: EmailAccount) -> dict[str, Any]:
                 "imap.sync_interval_minutes": str(account.imap.sync_interval_minutes or ""),
                 "imap.auth": account.imap.auth,
                 "imap.ca_certificates": account.imap.ca_certificates or "",
+                "imap.ca_keystore": account.imap.ca_keystore or "",
             }
         )
         for name, value in (account.imap.oauth or {}).items():
@@ -97,11 +104,8 @@ async def _form_page(
     message: str | None = None,
 ) -> Response:
     servers = await server_svc.list_servers(current.ctx, current.caller)
-    keystores = [
-        k
-        for k in await signing_svc.list_keystores(current.ctx, current.caller)
-        if k.kind == "pkcs12"
-    ]
+    stored = await signing_svc.list_keystores(current.ctx, current.caller)
+    keystores = [k for k in stored if k.kind == "pkcs12"]
     return render(
         current.request,
         "account_form.html",
@@ -115,6 +119,7 @@ async def _form_page(
         server_options=[(s.id, s.name) for s in servers],
         keystores=keystores,
         keystore_options=[(k.id, k.name) for k in keystores],
+        ca_keystore_options=ca_keystore_options(stored),
         imap_password_set=account is not None and "imap_password" in account.secrets_set,
         imap_client_secret_set=account is not None
         and "imap_oauth_client_secret" in account.secrets_set,

@@ -35,6 +35,7 @@ SERVER_BY_ENGINE: dict[str, tuple[str, ...]] = {
         "security",
         "min_tls_version",
         "ca_certificates",
+        "ca_keystore",
         "auth",
         "username",
         "password",
@@ -181,6 +182,7 @@ def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
         imap["oauth"] = _read(form, IMAP_OAUTH, prefix="imap.oauth.", editing=False, errors=errors)
     if imap.get("host"):
         imap.setdefault("ca_certificates", None)  # blank clears the stored certificates
+        imap.setdefault("ca_keystore", None)  # and "none" the stored keystore
         fields["imap"] = imap
     elif editing:
         fields["imap"] = None
@@ -192,6 +194,14 @@ def account_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
     if errors:
         raise FormErrors(errors)
     return fields
+
+
+def ca_keystore_options(keystores: Iterable[Any]) -> list[tuple[str, str]]:
+    """The choices of a ``ca_keystore`` select: none, then the tenant's ``ca`` keystores by
+    name (the value the API takes)."""
+    return [("", "None (the certificates above, or the system's only)")] + [
+        (k.name, k.name) for k in keystores if k.kind == "ca"
+    ]
 
 
 def lines(text: str) -> list[str]:

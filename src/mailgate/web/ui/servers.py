@@ -22,12 +22,14 @@ from mailgate.domain.server_deletion import Reassignment
 from mailgate.errors import NotFound, RequestError
 from mailgate.services import accounts as account_svc
 from mailgate.services import servers as server_svc
+from mailgate.services import signing as signing_svc
 from mailgate.services import tenants as tenant_svc
 from mailgate.services.routing_health import routing_health
 from mailgate.web.api.schemas import MailServerIn, MailServerPatch, MailServerTestIn
 from mailgate.web.deps import ProberDep
 from mailgate.web.ui.forms import (
     FormErrors,
+    ca_keystore_options,
     field_messages,
     form_problem,
     server_fields,
@@ -93,6 +95,7 @@ def server_values(server: MailServer) -> dict[str, Any]:
         "min_tls_version": server.min_tls_version.value,
         "verify_certificate": server.verify_certificate,
         "ca_certificates": server.ca_certificates or "",
+        "ca_keystore": server.ca_keystore or "",
         "auth": server.auth.value,
         "username": server.username or "",
         "allow_insecure_auth": server.allow_insecure_auth,
@@ -160,6 +163,9 @@ async def _form_page(
         fallbacks=[s for s in servers if server is None or s.id != server.id],
         providers=list_providers(),
         providers_json=providers_json(),
+        ca_keystore_options=ca_keystore_options(
+            await signing_svc.list_keystores(current.ctx, current.caller)
+        ),
         advanced_fields=ADVANCED_FIELDS,
     )
 

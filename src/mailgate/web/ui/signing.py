@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from mailgate.compose.dkim import txt_strings
 from mailgate.domain.roles import Permission
-from mailgate.errors import RequestError, ValidationFailed
+from mailgate.errors import Conflict, RequestError, ValidationFailed
 from mailgate.services import signing as signing_svc
 from mailgate.services import templates as template_svc
 from mailgate.web.ui.forms import field_messages, form_text
@@ -131,6 +131,20 @@ async def _keystores_page(
     )
 
 
+async def _uploaded(form: Any, missing: str) -> bytes:
+    """The bytes of the form's ``file``; a 422 naming ``file`` when none or too large."""
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise ValidationFailed.field("file", missing)
+    try:
+        data = await upload.read(MAX_UPLOAD + 1)
+    finally:
+        await upload.close()
+    if len(data) > MAX_UPLOAD:
+        raise ValidationFailed.field("file", f"at most {MAX_UPLOAD // 1000} kB")
+    return data
+
+
 @router.get("/keystores")
 async def keystores_page(current: Viewer) -> Response:
     return await _keystores_page(current)
@@ -140,16 +154,8 @@ async def keystores_page(current: Viewer) -> Response:
 async def upload_keystore(current: Manager) -> Response:
     form = await current.form()
     values = {"name": form_text(form, "name"), "kind": form_text(form, "kind") or "pkcs12"}
-    upload = form.get("file")
     try:
-        if not isinstance(upload, UploadFile) or not upload.filename:
-            raise ValidationFailed.field("file", "choose a .p12/.pfx file or PEM certificates")
-        try:
-            data = await upload.read(MAX_UPLOAD + 1)
-        finally:
-            await upload.close()
-        if len(data) > MAX_UPLOAD:
-            raise ValidationFailed.field("file", f"at most {MAX_UPLOAD // 1000} kB")
+        data = await _uploaded(form, "choose a .p12/.pfx file or PEM certificates")
         password = form.get("password")
         created = await signing_svc.create_keystore(
             current.ctx,
@@ -184,9 +190,38 @@ async def confirm_delete_keystore(keystore_id: str, current: Manager) -> Respons
     )
 
 
+@router.post("/keystores/{keystore_id}/replace")
+async def replace_keystore(keystore_id: str, current: Manager) -> Response:
+    """New certificates for a ``ca`` keystore: every server and inbox naming it trusts them
+    from its next connection."""
+    form = await current.form()
+    try:
+        data = await _uploaded(form, "choose the PEM file of the new CA certificates")
+        replaced = await signing_svc.replace_keystore(
+            current.ctx,
+            current.caller,
+            keystore_id,
+            {"content": base64.b64encode(data).decode("ascii")},
+        )
+    except RequestError as exc:
+        errors, message = field_messages(exc)
+        reason = errors.get("file") or errors.get("content") or message
+        return await _keystores_page(
+            current, status=exc.status, message=f"The certificates were not replaced: {reason}"
+        )
+    return redirect(
+        current.url("/keystores"),
+        flash=f"Keystore {replaced.name} replaced: the servers and inboxes that trust it use "
+        "the new certificates from their next connection.",
+    )
+
+
 @router.post("/keystores/{keystore_id}/delete")
 async def delete_keystore(keystore_id: str, current: Manager) -> Response:
-    await signing_svc.delete_keystore(current.ctx, current.caller, keystore_id)
+    try:
+        await signing_svc.delete_keystore(current.ctx, current.caller, keystore_id)
+    except Conflict as exc:
+        return await _keystores_page(current, status=exc.status, message=exc.detail)
     return redirect(current.url("/keystores"), flash="Keystore deleted.")
 
 
