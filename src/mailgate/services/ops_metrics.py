@@ -77,8 +77,9 @@ async def gauge_lines(ctx: Context) -> list[str]:
         ),
     )
     lines += _family(
-        "mailgate_messages_bounced",
-        "Stored messages with a bounced recipient, by tenant and mail server.",
+        "mailgate_stored_messages_bounced",
+        "Messages still stored (not yet purged by retention) with a bounced recipient, by "
+        "tenant and mail server.",
         (({"tenant": t, "server": s or "none"}, n) for t, s, n in bounced),
     )
     lines += _family(
