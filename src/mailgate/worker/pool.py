@@ -16,7 +16,7 @@ from mailgate.net.guarded import GuardedDialer
 from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import Context
 from mailgate.storage.listen import listen
-from mailgate.worker import imap_sync, maintenance
+from mailgate.worker import heartbeat, imap_sync, maintenance
 from mailgate.worker import webhooks as webhook_dispatch
 from mailgate.worker.runner import Worker, WorkerOptions
 
@@ -84,6 +84,7 @@ class WorkerPool:
         helpers = [
             asyncio.create_task(listen(self.ctx.db, self.wake, stop), name="listen"),
             asyncio.create_task(maintenance.run(self.ctx, stop), name="maintenance"),
+            asyncio.create_task(heartbeat.run(self.ctx, stop), name="heartbeat"),
             asyncio.create_task(webhook_dispatch.run(self.ctx, stop), name="webhooks"),
             asyncio.create_task(
                 imap_sync.run(self.ctx, stop, interval=self.ctx.policy.imap_sync_interval),
@@ -95,7 +96,8 @@ class WorkerPool:
         finally:
             stop.set()
             for task in helpers:
-                task.cancel()
+                if task.get_name() != "heartbeat":  # it ends on stop, deleting its row
+                    task.cancel()
             for task in [*workers, *helpers]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
