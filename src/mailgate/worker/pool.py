@@ -25,6 +25,8 @@ log = logging.getLogger("mailgate.worker")
 #: The wait before a dead worker is replaced, doubling while replacements keep dying.
 RESTART_DELAY = 0.5
 RESTART_DELAY_CAP = 30.0
+#: How long a stopping pool waits for its heartbeat to delete its row.
+HEARTBEAT_STOP_GRACE = 5.0
 
 
 def guarded_engines(ctx: Context) -> EngineCache:
@@ -95,9 +97,12 @@ class WorkerPool:
             await asyncio.gather(*workers)
         finally:
             stop.set()
+            beat = next(t for t in helpers if t.get_name() == "heartbeat")
+            # The heartbeat ends on stop, deleting its row; a database that does not answer
+            # does not hold the shutdown up (the row then goes stale).
+            await asyncio.wait([beat], timeout=HEARTBEAT_STOP_GRACE)
             for task in helpers:
-                if task.get_name() != "heartbeat":  # it ends on stop, deleting its row
-                    task.cancel()
+                task.cancel()
             for task in [*workers, *helpers]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
