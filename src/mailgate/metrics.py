@@ -2,7 +2,8 @@
 
 Every process counts what it does itself: the web and submission processes the messages they
 accept and the connection tests they run, delivery workers the outcome and duration of each
-attempt, the webhook dispatcher and the IMAP sync their failures. ``GET /metrics`` shows the
+attempt, the webhook dispatcher and the IMAP sync their failures, the IMAP sync and the
+SendGrid event receiver the recipients they mark bounced. ``GET /metrics`` shows the
 counters of the process that serves it. With ``PROMETHEUS_MULTIPROC_DIR`` set (to one empty
 directory, the same for every Mailgate process of the host, before they start) the counts of
 all of them are written there and ``/metrics`` adds them up, so ``mailgate worker
@@ -52,6 +53,12 @@ ATTEMPT_DURATION = Histogram(
     ["engine", "outcome"],
     buckets=DURATION_BUCKETS,
 )
+BOUNCED = Counter(
+    "mailgate_messages_bounced",
+    "Recipients of sent messages marked bounced (a bounce found in an inbox, a SendGrid "
+    "bounce event), each once, by tenant and the mail server that sent the message.",
+    ["tenant", "server"],
+)
 WEBHOOK_FAILURES = Counter(
     "mailgate_webhook_failures", "Webhook deliveries that failed (an attempt).", []
 )
@@ -87,6 +94,12 @@ def attempt(
         LATENCY.labels(tenant=tenant_id, server=server).observe(seconds)
     if engine is not None and duration_seconds is not None:
         ATTEMPT_DURATION.labels(engine=engine, outcome=outcome).observe(duration_seconds)
+
+
+def bounced(tenant_id: str, server_id: str | None, count: int = 1) -> None:
+    """``count`` recipients of a message sent through ``server_id`` were marked bounced."""
+    if count:
+        BOUNCED.labels(tenant=tenant_id, server=server_id or "none").inc(count)
 
 
 def webhook_failed() -> None:

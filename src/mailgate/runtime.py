@@ -27,6 +27,8 @@ class InstancePolicy:
     lease_seconds: float = 120.0
     imap_sync_interval: float = 300.0
     dns_resolver: str | None = None
+    #: ``MAILGATE_EXPECT_WORKERS``, for ``/readyz`` (see ``worker_health.assess_fleet``).
+    expect_workers: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InstancePolicy:
@@ -40,6 +42,7 @@ class InstancePolicy:
             lease_seconds=settings.lease_seconds,
             imap_sync_interval=settings.imap_sync_interval,
             dns_resolver=settings.dns_resolver,
+            expect_workers=settings.expect_workers,
         )
 
 

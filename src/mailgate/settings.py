@@ -107,6 +107,13 @@ class Settings(BaseSettings):
             "first; 0 = none; none either when MAILGATE_WORKERS is 0)."
         ),
     )
+    expect_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Delivery worker processes (`mailgate worker`, `serve` with workers) that "
+        "must be alive for /readyz to answer 200; default: 503 only when mail has been due for "
+        "30 s and none is alive; 0 = never check.",
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     log_level: str = Field("INFO", description="Root log level.")
     max_recipients: int = Field(100, ge=1, description="Recipients allowed on one message.")

@@ -82,7 +82,7 @@ async def test_accepted_sent_latency_and_attempt_duration_by_tenant_and_server(
             .values(status="bounced")
         )
     bounced = _samples((await tenant.client.get("/metrics")).text)
-    assert _value(bounced, "mailgate_messages_bounced", **labels) == 1
+    assert _value(bounced, "mailgate_stored_messages_bounced", **labels) == 1
     # The existing series stay.
     for name in ("mailgate_messages", "mailgate_worker_loops", "mailgate_info"):
         assert _value(after, name) is not None, name

@@ -157,8 +157,52 @@ async def test_retry_without_any_route_says_what_to_fix(tenant: Tenant) -> None:
     )
     assert r.status_code == 204, r.text
     await drain(tenant.ctx)
-    failed = await tenant.message(message)
-    assert failed["status"] == "failed" and "mail server was deleted" in failed["last_error"]
+    # The worker routes it again on each attempt and, finding no route, defers it saying why.
+    waiting = await tenant.message(message)
+    assert waiting["status"] == "deferred", waiting
+    assert "noreply@acme.example has no mail server" in waiting["last_error"]
     r = await tenant.client.post(f"{T}/messages/{message}/retry", headers=ADMIN)
     assert r.status_code == 409, r.text
-    assert "production" in r.json()["detail"] and "noreply@acme.example" in r.json()["detail"]
+    assert "noreply@acme.example" in r.json()["detail"]
+    assert "link a mail server to the account" in r.json()["detail"]
+
+
+async def test_an_attempt_in_flight_when_its_server_is_deleted_is_still_recorded(
+    tenant: Tenant,
+) -> None:
+    from datetime import timedelta
+
+    from mailgate.domain.delivery import MessageStatus, RecipientStatus
+    from mailgate.storage.queue import Completion, RecipientUpdate, queue_for
+
+    relay = await tenant.server(2599, name="Relay", is_default=False)
+    message = await tenant.send_ok(stage="production")
+    queue = queue_for(tenant.ctx.db.dialect)
+    async with tenant.ctx.db.transaction() as tx:
+        rows = await queue.claim(tx, worker="w-1", limit=10, lease=timedelta(seconds=60))
+    async with tenant.ctx.db.read() as tx:
+        (job,) = await queue.load(tx, rows)
+    assert job.server_id == relay["id"]
+    # Deleted while the attempt is on the wire: the message moves to Capture.
+    capture = (await _servers(tenant))["Capture"]["id"]
+    r = await tenant.client.delete(
+        f"{T}/mail-servers/{relay['id']}?stages_to=none&mail_to={capture}", headers=ADMIN
+    )
+    assert r.status_code == 204, r.text
+    done = Completion(
+        job=job,
+        status=MessageStatus.SENT,
+        next_attempt_at=None,
+        possible_duplicate=False,
+        held=False,
+        last_error=None,
+        attempt=None,
+        recipients=tuple(
+            RecipientUpdate(p, RecipientStatus.SENT, 250, "250 ok") for p, _ in job.recipients
+        ),
+    )
+    async with tenant.ctx.db.transaction() as tx:
+        await queue.finish(tx, queue.prepare_finish([done], worker="w-1"))
+    sent = await tenant.message(message)
+    assert sent["status"] == "sent"
+    assert sent["server_id"] == capture  # the deleted server is not written back

@@ -58,3 +58,22 @@ def test_quarantined_rows_are_counted() -> None:
     health.quarantined(2)
     health.quarantined(1)
     assert health.quarantined_total == 3
+
+
+def test_fleet_expected_workers_and_due_mail_without_workers() -> None:
+    from mailgate.domain.worker_health import HEARTBEAT_STALE_AFTER, assess_fleet
+
+    assert assess_fleet(alive=1, claiming=1, expected=1, oldest_due_age=None).ready
+    short = assess_fleet(alive=1, claiming=2, expected=2, oldest_due_age=None)
+    assert short.problem is not None and short.problem.startswith("1 delivery worker process(es)")
+    assert assess_fleet(alive=0, claiming=0, expected=0, oldest_due_age=9999).ready
+    # Unset: only mail due past the staleness window with nobody alive is a problem.
+    assert assess_fleet(alive=0, claiming=0, expected=None, oldest_due_age=None).ready
+    assert assess_fleet(
+        alive=0, claiming=0, expected=None, oldest_due_age=HEARTBEAT_STALE_AFTER - 1
+    ).ready
+    late = assess_fleet(
+        alive=0, claiming=0, expected=None, oldest_due_age=HEARTBEAT_STALE_AFTER + 5
+    )
+    assert late.problem is not None and late.problem.startswith("mail has been due for 35 s")
+    assert assess_fleet(alive=1, claiming=0, expected=None, oldest_due_age=3600).ready

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mailgate.storage.tables import webhook_deliveries
+from mailgate.storage.tables import messages, webhook_deliveries
 from tests.config.helpers import bearer, new_tenant
 from tests.conftest import ADMIN
 from tests.delivery.conftest import drain
@@ -132,3 +132,39 @@ async def test_a_quoted_bounce_matches_and_other_tenants_messages_never_do(inbox
     assert mine == {"gone@example.net": "bounced", "ok@example.net": "sent"}
     items = await inbox.items(bounces="true")
     assert [i["matched_message_id"] for i in items] == [ours["id"], None]
+
+
+async def _bounced_total(inbox: Inbox, message: dict[str, Any]) -> float:
+    from tests.delivery.test_ops_metrics import _samples, _value
+
+    async with inbox.ctx.db.read() as tx:
+        row = (
+            await tx.execute(
+                select(messages.c.tenant_id, messages.c.server_id).where(
+                    messages.c.id == message["id"]
+                )
+            )
+        ).one()
+    text = (await inbox.client.get("/metrics")).text
+    found = _value(
+        _samples(text),
+        "mailgate_messages_bounced_total",
+        tenant=row.tenant_id,
+        server=row.server_id,
+    )
+    return found or 0.0
+
+
+async def test_each_bounced_recipient_is_counted_once_by_tenant_and_server(
+    inbox: Inbox,
+) -> None:
+    sent = await _send(inbox, await _sender(inbox))
+    await drain(inbox.ctx)
+    before = await _bounced_total(inbox, sent)
+    inbox.server.deliver("alice", postfix_dsn(sent["message_id"]))
+    assert (await inbox.sync_ok())["bounced_recipients"] == 1
+    assert await _bounced_total(inbox, sent) == before + 1
+    # The same bounce read again changes no recipient, so it is not counted again.
+    inbox.server.deliver("alice", postfix_dsn(sent["message_id"]))
+    assert (await inbox.sync_ok())["bounced_recipients"] == 0
+    assert await _bounced_total(inbox, sent) == before + 1

@@ -34,3 +34,25 @@ def test_head_read_from_the_files_is_alembics_head() -> None:
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert migrate.head_revision() == script.get_current_head()
     assert migrate.head_revision() is not None
+
+
+async def test_worker_heartbeats_migrate_down_and_up_again(ctx: Context) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    def tables(sync_conn: Any) -> set[str]:
+        return set(inspect(sync_conn).get_table_names())
+
+    def downgrade(sync_conn: Any) -> None:
+        command.downgrade(migrate.alembic_config(sync_conn), "0010")
+
+    async with ctx.db.engine.begin() as conn:
+        assert "worker_heartbeats" in await conn.run_sync(tables)
+        await conn.run_sync(downgrade)
+    async with ctx.db.engine.connect() as conn:
+        assert "worker_heartbeats" not in await conn.run_sync(tables)
+    assert await migrate.current_revision(ctx.db) == "0010"
+    await migrate.upgrade(ctx.db)
+    assert await migrate.current_revision(ctx.db) == migrate.head_revision()
+    async with ctx.db.engine.connect() as conn:
+        assert "worker_heartbeats" in await conn.run_sync(tables)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import func, select
 
-from mailgate.storage.tables import webhook_deliveries
+from mailgate.storage.tables import tenants, webhook_deliveries
 from tests.conftest import ADMIN
 from tests.delivery.conftest import T, Tenant, drain
 from tests.support.http_fakes import HttpResponse, HttpServer
@@ -254,3 +254,41 @@ def _b64(key: Any) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return base64.b64encode(der).decode()
+
+
+async def test_bounce_events_are_counted_once_by_tenant_and_server(
+    tenant: Tenant, sent: dict[str, Any]
+) -> None:
+    from tests.delivery.test_ops_metrics import _samples, _value
+
+    signer = EventSigner()
+    key_url = f"{T}/mail-servers/{sent['server_id']}/sendgrid-events/key"
+    r = await tenant.client.put(
+        key_url, json={"public_key": signer.verification_key}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    path = r.json()["path"]
+    async with tenant.ctx.db.read() as tx:
+        tenant_id = (await tx.execute(select(tenants.c.id))).scalar_one()
+    labels = {"tenant": tenant_id, "server": sent["server_id"]}
+
+    async def bounced() -> float:
+        text = (await tenant.client.get("/metrics")).text
+        return _value(_samples(text), "mailgate_messages_bounced_total", **labels) or 0.0
+
+    before = await bounced()
+    mid = sent["message_id"]
+    body = body_of(
+        [
+            _event("bounce", "gone@example.net", 1, mid, type="bounce", reason="550 no such user"),
+            _event("bounce", "ok@example.net", 2, mid, type="blocked", reason="554 blocked"),
+            _event("delivered", "spam@example.net", 3, mid),
+        ]
+    )
+    async with serve_http(tenant.ctx) as http:
+        r = await http.post(path, content=body, headers=signer.headers(body))
+        assert r.status_code == 200, r.text
+        assert await bounced() == before + 2
+        again = await http.post(path, content=body, headers=signer.headers(body))
+        assert again.json()["duplicates"] == 3
+    assert await bounced() == before + 2

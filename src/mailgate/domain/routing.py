@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailgate.domain.model import EmailAccount, TestList
 
@@ -129,7 +129,50 @@ def choose_server(
     return server
 
 
-def route_waiting(stage_server: str | None, account_server: str | None) -> str | None:
-    """The server for mail already queued, by the configuration now: its stage's server,
-    else its account's server; None: it has no route (it fails with a clear reason)."""
-    return stage_server or account_server
+@dataclass(frozen=True, slots=True)
+class TenantRouting:
+    """A tenant's routing now, as waiting mail needs it (no IO): the server of each stage,
+    each email account's address and server (by account id) and the default server."""
+
+    stages: Mapping[str, str | None]
+    accounts: Mapping[str, tuple[str, str | None]]
+    default_server: str | None
+    #: Server names by id, for messages that name the server chosen.
+    server_names: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAgain:
+    """Where waiting mail goes by the routing now: ``server_id`` and ``via`` (which rule
+    chose it), or no server and ``reason`` (what to fix)."""
+
+    server_id: str | None
+    via: str = ""
+    reason: str = ""
+
+
+def route_again(routing: TenantRouting, *, stage: str | None, account_id: str | None) -> RouteAgain:
+    """Route mail already accepted again, by the rules of acceptance (:func:`choose_server`):
+    the stage's server, else the account's server, else the tenant default. An account whose
+    server was deleted cannot send, whatever the stage (as at acceptance); mail whose account
+    was deleted is routed by its stage, else the tenant default."""
+    account = routing.accounts.get(account_id) if account_id else None
+    if account is not None and account[1] is None:
+        return RouteAgain(
+            None,
+            reason=f"the email account {account[0]} has no mail server (its server was "
+            "deleted), so it cannot send: link a mail server to the account",
+        )
+    stage_server = routing.stages.get(stage) if stage else None
+    if stage_server:
+        return RouteAgain(stage_server, via=f"the server of stage {stage!r}")
+    if account is not None and account[1]:
+        return RouteAgain(account[1], via=f"the server of the email account {account[0]}")
+    if routing.default_server:
+        return RouteAgain(routing.default_server, via="the tenant's default server")
+    where = f"stage {stage!r}" if stage else "this message"
+    fix = "assign one to the stage or mark" if stage else "mark"
+    return RouteAgain(
+        None,
+        reason=f"no mail server for {where} (its mail server was deleted): {fix} a default server",
+    )

@@ -99,3 +99,55 @@ class WorkerHealth:
             else:
                 claiming += 1
         return HealthReport(len(self.loops), claiming, oldest, tuple(reasons))
+
+
+#: How often a process with delivery workers writes its heartbeat (seconds).
+HEARTBEAT_SECONDS = 5.0
+#: A process whose last heartbeat is older than this is not counted as alive.
+HEARTBEAT_STALE_AFTER = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class FleetReport:
+    """The delivery worker processes of the whole deployment, from their heartbeats."""
+
+    #: Processes with a heartbeat within :data:`HEARTBEAT_STALE_AFTER`.
+    alive: int
+    #: Of their claim loops, the ones claiming without error at their last heartbeat.
+    claiming: int
+    #: ``MAILGATE_EXPECT_WORKERS`` (None: not set).
+    expected: int | None
+    problem: str | None
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+
+def assess_fleet(
+    *, alive: int, claiming: int, expected: int | None, oldest_due_age: float | None
+) -> FleetReport:
+    """Whether mail is being delivered somewhere.
+
+    With ``expected`` set (``MAILGATE_EXPECT_WORKERS``), fewer live worker processes than
+    that is a problem (0 disables the check). Unset, it is a problem only when mail has been
+    due for longer than :data:`HEARTBEAT_STALE_AFTER` and no worker process is alive: an
+    idle deployment, or one whose workers are starting, stays ready.
+    """
+    start = (
+        "start `mailgate worker` (or `mailgate serve` with MAILGATE_WORKERS above 0) against "
+        "this database"
+    )
+    problem: str | None = None
+    if expected is not None:
+        if alive < expected:
+            problem = (
+                f"{alive} delivery worker process(es) alive, {expected} expected "
+                f"(MAILGATE_EXPECT_WORKERS): {start}"
+            )
+    elif alive == 0 and oldest_due_age is not None and oldest_due_age > HEARTBEAT_STALE_AFTER:
+        problem = (
+            f"mail has been due for {oldest_due_age:.0f} s and no delivery worker process is "
+            f"alive: {start}"
+        )
+    return FleetReport(alive, claiming, expected, problem)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
+from mailgate import metrics
 from mailgate.domain.inbound import ImapAuth, InboxItem, SyncCounts, imap_target
 from mailgate.domain.model import EmailAccount
 from mailgate.engines.oauth_imap import imap_tokens
@@ -99,6 +100,7 @@ async def sync_now(
         if exc.code in (SyncErrorCode.NO_INBOX, SyncErrorCode.NO_PASSWORD, SyncErrorCode.NO_OAUTH):
             # The settings changed between the check above and the sync.
             raise ValidationFailed.field(exc.field, exc.message) from exc
+        metrics.imap_sync_failed(caller.tenant_id)  # as the scheduler counts its failures
         raise SyncFailed(exc) from exc
 
 

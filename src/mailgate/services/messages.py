@@ -7,12 +7,12 @@ from typing import Any
 
 from mailgate.domain.delivery import display_status
 from mailgate.domain.roles import Permission
-from mailgate.domain.routing import route_waiting
+from mailgate.domain.routing import route_again
 from mailgate.errors import Conflict
 from mailgate.services.context import Caller, Context
-from mailgate.storage import apps, queue, tenants
+from mailgate.storage import apps, queue
 from mailgate.storage import messages as store
-from mailgate.storage.accounts import AccountRepo
+from mailgate.storage import server_deletion as deletion_store
 from mailgate.storage.base import Tx
 
 
@@ -111,34 +111,22 @@ async def retry(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]
 
 
 async def _reroute(ctx: Context, tx: Tx, tenant_id: str, message_id: str) -> None:
-    """Route a retried message by the configuration now: its stage's server, else its
-    account's server (a new server that took the stage or the account sends it). With no
-    route, the message keeps a server that still exists; else 409 saying what to fix."""
+    """Route a retried message by the configuration now, by the rules of acceptance
+    (:func:`~mailgate.domain.routing.route_again`): its stage's server, else its account's
+    server, else the tenant default (a new server that took the stage or the account sends
+    it). With no route, the message keeps a server that still exists; else 409 saying what
+    to fix."""
     row = await store.get_message(tx, tenant_id, message_id)
-    stage: str | None = row.get("stage")
-    stage_server = None
-    if stage:
-        found = await tenants.get_stage(tx, tenant_id, stage)
-        stage_server = found.mail_server_id if found else None
-    account_server = None
-    account = None
-    if row.get("account_id"):
-        account = await AccountRepo(tx, ctx.box, tenant_id).find(row["account_id"])
-        account_server = account.mail_server_id if account else None
-    target = route_waiting(stage_server, account_server)
-    if target is None:
+    routing = await deletion_store.routing_of(tx, [tenant_id])
+    route = route_again(
+        routing[tenant_id], stage=row.get("stage"), account_id=row.get("account_id")
+    )
+    if route.server_id is None:
         if row.get("server_id"):
             return
-        where = [f"assign a mail server to the stage {stage!r}"] if stage else []
-        if account is not None:
-            where.append(f"link one to the email account {account.address}")
-        raise Conflict(
-            "The message has no mail server (its server was deleted): "
-            + (" or ".join(where) or "assign a mail server to a stage")
-            + ", then retry."
-        )
-    if target != row.get("server_id"):
-        await store.set_server(tx, message_id, target)
+        raise Conflict(f"The message has no mail server: {route.reason}; then retry.")
+    if route.server_id != row.get("server_id"):
+        await store.set_server(tx, message_id, route.server_id)
 
 
 async def cancel(ctx: Context, caller: Caller, message_id: str) -> dict[str, Any]:

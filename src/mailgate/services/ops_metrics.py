@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 
 from mailgate.domain.servers import ServerStatus
+from mailgate.domain.worker_health import HEARTBEAT_STALE_AFTER, FleetReport, assess_fleet
 from mailgate.services.context import Context
+from mailgate.storage import heartbeats
 from mailgate.storage import ops_metrics as q
-from mailgate.storage.base import utcnow
+from mailgate.storage.base import Tx, utcnow
 
 
 def _label(value: str) -> str:
@@ -24,11 +27,30 @@ def _family(
     return lines
 
 
+async def _fleet(ctx: Context, tx: Tx) -> FleetReport:
+    now = utcnow()
+    alive = await heartbeats.seen_since(tx, now - timedelta(seconds=HEARTBEAT_STALE_AFTER))
+    oldest = await q.oldest_due(tx, now)
+    return assess_fleet(
+        alive=len(alive),
+        claiming=sum(h.claiming for h in alive),
+        expected=ctx.policy.expect_workers,
+        oldest_due_age=(now - oldest).total_seconds() if oldest else None,
+    )
+
+
+async def fleet(ctx: Context) -> FleetReport:
+    """The delivery worker processes of the deployment, from their heartbeats."""
+    async with ctx.db.read() as tx:
+        return await _fleet(ctx, tx)
+
+
 async def gauge_lines(ctx: Context) -> list[str]:
     now = utcnow()
     async with ctx.db.read() as tx:
         depth = await q.queue_depth(tx)
         oldest = await q.oldest_due(tx, now)
+        workers = await _fleet(ctx, tx)
         servers = await q.servers(tx)
         bounced = await q.bounced(tx)
         imap = await q.failing_imap(tx)
@@ -42,6 +64,17 @@ async def gauge_lines(ctx: Context) -> list[str]:
         "mailgate_queue_oldest_due_age_seconds",
         "Seconds the message that has waited longest past its due time has waited (0: none).",
         [({}, (now - oldest).total_seconds() if oldest else 0.0)],
+    )
+    lines += _family(
+        "mailgate_worker_processes_alive",
+        "Processes with delivery workers (any host) whose heartbeat is at most "
+        f"{HEARTBEAT_STALE_AFTER:g} s old.",
+        [({}, workers.alive)],
+    )
+    lines += _family(
+        "mailgate_worker_processes_claiming_loops",
+        "Claim loops of those processes that were claiming without error at their last heartbeat.",
+        [({}, workers.claiming)],
     )
     lines += _family(
         "mailgate_server_info",
@@ -77,8 +110,9 @@ async def gauge_lines(ctx: Context) -> list[str]:
         ),
     )
     lines += _family(
-        "mailgate_messages_bounced",
-        "Stored messages with a bounced recipient, by tenant and mail server.",
+        "mailgate_stored_messages_bounced",
+        "Messages still stored (not yet purged by retention) with a bounced recipient, by "
+        "tenant and mail server.",
         (({"tenant": t, "server": s or "none"}, n) for t, s, n in bounced),
     )
     lines += _family(

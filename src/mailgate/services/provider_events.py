@@ -26,6 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from mailgate import metrics
+from mailgate.domain.delivery import RecipientStatus
 from mailgate.domain.provider_events import read_events, sendgrid_change
 from mailgate.errors import (
     NotFound,
@@ -195,7 +197,7 @@ async def receive(
         events = read_events(json.loads(body))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed.field("body", str(exc)) from None
-    applied = duplicates = unmatched = ignored = 0
+    applied = duplicates = unmatched = ignored = bounced = 0
     stamp = utcnow()
     async with ctx.db.transaction() as tx:
         for event in events:
@@ -211,8 +213,10 @@ async def receive(
                 unmatched += 1
             elif done:
                 applied += 1
+                bounced += change.status is RecipientStatus.BOUNCED
             else:
                 ignored += 1
+    metrics.bounced(ref.tenant_id, ref.id, bounced)  # counted once committed
     return Received(
         received=len(events),
         applied=applied,

@@ -17,7 +17,7 @@ from typing import Any
 from mailgate.domain import server_deletion
 from mailgate.domain.model import MailServer
 from mailgate.domain.providers import get_provider
-from mailgate.domain.routing import route_waiting
+from mailgate.domain.routing import route_again
 from mailgate.domain.server_deletion import Dependants, Reassignment
 from mailgate.domain.server_schema import (
     SERVER_FIELDS,
@@ -39,7 +39,6 @@ from mailgate.services import trust
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit, queue, tenants
 from mailgate.storage import server_deletion as deletion_store
-from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.base import Tx
 from mailgate.storage.servers import ServerRepo
 
@@ -389,19 +388,15 @@ async def _move_mail(
     if mail_to != server_deletion.REROUTE:
         await deletion_store.move_mail(tx, {m: mail_to for m, _, _ in waiting})
         return
-    stage_servers = {
-        s.name: s.mail_server_id for s in await tenants.list_stages(tx, caller.tenant_id)
-    }
-    accounts = {
-        a.id: a.mail_server_id for a in await AccountRepo(tx, ctx.box, caller.tenant_id).list()
-    }
+    # The stages, accounts and default were moved above: route by the routing after the
+    # delete, as the worker routes mail of a deleted server (mailgate.worker.reroute).
+    routing = (await deletion_store.routing_of(tx, [caller.tenant_id], without=server_id))[
+        caller.tenant_id
+    ]
     await deletion_store.move_mail(
         tx,
         {
-            m: route_waiting(
-                stage_servers.get(stage) if stage else None,
-                accounts.get(account) if account else None,
-            )
+            m: route_again(routing, stage=stage, account_id=account).server_id
             for m, stage, account in waiting
         },
     )

@@ -10,6 +10,7 @@ webhook event is recorded and the address is suppressed for the tenant (reason
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -59,19 +60,28 @@ def bounce_json(bounce: Bounce, applied: Sequence[bool]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class BounceMatch:
+    """What :func:`apply_bounce` did: the matched message's id (None: no message of the
+    tenant has that Message-ID) and server, and per reported recipient whether it was
+    marked bounced."""
+
+    message_id: str | None
+    applied: list[bool]
+    server_id: str | None = None
+
+
 async def apply_bounce(
     tx: Tx, tenant_id: str, inbound: InboundMessage, bounce: Bounce, *, now: datetime
-) -> tuple[str | None, list[bool]]:
-    """Mark the recipients ``bounce`` reports failed on the tenant's sent message.
-
-    Returns the matched message's id (None: no message of this tenant has that
-    Message-ID) and, per reported recipient, whether it was marked bounced. Only a
+) -> BounceMatch:
+    """Mark the recipients ``bounce`` reports failed on the tenant's sent message
+    (:class:`BounceMatch` says which). Only a
     recipient whose status is ``sent`` changes, so a bounce read twice (or a delay
     notice) never emits a second event.
     """
     applied = [False] * len(bounce.recipients)
     if not bounce.original_message_id:
-        return None, applied
+        return BounceMatch(None, applied)
     message = (
         await tx.execute(
             select(messages.c.id, messages.c.message_id, messages.c.attempts, messages.c.server_id)
@@ -84,7 +94,7 @@ async def apply_bounce(
         )
     ).first()
     if message is None:
-        return None, applied
+        return BounceMatch(None, applied)
     rows = await tx.execute(
         select(message_recipients.c.position, message_recipients.c.email).where(
             message_recipients.c.message_id == message.id,
@@ -118,7 +128,7 @@ async def apply_bounce(
         await _log_bounce(tx, message, inbound, bounce, events, now=now)
         await _record_events(tx, tenant_id, message, bounce, events, now=now)
         await _suppress(tx, tenant_id, message.id, events, now=now)
-    return message.id, applied
+    return BounceMatch(message.id, applied, message.server_id)
 
 
 async def _suppress(

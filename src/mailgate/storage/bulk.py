@@ -59,10 +59,13 @@ class Bulk:
         self, table: str, set_columns: Sequence[str], where: str, rows: list[tuple[Any, ...]]
     ) -> None:
         """``UPDATE table SET c1 = ?, … WHERE <where>``; each row gives the SET values, then
-        the values of the placeholders in ``where`` (written with ``{}`` for each one)."""
+        the values of the placeholders in ``where`` (written with ``{}`` for each one). A
+        set column written as ``c = <expression with one {}>`` is assigned that expression."""
         if not rows:
             return
-        assignments = ", ".join(f"{c} = {self.mark}" for c in set_columns)
+        assignments = ", ".join(
+            c.format(self.mark) if "{}" in c else f"{c} = {self.mark}" for c in set_columns
+        )
         condition = where.format(*([self.mark] * where.count("{}")))
         sql = f"UPDATE {table} SET {assignments} WHERE {condition}"  # noqa: S608 - constants
         await self.tx.exec_driver_sql(sql, rows)

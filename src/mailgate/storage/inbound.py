@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailgate import metrics
 from mailgate.domain.ids import new_id
 from mailgate.domain.inbound import (
     BatchResult,
@@ -178,6 +179,7 @@ class InboundStore:
             fresh, duplicates = await self._fresh(tx, batch)
             now = self.clock()
             bounces = applied = complaints = 0
+            bounced: dict[str | None, int] = {}
             rows: list[dict[str, Any]] = []
             # Ids sort by time; sorted within the batch, they also follow the UIDs.
             ids = sorted(new_id() for _ in fresh)
@@ -188,11 +190,11 @@ class InboundStore:
                 complaint_record: dict[str, Any] | None = None
                 if message.bounce is not None:
                     bounces += 1
-                    matched, results = await apply_bounce(
-                        tx, self.tenant_id, message, message.bounce, now=now
-                    )
-                    applied += sum(results)
-                    bounce_record = bounce_json(message.bounce, results)
+                    match = await apply_bounce(tx, self.tenant_id, message, message.bounce, now=now)
+                    matched = match.message_id
+                    applied += sum(match.applied)
+                    bounced[match.server_id] = bounced.get(match.server_id, 0) + sum(match.applied)
+                    bounce_record = bounce_json(message.bounce, match.applied)
                 elif message.complaint is not None:
                     complaints += 1
                     matched, complained = await apply_complaint(
@@ -209,6 +211,8 @@ class InboundStore:
                 tx, self.tenant_id, self.account_id, batch.cursor.mailbox, received, now=now
             )
             await self._save_cursor(tx, batch.cursor, now)
+        for server_id, count in bounced.items():  # counted once committed
+            metrics.bounced(self.tenant_id, server_id, count)
         return BatchResult(
             stored=len(rows),
             duplicates=duplicates,

@@ -99,9 +99,16 @@ _ATTEMPT_COLUMNS = (
     "outcome", "code", "reply", "tls_version", "duration_ms", "possible_duplicate", "transcript",
 )  # fmt: skip
 
+#: A server deleted while the attempt was in flight is not written back (its mail was moved
+#: by the delete, or is routed again on its next attempt): the row keeps the server it has.
+_SERVER_IF_IT_EXISTS = (
+    "server_id = COALESCE((SELECT id FROM mail_servers WHERE id = {}), server_id)"
+)
+
 _FINISH_COLUMNS = (
-    "status", "next_attempt_at", "possible_duplicate", "held", "last_error", "server_id",
-    "remote_id", "finished_at", "lease_owner", "lease_expires_at", "updated_at",
+    "status", "next_attempt_at", "possible_duplicate", "held", "last_error",
+    _SERVER_IF_IT_EXISTS, "remote_id", "finished_at", "lease_owner", "lease_expires_at",
+    "updated_at",
 )  # fmt: skip
 
 _FINAL = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED})

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from mailgate.domain.delivery import MessageStatus
+from mailgate.domain.ids import new_id
+from mailgate.domain.routing import TenantRouting
 from mailgate.domain.server_deletion import Dependants
 from mailgate.storage.base import Tx, utcnow
-from mailgate.storage.tables import email_accounts, mail_servers, messages, stages
+from mailgate.storage.queue_types import AttemptRecord
+from mailgate.storage.tables import attempts, email_accounts, mail_servers, messages, stages
 
 #: Messages that still wait for (or are being sent through) their server.
 WAITING = (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value, MessageStatus.SENDING.value)
@@ -115,3 +118,88 @@ async def move_mail(tx: Tx, targets: Mapping[str, str | None]) -> None:
             .where(messages.c.id == message_id)
             .values(server_id=target, updated_at=now)
         )
+
+
+async def routing_of(
+    tx: Tx, tenant_ids: Collection[str], *, without: str | None = None
+) -> dict[str, TenantRouting]:
+    """The routing now of each tenant in ``tenant_ids`` (``without``: a server being
+    deleted, which routes nothing)."""
+    ids = sorted(set(tenant_ids))
+    stage_map: dict[str, dict[str, str | None]] = {t: {} for t in ids}
+    account_map: dict[str, dict[str, tuple[str, str | None]]] = {t: {} for t in ids}
+    defaults: dict[str, str | None] = dict.fromkeys(ids)
+    names: dict[str, dict[str, str]] = {t: {} for t in ids}
+
+    def live(server_id: str | None) -> str | None:
+        return None if server_id == without else server_id
+
+    for stage in await tx.execute(
+        select(stages.c.tenant_id, stages.c.name, stages.c.mail_server_id).where(
+            stages.c.tenant_id.in_(ids)
+        )
+    ):
+        stage_map[stage.tenant_id][stage.name] = live(stage.mail_server_id)
+    for account in await tx.execute(
+        select(
+            email_accounts.c.tenant_id,
+            email_accounts.c.id,
+            email_accounts.c.address,
+            email_accounts.c.mail_server_id,
+        ).where(email_accounts.c.tenant_id.in_(ids))
+    ):
+        account_map[account.tenant_id][account.id] = (
+            account.address,
+            live(account.mail_server_id),
+        )
+    for server in await tx.execute(
+        select(
+            mail_servers.c.tenant_id,
+            mail_servers.c.id,
+            mail_servers.c.name,
+            mail_servers.c.is_default,
+        ).where(mail_servers.c.tenant_id.in_(ids))
+    ):
+        if server.id == without:
+            continue
+        names[server.tenant_id][server.id] = server.name
+        if server.is_default:
+            defaults[server.tenant_id] = server.id
+    return {t: TenantRouting(stage_map[t], account_map[t], defaults[t], names[t]) for t in ids}
+
+
+async def record_reroutes(
+    tx: Tx, moves: Sequence[tuple[str, int, AttemptRecord]], *, worker: str
+) -> None:
+    """Give claimed messages their new server (``record.server_id``) and write the note of
+    each move to its delivery log, as attempt ``n`` (the attempt the move is part of)."""
+    now = utcnow()
+    for message_id, _, record in moves:
+        await tx.execute(
+            update(messages)
+            .where(messages.c.id == message_id, messages.c.lease_owner == worker)
+            .values(server_id=record.server_id, updated_at=now)
+        )
+    await tx.execute(
+        insert(attempts),
+        [
+            {
+                "id": new_id(),
+                "message_id": message_id,
+                "n": n,
+                "started_at": record.started_at,
+                "finished_at": record.finished_at,
+                "server_id": record.server_id,
+                "engine": record.engine,
+                "worker": worker,
+                "outcome": record.outcome,
+                "code": record.code,
+                "reply": record.reply,
+                "tls_version": record.tls_version,
+                "duration_ms": record.duration_ms,
+                "possible_duplicate": record.possible_duplicate,
+                "transcript": record.transcript,
+            }
+            for message_id, n, record in moves
+        ],
+    )

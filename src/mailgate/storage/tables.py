@@ -322,6 +322,20 @@ server_rate = Table(
     Column("used", Integer, nullable=False),
 )
 
+#: One row per running process with delivery workers, written every few seconds, so that
+#: ``/readyz`` and ``/metrics`` of any process see the workers of every process and host.
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("loops", Integer, nullable=False),
+    Column("claiming", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
 # Signing, templates and webhooks ----------------------------------------------------------
 
 dkim_keys = Table(

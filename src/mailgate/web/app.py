@@ -124,8 +124,9 @@ def create_app(
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
         """200 when this process can serve: the database answers, the keys open the stored
-        secrets, and every delivery worker of this process claims; 503 naming the reasons
-        otherwise (a process without workers reports the database and keys)."""
+        secrets, every delivery worker of this process claims, and the deployment has the
+        live worker processes it needs (:func:`~mailgate.domain.worker_health.assess_fleet`);
+        503 naming the reasons otherwise."""
         ready = await ctx.db.ping()
         report = ctx.workers.report(now=time.monotonic())
         body: dict[str, object] = {"database": ready}
@@ -141,6 +142,15 @@ def create_app(
                 "claiming": report.claiming,
                 "problems": list(report.reasons),
             }
+        if ready:
+            fleet = await ops_metrics.fleet(ctx)
+            body["worker_processes"] = {
+                "alive": fleet.alive,
+                "claiming_loops": fleet.claiming,
+                "expected": fleet.expected,
+                "problem": fleet.problem,
+            }
+            ready = fleet.ready
         ok = ready and report.ready
         return JSONResponse(body, status_code=200 if ok else 503)
 

@@ -16,7 +16,7 @@ from mailgate.net.guarded import GuardedDialer
 from mailgate.net.policy import NetworkPolicy
 from mailgate.runtime import Context
 from mailgate.storage.listen import listen
-from mailgate.worker import imap_sync, maintenance
+from mailgate.worker import heartbeat, imap_sync, maintenance
 from mailgate.worker import webhooks as webhook_dispatch
 from mailgate.worker.runner import Worker, WorkerOptions
 
@@ -25,6 +25,8 @@ log = logging.getLogger("mailgate.worker")
 #: The wait before a dead worker is replaced, doubling while replacements keep dying.
 RESTART_DELAY = 0.5
 RESTART_DELAY_CAP = 30.0
+#: How long a stopping pool waits for its heartbeat to delete its row.
+HEARTBEAT_STOP_GRACE = 5.0
 
 
 def guarded_engines(ctx: Context) -> EngineCache:
@@ -84,6 +86,7 @@ class WorkerPool:
         helpers = [
             asyncio.create_task(listen(self.ctx.db, self.wake, stop), name="listen"),
             asyncio.create_task(maintenance.run(self.ctx, stop), name="maintenance"),
+            asyncio.create_task(heartbeat.run(self.ctx, stop), name="heartbeat"),
             asyncio.create_task(webhook_dispatch.run(self.ctx, stop), name="webhooks"),
             asyncio.create_task(
                 imap_sync.run(self.ctx, stop, interval=self.ctx.policy.imap_sync_interval),
@@ -94,6 +97,10 @@ class WorkerPool:
             await asyncio.gather(*workers)
         finally:
             stop.set()
+            beat = next(t for t in helpers if t.get_name() == "heartbeat")
+            # The heartbeat ends on stop, deleting its row; a database that does not answer
+            # does not hold the shutdown up (the row then goes stale).
+            await asyncio.wait([beat], timeout=HEARTBEAT_STOP_GRACE)
             for task in helpers:
                 task.cancel()
             for task in [*workers, *helpers]:

@@ -16,15 +16,13 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from mailgate.domain.delivery import (
     DeliveryResult,
     Envelope,
-    MessageStatus,
     OutcomeKind,
-    RecipientStatus,
 )
 from mailgate.domain.retry import RetryPolicy
 from mailgate.domain.servers import RECOMPOSING_ENGINES, ServerStatus
@@ -33,6 +31,7 @@ from mailgate.engines.factory import EngineCache
 from mailgate.errors import MailgateError
 from mailgate.runtime import Context
 from mailgate.storage import rate
+from mailgate.storage import server_deletion as deletion_store
 from mailgate.storage import servers as server_store
 from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
@@ -40,11 +39,11 @@ from mailgate.storage.queue import (
     AttemptRecord,
     Completion,
     Job,
-    RecipientUpdate,
     queue_for,
 )
 from mailgate.worker import observe
 from mailgate.worker.decide import attempt_record, decide, quarantine
+from mailgate.worker.reroute import reroute
 from mailgate.worker.servers import ServerDirectory, ServerEntry
 
 log = logging.getLogger("mailgate.worker")
@@ -215,6 +214,7 @@ class Worker:
         if broken:
             self._quarantine(broken)
             jobs = [j for j in jobs if j.fault is None]
+        jobs = await self._route_lost(jobs)
         entries = await self.servers.load({j.server_id for j in jobs if j.server_id})
         fallbacks = {
             e.server.fallback_server_id
@@ -228,6 +228,36 @@ class Worker:
             task = asyncio.create_task(self._attempt(job, entries), name=f"deliver-{job.id}")
             self._inflight[job.id] = (job, task)
             task.add_done_callback(self._forget(job.id))
+
+    async def _route_lost(self, jobs: list[Job]) -> list[Job]:
+        """Route jobs whose server was deleted again (:mod:`mailgate.worker.reroute`): the
+        moved ones are bound to their new server before anything else (holds and rate limits
+        apply to it); those without a route are deferred with the reason."""
+        entries = await self.servers.load({j.server_id for j in jobs if j.server_id})
+        lost = [j for j in jobs if not j.server_id or entries.get(j.server_id) is None]
+        if not lost:
+            return jobs
+        async with self.ctx.db.read() as tx:
+            routing = await deletion_store.routing_of(tx, {j.tenant_id for j in lost})
+        decided = reroute(lost, routing, now=utcnow(), policy=self.retry)
+        if decided.moved:
+            async with self.ctx.db.transaction() as tx:
+                await deletion_store.record_reroutes(
+                    tx,
+                    [(job.id, job.attempt, note) for job, note in decided.moved],
+                    worker=self.name,
+                )
+            self.servers.forget({j.server_id for j in lost if j.server_id})
+        for completion in decided.unroutable:
+            log.warning(
+                "message %s has no mail server: %s", completion.job.id, completion.last_error
+            )
+            self._done.append(completion)
+        if decided.unroutable:
+            self._flush_now.set()
+        new = {job.id: job for job, _ in decided.moved}
+        gone = {j.id for j in lost}
+        return [new.get(j.id, j) for j in jobs if j.id not in gone or j.id in new]
 
     async def _give_back(self, message_ids: list[str]) -> None:
         """Return messages this pass claimed but did not start, as never attempted (else
@@ -411,22 +441,14 @@ class Worker:
             self._status_updates[entry.server.id] = (status, detail)
 
     def _no_server(self, job: Job) -> Completion:
-        reason = (
-            "its mail server was deleted; assign a server to the stage or the account "
-            "and retry the message"
+        """The server was deleted after this batch was routed: the next attempt routes the
+        message again (:meth:`_route_lost`)."""
+        result = DeliveryResult(
+            kind=OutcomeKind.DEFERRED,
+            reply="its mail server was deleted; it is routed again on its next attempt",
         )
-        return Completion(
-            job=job,
-            status=MessageStatus.FAILED,
-            next_attempt_at=None,
-            possible_duplicate=False,
-            held=False,
-            last_error=reason,
-            attempt=None,
-            recipients=tuple(
-                RecipientUpdate(p, RecipientStatus.FAILED, None, reason) for p, _ in job.recipients
-            ),
-        )
+        orphan = replace(job, server_id=None)
+        return decide(orphan, result, now=utcnow(), policy=self.retry, attempt=None)
 
     # Recording -----------------------------------------------------------------------------
 

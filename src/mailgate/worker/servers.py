@@ -58,6 +58,11 @@ class ServerDirectory:
                     self._status[server_id] = entry.server.status
         return {i: self._entries[i][1] for i in wanted}
 
+    def forget(self, server_ids: Iterable[str]) -> None:
+        """Drop cached entries (servers found deleted), so none is trusted again."""
+        for server_id in server_ids:
+            self._entries.pop(server_id, None)
+
     def known_status(self, server_id: str) -> ServerStatus | None:
         return self._status.get(server_id)
 
