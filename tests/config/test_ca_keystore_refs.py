@@ -279,7 +279,7 @@ async def test_migration_0012_adds_and_drops_the_server_column(
             return await conn.run_sync(read)
 
     assert "ca_keystore" in await columns()
-    await run("downgrade", "0010")
+    await run("downgrade", "0011")
     assert "ca_keystore" not in await columns()
     await run("upgrade", "head")
     assert await migrate.current_revision(ctx.db) == migrate.head_revision()

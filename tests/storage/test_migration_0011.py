@@ -16,7 +16,7 @@ from tests.config.helpers import new_tenant
 from tests.conftest import ADMIN
 
 T = "/api/v1/tenants/acme"
-REVISION = "0011_test_lists_per_stage"
+REVISION = "0011"
 
 
 async def _migrate(ctx: Context, action: str, revision: str) -> None:

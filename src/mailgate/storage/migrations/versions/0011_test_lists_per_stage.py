@@ -1,6 +1,6 @@
 """Test lists per app and stage, naming users as well as addresses; account descriptions
 
-Revision ID: 0011_test_lists_per_stage
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-05 12:30:00.000000
 
@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_test_lists_per_stage"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """Mail servers may trust the CA certificates of a named "ca" keystore
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-05 12:30:00.000000
 
 ``mail_servers.ca_keystore`` names a keystore of the server's tenant whose certificates are
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Worker heartbeats: every process running delivery workers says it is alive
 
-Revision ID: 0013_worker_heartbeats
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-05 12:30:00.000000
 
 ``worker_heartbeats`` has one row per process with delivery workers (``mailgate serve`` with
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_worker_heartbeats"
-down_revision = "0010"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
