@@ -295,7 +295,9 @@ def import_codestream(
     writes = any(c.action.value != "unchanged" for c in changes)
     if dry_run:
         out.print("dry run: nothing was changed")
-    elif writes and not applied:
+    elif applied:
+        out.print(f"applied: {file.name} imported into tenant {tenant}", highlight=False)
+    elif writes:
         out.print("nothing was changed")
     raise typer.Exit(EXIT_OK)
 

@@ -94,6 +94,7 @@ async def test_dry_run_then_yes_then_again_then_apply_the_written_file(
     args = ["import-codestream", sample, "-t", "acme", "--tenant-name", "Acme Corp", "--yes"]
     done = await cli([*args, "-o", str(written)], env)
     assert done.exit_code == 0, done.output
+    assert "applied: gmail.json imported into tenant acme" in done.stdout
     assert GMAIL_SECRET not in done.output
     assert '{"env": "MAILGATE_SECRET_ACME_CODESTREAM_SMTP_PASSWORD"}' in done.stdout
     assert "emailDeliveryService.NodeMailer.password" in done.stdout
@@ -123,6 +124,7 @@ async def test_dry_run_then_yes_then_again_then_apply_the_written_file(
     again = await cli(args, env)
     assert again.exit_code == 0, again.output
     assert "0 create, 0 update, 0 delete" in again.stdout
+    assert "applied:" not in again.stdout  # nothing to apply, nothing asked
 
     # The same servers through `config apply` of the written file: nothing to change.
     secret = {"MAILGATE_SECRET_ACME_CODESTREAM_SMTP_PASSWORD": GMAIL_SECRET}
