@@ -291,3 +291,24 @@ async def test_no_page_ever_shows_a_secret(browser_factory: Any, api: httpx.Asyn
             assert needle not in r.text, path
     edit = await b.get(f"/t/acme/settings/servers/{servers[1]['id']}/edit")
     assert "password set — leave blank to keep" in edit.text  # the API key is set
+
+
+async def test_sendgrid_send_path_is_a_field_of_its_own(
+    browser_factory: Any, api: httpx.AsyncClient
+) -> None:
+    b = await _owner(browser_factory, api)
+    grid = {"name": "Grid", "engine": "sendgrid", "api_key": CANARY, "timeout_seconds": "30"}
+    r = await b.post("/t/acme/settings/servers/new", {**grid, "send_path": "relay/mail"})
+    assert r.status_code == 422
+    assert "single /" in field_error(r.text, "send_path")
+    assert 'value="relay/mail"' in r.text  # the typed value is kept
+    r = await b.post("/t/acme/settings/servers/new", {**grid, "send_path": "/relay/v3/mail/send"})
+    assert r.status_code == 303, r.text
+    (server,) = await _servers(api)
+    assert server["options"] == {"send_path": "/relay/v3/mail/send"}
+    url = f"/t/acme/settings/servers/{server['id']}/edit"
+    assert 'value="/relay/v3/mail/send"' in (await b.get(url)).text
+    r = await b.post(url, {**grid, "api_key": "", "send_path": ""})
+    assert r.status_code == 303, r.text
+    (server,) = await _servers(api)
+    assert server["options"] == {}

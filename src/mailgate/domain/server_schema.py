@@ -295,11 +295,34 @@ def _count(value: str) -> str | None:
     return None if ok else "must be a whole number between 1 and 1000000"
 
 
+#: The request path of SendGrid's v3 Mail Send endpoint (the ``send_path`` default).
+SENDGRID_SEND_PATH = "/v3/mail/send"
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$")
+
+
+def _send_path(value: str) -> str | None:
+    """An absolute URL path: ``/`` then non-empty segments of RFC 3986 path characters; no
+    query, fragment, ``.``/``..`` segment or percent sign outside an escape."""
+    path = value.strip()
+    if not path.startswith("/") or path.startswith("//"):
+        return "must be a path starting with a single / (such as /v3/mail/send)"
+    if path == "/":
+        return "must name the endpoint, not only /"
+    for segment in path[1:].split("/"):
+        if segment in ("", ".", "..") or not _PATH_SEGMENT.match(segment):
+            return "must be a URL path without a query, a fragment, spaces, or empty, . or .. parts"
+        if re.search(r"%(?![0-9A-Fa-f]{2})", segment):
+            return "has a % that is not a percent-escape"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class OptionSpec:
     key: str
     description: str
     check: Callable[[str], str | None]
+    #: The engines the option applies to (empty: every engine).
+    engines: tuple[str, ...] = ()
 
 
 OPTIONS: dict[str, OptionSpec] = {
@@ -312,15 +335,23 @@ OPTIONS: dict[str, OptionSpec] = {
         OptionSpec("greeting_timeout", "seconds to wait for the 220 greeting", _positive),
         OptionSpec("idle_timeout", "seconds an unused pooled connection is kept", _positive),
         OptionSpec("max_messages_per_connection", "messages sent on one connection (1000)", _count),
+        OptionSpec(
+            "send_path",
+            f"SendGrid: the Mail Send path under api_base_url ({SENDGRID_SEND_PATH})",
+            _send_path,
+            engines=("sendgrid",),
+        ),
     )
 }
 #: The longest option value.
 MAX_OPTION_LENGTH = 500
 
 
-def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+def option_problems(
+    options: Mapping[str, Any], *, engine: str | None = None
+) -> list[tuple[str, str]]:
     """``(field, message)`` for every unknown key or invalid value of ``options``; the field
-    is ``options.<key>``."""
+    is ``options.<key>``. With ``engine``, an option of another engine is a problem too."""
     problems: list[tuple[str, str]] = []
     for key, value in options.items():
         field = f"options.{key}"
@@ -328,6 +359,9 @@ def option_problems(options: Mapping[str, Any]) -> list[tuple[str, str]]:
         if spec is None:
             known = ", ".join(sorted(OPTIONS))
             problems.append((field, f"unknown option; known options are {known}"))
+            continue
+        if engine is not None and spec.engines and engine not in spec.engines:
+            problems.append((field, f"applies to the {' and '.join(spec.engines)} engine only"))
             continue
         if not isinstance(value, str):
             problems.append((field, "must be a string"))
@@ -374,5 +408,7 @@ def server_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems.append(("ca_keystore", CA_BOTH))
     options = values.get("options")
     if isinstance(options, Mapping):
-        problems += option_problems(options)
+        engine = values.get("engine")
+        name = str(getattr(engine, "value", engine)) if engine is not None else None
+        problems += option_problems(options, engine=name)
     return problems

@@ -32,6 +32,7 @@ import httpx
 from mailgate.compose.headers import CATEGORIES_HEADER
 from mailgate.domain.delivery import DeliveryResult, Envelope, OutcomeKind
 from mailgate.domain.outcomes import parse_reset_epoch
+from mailgate.domain.server_schema import OPTIONS, SENDGRID_SEND_PATH
 from mailgate.domain.servers import Engine
 from mailgate.engines.base import Clock
 from mailgate.engines.config import ServerConfig
@@ -77,6 +78,7 @@ class SendGridEngine:
             raise ConfigurationError(f"server {config.key}: the sendgrid engine needs an api_key")
         self.config = config
         self.base_url = api_base(config, SENDGRID_API)
+        self.send_path = send_path_of(config)
         # The API's error texts are stored and shown: never with the key in them.
         self._redact = Redactor([config.api_key.reveal()])
         self._owns_client = client is None
@@ -107,7 +109,7 @@ class SendGridEngine:
         assert self.config.api_key is not None
         sent = await self._exchange.send(
             "POST",
-            f"{self.base_url}/v3/mail/send",
+            f"{self.base_url}{self.send_path}",
             json=body,
             headers={"Authorization": f"Bearer {self.config.api_key.reveal()}"},
         )
@@ -150,7 +152,11 @@ class SendGridEngine:
         """Check the API key without sending: ``GET /v3/scopes`` must list ``mail.send``.
 
         docs.sendgrid.com, "API Keys Permissions"; without ``mail.send`` the report says
-        ``permission_missing``.
+        ``permission_missing``. The scopes are read next to the send path (``/v3/scopes``
+        under the same prefix: ``/relay/v3/mail/send`` reads ``/relay/v3/scopes``). With a
+        ``send_path`` option, the path delivery uses is checked too: an empty JSON body is
+        posted to it, which SendGrid refuses with 400 after accepting the key, so nothing is
+        sent; 404 or 405 there means the path is wrong.
         """
         assert self.config.api_key is not None
         run = HttpProbe(
@@ -161,15 +167,33 @@ class SendGridEngine:
     async def _check_scopes(self, probe: HttpProbe, client: httpx.AsyncClient) -> None:
         assert self.config.api_key is not None
         headers = {"Authorization": f"Bearer {self.config.api_key.reveal()}"}
-        url = f"{self.base_url}/v3/scopes"
+        # A send path of another shape says nothing about the scopes: read them at the root.
+        ends = self.send_path.endswith(SENDGRID_SEND_PATH)
+        prefix = self.send_path.removesuffix(SENDGRID_SEND_PATH) if ends else ""
+        url = f"{self.base_url}{prefix}/v3/scopes"
         response = await probe.step(StepName.API, lambda: client.get(url, headers=headers))
         status = response.status_code
-        if status == 200:
-            scopes = response_json(response).get("scopes")
-            if isinstance(scopes, list) and "mail.send" in scopes:
-                return
+        if status != 200:
+            probe.refused(status, sendgrid_error_text(response), "The API key")
+        scopes = response_json(response).get("scopes")
+        if not isinstance(scopes, list) or "mail.send" not in scopes:
             raise probe.fail(
                 ProbeErrorCode.PERMISSION_MISSING, "The API key lacks the mail.send permission."
+            )
+        if self.send_path == SENDGRID_SEND_PATH:
+            return
+        send_url = f"{self.base_url}{self.send_path}"
+        response = await probe.step(
+            StepName.API, lambda: client.post(send_url, json={}, headers=headers)
+        )
+        status = response.status_code
+        if status == 400 or 200 <= status < 300:
+            return
+        if status in (404, 405):
+            raise probe.fail(
+                ProbeErrorCode.INVALID_CONFIGURATION,
+                f"POST {self.send_path} answered {status} {response.reason_phrase}: "
+                "check the send_path option.",
             )
         probe.refused(status, sendgrid_error_text(response), "The API key")
 
@@ -177,6 +201,20 @@ class SendGridEngine:
         """Close the connections this engine opened."""
         if self._owns_client:
             await self._client.aclose()
+
+
+def send_path_of(config: ServerConfig) -> str:
+    """The Mail Send path of ``config``: its ``send_path`` option, else ``/v3/mail/send``.
+
+    Raises ConfigurationError for a path the server schema would refuse (a server saved
+    before the option was checked)."""
+    path = (config.options.get("send_path") or "").strip()
+    if not path:
+        return SENDGRID_SEND_PATH
+    problem = OPTIONS["send_path"].check(path)
+    if problem is not None:
+        raise ConfigurationError(f"server {config.key}: options.send_path {problem}")
+    return path
 
 
 def sendgrid_error_text(response: httpx.Response) -> str:

@@ -158,6 +158,9 @@ def server_fields(form: FormData, *, editing: bool) -> dict[str, Any]:
         fields["fallback_server_id"] = fallback or None
     if engine == "smtp":
         fields["options"] = _options(form_text(form, "options"), errors)
+    elif engine == "sendgrid":
+        send_path = form_text(form, "send_path").strip()
+        fields["options"] = {"send_path": send_path} if send_path else {}
     oauth_names = OAUTH_BY_ENGINE.get(engine, ())
     wants_oauth = engine == "msgraph" or (engine == "smtp" and fields.get("auth") == "xoauth2")
     if oauth_names and wants_oauth:
@@ -239,6 +242,9 @@ def field_messages(exc: RequestError | FormErrors) -> tuple[dict[str, str], str]
     by_field: dict[str, str] = {}
     for error in exc.errors:
         name = error.field.split("[", 1)[0]
+        if name == "options.send_path":  # SendGrid's own field
+            by_field.setdefault("send_path", error.message)
+            continue
         if name.startswith("options."):  # one text area holds every option
             by_field.setdefault("options", f"{name.split('.', 1)[1]}: {error.message}")
             continue

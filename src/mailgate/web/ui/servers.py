@@ -108,6 +108,7 @@ def server_values(server: MailServer) -> dict[str, Any]:
         "is_default": server.is_default,
         "fallback_server_id": server.fallback_server_id or "",
         "options": "\n".join(f"{k}={v}" for k, v in server.options.items()),
+        "send_path": server.options.get("send_path", ""),
     }
     for key, value in (server.oauth or {}).items():
         if f"oauth.{key}" not in SERVER_SECRETS:
