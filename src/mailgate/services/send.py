@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from mailgate import metrics
@@ -163,6 +164,14 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+@lru_cache(maxsize=256)
+def _sender_address(address: str, name: str | None) -> Address:
+    """A sender account's validated From address; a ValidationFailed names ``from``.
+
+    Every message of an account sends from the same address: it is validated once."""
+    return parse_address({"email": address, "name": name}, field="from")
+
+
 def prepare(
     ctx: Context, caller: Caller, snap: RoutingSnapshot, item: Mapping[str, Any], *, now: datetime
 ) -> queue.NewMessage:
@@ -172,7 +181,7 @@ def prepare(
         caller, snap, app=item.get("app"), stage=item.get("stage"), sender=item.get("from")
     )
     app_id, stage, account, server_id = route.app_id, route.stage, route.account, route.server_id
-    sender = {"email": account.address, "name": account.display_name}
+    sender = _sender_address(account.address, account.display_name)
     reply_to = item.get("reply_to")
     if reply_to is None and account.reply_to:
         reply_to = account.reply_to
