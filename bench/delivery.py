@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import million
 from _support import (
     LOOPBACK,
     BenchDatabase,
@@ -55,6 +56,7 @@ from _support import (
     process_cpu_seconds,
     wait_port,
 )
+from million import MemoryCheck
 from references import References, measure
 
 from mailgate.storage.secretbox import generate_key
@@ -97,6 +99,8 @@ class Options:
     profile_dir: Path | None
     verbose: bool
     phases: frozenset[str] = frozenset(PHASES)
+    million_queued: int = 0
+    memory_seconds: float = 60.0
 
 
 @dataclass
@@ -124,9 +128,12 @@ class Figures:
     drain_cpu: dict[str, float] = field(default_factory=dict)
     e2e_cpu: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    million: MemoryCheck | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        record = dict(self.__dict__)
+        record["million"] = None if self.million is None else self.million.as_json()
+        return record
 
 
 # The API --------------------------------------------------------------------------------
@@ -397,6 +404,8 @@ class Run:
         self._stop(serve)
         if "e2e" in phases:
             self.end_to_end()
+        if self.opts.million_queued:
+            self.million_queued()
         return self.figures
 
     def _stop(self, proc: MailgateProcess) -> None:
@@ -502,6 +511,38 @@ class Run:
         f.serve_with_workers_peak_rss_kb = serve.peak_rss_kb()
         self._stop(serve)
         self._check_sink(before, queued_before + self.opts.count, "end-to-end")
+
+    def million_queued(self) -> None:
+        """(e) The queue filled with ``--queued`` messages through the storage layer, then
+        ``mailgate worker`` drains it for ``--memory-seconds`` while its RSS is sampled."""
+        check = MemoryCheck(queued=self.opts.million_queued)
+        self.figures.million = check
+        sent_before = int(
+            self.db.query("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0]
+        )
+        self.say(f"million-queued: filling {check.queued:,} messages")
+        check.fill_seconds = million.fill(self.db, check.queued, self.deadline)
+        self.say(f"million-queued: filled in {check.fill_seconds:.0f} s; worker started")
+        worker = self.spawn(
+            "worker-million",
+            [
+                "worker",
+                "--count",
+                str(self.opts.worker_tasks),
+                "--processes",
+                str(self.opts.worker_processes),
+            ],
+        )
+        million.sample(
+            self.db,
+            worker,
+            self.opts.memory_seconds,
+            self.deadline,
+            check,
+            sent_before=sent_before,
+            say=self.say,
+        )
+        self._stop(worker)
 
     def _tenant_token(self, api: Api) -> dict[str, str]:
         response = api.client.post(
@@ -616,6 +657,8 @@ def report(f: Figures, opts: Options, refs: References) -> None:
         f"{db} cpu  accept: {cpu_text(f.accept_cpu, 'serve')};  drain: "
         f"{cpu_text(f.drain_cpu, 'worker')};  end-to-end: {cpu_text(f.e2e_cpu, 'serve')}"
     )
+    if f.million is not None:
+        print(f"{db} million-queued {million.summary(f.million, TARGET_RSS_MIB)}")
     for problem in f.problems:
         print(f"{db} PROBLEM: {problem}")
     sys.stdout.flush()
@@ -663,6 +706,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(PHASES),
         help="comma-separated phases to run (drain includes accept): " + ", ".join(PHASES),
     )
+    parser.add_argument(
+        "--million-queued",
+        action="store_true",
+        help="after the phases, fill the queue through the storage layer and sample the "
+        "worker's RSS while it drains (see --queued, --memory-seconds)",
+    )
+    parser.add_argument(
+        "--queued", type=int, default=1_000_000, help="messages queued for --million-queued"
+    )
+    parser.add_argument(
+        "--memory-seconds",
+        type=float,
+        default=60.0,
+        help="how long --million-queued samples the draining worker",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)
     args.phases = frozenset(p.strip() for p in args.phases.split(",") if p.strip())
@@ -689,6 +747,8 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir=args.profile,
         verbose=args.verbose,
         phases=args.phases,
+        million_queued=args.queued if args.million_queued else 0,
+        memory_seconds=args.memory_seconds,
     )
     deadline = Deadline(args.timeout)
     results: dict[str, Any] = {}
