@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -309,8 +310,8 @@ async def commit(
             )
         if items:
             await queue.notify(tx)
-    for item in items:
-        metrics.accepted(item.tenant_id, item.server_id)
+    for (tenant_id, server_id), count in Counter((m.tenant_id, m.server_id) for m in items).items():
+        metrics.accepted(tenant_id, server_id, count)
     if items and ctx.wake is not None:
         ctx.wake()
 

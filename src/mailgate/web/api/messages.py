@@ -69,6 +69,8 @@ class MessageIn(Strict):
 
 
 class BatchIn(Strict):
+    _checked_by_items = frozenset({"messages"})
+
     messages: list[MessageIn] = Field(max_length=send_svc.MAX_BATCH)
 
 

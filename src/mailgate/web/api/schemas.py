@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -31,13 +31,16 @@ class Strict(BaseModel):
     """Unknown fields are refused (422 naming them), never silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+    #: Fields holding Strict models only, whose own fields check their values: when the
+    #: strings are known to be checked (json_body) the items need no search of their own.
+    _checked_by_items: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")
     @classmethod
     def _json_text(cls, value: Any, info: ValidationInfo) -> Any:
         """Lone surrogates and NaN/Infinity are refused before any other check."""
         checked = text_checked(info.context)
-        if checked and type(value) is str:
+        if checked and (type(value) is str or info.field_name in cls._checked_by_items):
             return value  # json_body: pydantic's reader took it from checked JSON text
         problem = json_value_problem(value, strings_checked=checked)
         if problem is not None:
