@@ -100,6 +100,7 @@ class Options:
     verbose: bool
     phases: frozenset[str] = frozenset(PHASES)
     million_queued: int = 0
+    serve_processes: int | None = None
     memory_seconds: float = 60.0
 
 
@@ -351,7 +352,12 @@ class Run:
             "MAILGATE_LOG_LEVEL": "WARNING",
             "MAILGATE_CONFIG": str(self.workdir / "absent.toml"),
         }
-        for name in ("MAILGATE_WORKERS", "MAILGATE_HOST", "MAILGATE_PORT"):
+        for name in (
+            "MAILGATE_WORKERS",
+            "MAILGATE_WORKER_PROCESSES",
+            "MAILGATE_HOST",
+            "MAILGATE_PORT",
+        ):
             self.env.pop(name, None)
         self.figures = Figures(database=db.kind, count=opts.count)
         self.sink = Sink(self.workdir)
@@ -482,6 +488,8 @@ class Run:
         """(c) ``serve`` with workers: submit and deliver at once, first POST to last sent."""
         f = self.figures
         before = self.sink.received()
+        if self.opts.serve_processes is not None:
+            self.env["MAILGATE_WORKER_PROCESSES"] = str(self.opts.serve_processes)
         serve, api = self.serve("serve-workers", workers=self.opts.serve_workers)
         api.tenant_auth = self._tenant_token(api)
         bodies = batch_bodies(self.opts, first=self.opts.count)
@@ -635,7 +643,8 @@ def report(f: Figures, opts: Options, refs: References) -> None:
             f"{db} end-to-end {f.e2e_msg_s:,.0f} msg/s  "
             f"{versus(f'{db} end-to-end', f.e2e_msg_s, refs)}  (first POST to last sent "
             f"{f.e2e_seconds:.2f} s; accepted alongside at {f.e2e_accept_msg_s:,.0f} msg/s; "
-            f"serve --workers {serve_workers})"
+            f"serve --workers {serve_workers}, worker processes "
+            f"{'default' if opts.serve_processes is None else opts.serve_processes})"
         )
     rss_ok = (
         "met"
@@ -684,6 +693,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="mailgate serve --workers (end-to-end; default: serve's own defaults)",
+    )
+    parser.add_argument(
+        "--serve-processes",
+        type=int,
+        default=None,
+        help="MAILGATE_WORKER_PROCESSES for the end-to-end serve (default: serve's own)",
     )
     parser.add_argument("--max-connections", type=int, default=8, help="SMTP connections")
     parser.add_argument(
@@ -748,6 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         phases=args.phases,
         million_queued=args.queued if args.million_queued else 0,
+        serve_processes=args.serve_processes,
         memory_seconds=args.memory_seconds,
     )
     deadline = Deadline(args.timeout)
@@ -792,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
             "worker_tasks": opts.worker_tasks,
             "worker_processes": opts.worker_processes,
             "serve_workers": opts.serve_workers,
+            "serve_processes": opts.serve_processes,
             "max_connections": opts.max_connections,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
