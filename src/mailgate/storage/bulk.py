@@ -16,9 +16,6 @@ from typing import Any
 
 from mailgate.storage.base import Tx
 
-#: Rows per multi-row INSERT on PostgreSQL (well under its 65,535 parameters per statement).
-ROWS_PER_STATEMENT = 100
-
 
 class Bulk:
     """Statement text and value conversion for one dialect."""
@@ -57,22 +54,6 @@ class Bulk:
         # Table and column names are constants of this package, never input.
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.marks(len(columns))})"  # noqa: S608
         await self.tx.exec_driver_sql(sql, rows)
-
-    async def insert_values(
-        self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> None:
-        """Like :meth:`insert`; on PostgreSQL as multi-row ``VALUES`` statements of up to
-        :data:`ROWS_PER_STATEMENT` rows, which psycopg sends with a fraction of the per-row
-        work of a pipelined ``executemany`` (SQLite's ``executemany`` is a C loop already)."""
-        if self.sqlite or len(rows) <= 1:
-            await self.insert(table, columns, rows)
-            return
-        row_marks = f"({self.marks(len(columns))})"
-        head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - constants
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[start : start + ROWS_PER_STATEMENT]
-            sql = head + ", ".join([row_marks] * len(chunk))
-            await self.tx.exec_driver_sql(sql, tuple(v for row in chunk for v in row))
 
     async def update(
         self, table: str, set_columns: Sequence[str], where: str, rows: list[tuple[Any, ...]]

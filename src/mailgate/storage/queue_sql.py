@@ -132,7 +132,7 @@ class SqlQueue:
         stamp, no, queued = b.time(now), b.flag(False), MessageStatus.QUEUED.value
         flag = (b.flag(False), b.flag(True))  # by bool: the 0/1 or False/True of the dialect
         js = b.json
-        await b.insert_values(
+        await b.insert(
             "messages",
             _MESSAGE_COLUMNS,
             [
@@ -147,11 +147,9 @@ class SqlQueue:
                 for m in items
             ],
         )  # fmt: skip
-        await b.insert_values(
-            "message_bodies", ("message_id", "raw"), [(m.id, m.raw) for m in items]
-        )
+        await b.insert("message_bodies", ("message_id", "raw"), [(m.id, m.raw) for m in items])
         pending = RecipientStatus.PENDING.value
-        await b.insert_values(
+        await b.insert(
             "message_recipients",
             ("message_id", "position", "email", "status"),
             [(m.id, i, email, pending) for m in items for i, email in enumerate(m.recipients)],
