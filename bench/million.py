@@ -172,12 +172,13 @@ def summary(check: MemoryCheck, target_mib: float) -> str:
     if not rss:
         return "no samples"
     # Start-up (imports, pools) comes before the first delivery; "flat" compares the rest.
-    settled = [r for _, r, sent in check.samples if sent > 0] or rss
-    first, peak, last = settled[0] / 1024, max(rss) / 1024, rss[-1] / 1024
+    settled = [r for _, r, sent in check.samples if sent > 0]
+    where = "at the first delivery" if settled else "at the first sample (nothing sent yet)"
+    first, peak, last = (settled or rss)[0] / 1024, max(rss) / 1024, rss[-1] / 1024
     ok = "met" if peak < target_mib else "NOT met"
     return (
         f"{check.queued:,} queued (filled in {check.fill_seconds:.0f} s); worker sent "
-        f"{check.sent:,} in {check.seconds:.0f} s; RSS at the first delivery {first:,.0f} MiB, "
+        f"{check.sent:,} in {check.seconds:.0f} s; RSS {where} {first:,.0f} MiB, "
         f"peak {peak:,.0f} MiB, last {last:,.0f} MiB (growth {last - first:+,.0f} MiB) "
         f"[target < {target_mib:.0f} MiB: {ok}]"
     )
