@@ -33,67 +33,44 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import million
 from _support import (
     LOOPBACK,
     BenchDatabase,
     BenchError,
     Deadline,
-    MachineCpu,
     MailgateProcess,
     Profiler,
     Sink,
     as_utc,
     free_port,
     pg_reachable,
-    process_cpu_seconds,
     wait_port,
 )
+from delivery_client import (
+    PHASES,
+    TENANT,
+    Api,
+    Cpu,
+    Options,
+    batch_bodies,
+    submit,
+    wait_all_sent,
+)
+from delivery_report import report
+from million import MemoryCheck
 from references import References, measure
 
 from mailgate.storage.secretbox import generate_key
 
 PG_ENV = "MAILGATE_TEST_DATABASE_URL"
-TENANT = "bench"
-#: The targets of the issue, as same-run ratios to the reference clients (bench/references.py).
-TARGETS = {
-    "sqlite drain": (("nodemailer", 1.5), ("lean-asyncio", 0.5)),
-    "postgresql drain": (("nodemailer", 1.2),),
-    "sqlite end-to-end": (("nodemailer", 1.0),),
-    "postgresql end-to-end": (("nodemailer", 1.0),),
-}
-TARGET_ACCEPT_MSG_S = 10_000
-TARGET_US_PER_MSG = 120
-TARGET_RSS_MIB = 150
-POLL_SECONDS = 0.25
 #: How long a process may take to exit after SIGTERM once its queue is empty.
 STOP_GRACE = 20.0
-PARAGRAPH = (
-    "Your order has shipped and is on its way. You can follow the parcel with the tracking "
-    "link in your account; delivery usually takes two to three working days. If anything "
-    "is missing or damaged, reply to this message and our team will sort it out.\n\n"
-)
-HEADER_BYTES = 420
-
-
-@dataclass
-class Options:
-    count: int
-    batch: int
-    clients: int
-    size: int
-    worker_tasks: int
-    worker_processes: int
-    serve_workers: int | None
-    max_connections: int
-    profile_dir: Path | None
-    verbose: bool
 
 
 @dataclass
@@ -121,202 +98,12 @@ class Figures:
     drain_cpu: dict[str, float] = field(default_factory=dict)
     e2e_cpu: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    million: MemoryCheck | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-# The API --------------------------------------------------------------------------------
-
-
-class Api:
-    """A synchronous client for setup and polling (the load itself uses :func:`submit`)."""
-
-    def __init__(self, base: str, admin_token: str) -> None:
-        self.base = base
-        self.admin = {"Authorization": f"Bearer {admin_token}"}
-        self.tenant_auth: dict[str, str] = {}
-        self.client = httpx.Client(base_url=base, timeout=30.0)
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _post(self, path: str, body: dict[str, Any], *, expect: int = 201) -> dict[str, Any]:
-        response = self.client.post(path, json=body, headers=self.admin)
-        if response.status_code != expect:
-            raise BenchError(f"POST {path} answered {response.status_code}: {response.text}")
-        result: dict[str, Any] = response.json()
-        return result
-
-    def set_up(self, sink_port: int, max_connections: int) -> None:
-        """A tenant, an SMTP server pointing at smtp-sink, a default account and a token."""
-        self._post("/api/v1/tenants", {"slug": TENANT, "name": "Bench"})
-        prefix = f"/api/v1/tenants/{TENANT}"
-        server = self._post(
-            f"{prefix}/mail-servers",
-            {
-                "name": "smtp-sink",
-                "engine": "smtp",
-                "host": LOOPBACK,
-                "port": sink_port,
-                "security": "none",
-                "auth": "none",
-                "max_connections": max_connections,
-                "stages": ["production"],
-                "is_default": True,
-                "options": {"ehlo_name": "bench.example.com"},
-            },
-        )
-        self._post(
-            f"{prefix}/email-accounts",
-            {
-                "address": "shop@example.com",
-                "display_name": "Mailgate Bench",
-                "mail_server_id": server["id"],
-                "is_default": True,
-            },
-        )
-        token = self._post(f"{prefix}/tokens", {"name": "bench", "role": "admin"})
-        self.tenant_auth = {"Authorization": f"Bearer {token['token']}"}
-
-    def stats(self) -> dict[str, int]:
-        response = self.client.get(
-            f"/api/v1/tenants/{TENANT}/messages/stats", headers=self.tenant_auth
-        )
-        if response.status_code != 200:
-            raise BenchError(f"GET messages/stats answered {response.status_code}")
-        result: dict[str, int] = response.json()
-        return result
-
-
-def batch_bodies(opts: Options, *, first: int) -> list[bytes]:
-    """The POST bodies for ``opts.count`` messages, encoded before the clock starts."""
-    text = (PARAGRAPH * (opts.size // len(PARAGRAPH) + 1))[: max(opts.size - HEADER_BYTES, 64)]
-    bodies = []
-    for start in range(first, first + opts.count, opts.batch):
-        stop = min(start + opts.batch, first + opts.count)
-        messages = [
-            {
-                "stage": "production",
-                "to": [f"customer{i}@example.net"],
-                "subject": f"Your order {i} has shipped",
-                "text": text,
-            }
-            for i in range(start, stop)
-        ]
-        bodies.append(json.dumps({"messages": messages}).encode())
-    return bodies
-
-
-@dataclass
-class Submitted:
-    accepted: int
-    first_post: float  # wall clock (time.time) of the first request
-    seconds: float  # first request to last answer
-
-
-class Cpu:
-    """CPU used by a Mailgate process, the bench client, smtp-sink and the whole machine."""
-
-    def __init__(self, target: MailgateProcess, *, sink: Sink | None = None) -> None:
-        self.target = target
-        self.sink = sink
-        self.restart()
-
-    def restart(self) -> None:
-        self.wall = time.monotonic()
-        self.machine = MachineCpu()
-        self.process = self.target.cpu_seconds() or 0.0
-        self.client = time.process_time()
-        self.sink_cpu = self._sink_seconds()
-
-    def _sink_seconds(self) -> float:
-        if self.sink is None or self.sink.proc is None:
-            return 0.0
-        return process_cpu_seconds(self.sink.proc.pid) or 0.0
-
-    def read(self, messages: int) -> dict[str, float]:
-        wall = time.monotonic() - self.wall
-        process = (self.target.cpu_seconds() or 0.0) - self.process
-        return {
-            "seconds": round(wall, 3),
-            "process_cores": round(process / wall, 3),
-            "process_us_per_msg": round(process / messages * 1e6, 1),
-            "client_cores": round((time.process_time() - self.client) / wall, 3),
-            "sink_cores": round((self._sink_seconds() - self.sink_cpu) / wall, 3),
-            "machine_busy": round(self.machine.busy(), 3),
-        }
-
-
-async def submit(api: Api, bodies: list[bytes], opts: Options, deadline: Deadline) -> Submitted:
-    """POST every body from ``opts.clients`` concurrent clients; each item must be 202."""
-    pending = iter(bodies)
-    accepted = 0
-    headers = api.tenant_auth | {"Content-Type": "application/json"}
-    path = f"/api/v1/tenants/{TENANT}/messages/batch"
-    timeout = httpx.Timeout(max(1.0, min(120.0, deadline.left())))
-    async with httpx.AsyncClient(base_url=api.base, timeout=timeout) as client:
-
-        async def one_client() -> None:
-            nonlocal accepted
-            for body in pending:
-                deadline.check("submitting batches")
-                response = await client.post(path, content=body, headers=headers)
-                if response.status_code != 200:
-                    raise BenchError(
-                        f"POST batch answered {response.status_code}: {response.text[:500]}"
-                    )
-                items = response.json()["items"]
-                refused = [item for item in items if item["status"] != 202]
-                if refused:
-                    raise BenchError(f"{len(refused)} message(s) refused, first: {refused[0]}")
-                accepted += len(items)
-
-        first_post = time.time()
-        started = time.perf_counter()
-        await asyncio.wait_for(
-            asyncio.gather(*(one_client() for _ in range(opts.clients))),
-            timeout=max(1.0, deadline.left()),
-        )
-        seconds = time.perf_counter() - started
-    return Submitted(accepted=accepted, first_post=first_post, seconds=seconds)
-
-
-def wait_all_sent(
-    api: Api,
-    expected: int,
-    deadline: Deadline,
-    processes: list[MailgateProcess],
-    what: str,
-    *,
-    on_progress: Callable[[], None] | None = None,
-) -> float:
-    """Poll the stats until ``expected`` messages are sent and none are left; returns when.
-
-    ``on_progress`` is called once, at the first poll that sees delivery under way.
-    """
-    first_sent: int | None = None
-    while True:
-        for proc in processes:
-            proc.ensure_alive()
-        counts = api.stats()
-        sent = counts.get("sent", 0)
-        if first_sent is None:
-            first_sent = sent
-        elif on_progress is not None and (sent > first_sent or counts.get("sending", 0)):
-            on_progress()
-            on_progress = None
-        left = sum(counts.get(s, 0) for s in ("queued", "sending", "deferred"))
-        if sent >= expected and left == 0:
-            if counts.get("failed", 0) or counts.get("cancelled", 0):
-                raise BenchError(f"{what}: not every message was sent: {counts}")
-            return time.time()
-        if counts.get("failed", 0):
-            raise BenchError(f"{what}: messages failed: {counts}")
-        if deadline.left() <= 0:
-            tails = "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in processes)
-            raise BenchError(f"timed out {what}; stats {counts}\n{tails}")
-        time.sleep(POLL_SECONDS)
+        record = dict(self.__dict__)
+        record["million"] = None if self.million is None else self.million.as_json()
+        return record
 
 
 # One database ---------------------------------------------------------------------------
@@ -341,7 +128,12 @@ class Run:
             "MAILGATE_LOG_LEVEL": "WARNING",
             "MAILGATE_CONFIG": str(self.workdir / "absent.toml"),
         }
-        for name in ("MAILGATE_WORKERS", "MAILGATE_HOST", "MAILGATE_PORT"):
+        for name in (
+            "MAILGATE_WORKERS",
+            "MAILGATE_WORKER_PROCESSES",
+            "MAILGATE_HOST",
+            "MAILGATE_PORT",
+        ):
             self.env.pop(name, None)
         self.figures = Figures(database=db.kind, count=opts.count)
         self.sink = Sink(self.workdir)
@@ -386,10 +178,16 @@ class Run:
         self.stack.callback(self.sink.stop)
         serve, api = self.serve("serve-api", workers=0)
         api.set_up(self.sink.port, self.opts.max_connections)
-        self.accept(serve, api)
-        self.drain(serve, api)
+        phases = self.opts.phases
+        if phases & {"accept", "drain"}:
+            self.accept(serve, api)
+        if "drain" in phases:
+            self.drain(serve, api)
         self._stop(serve)
-        self.end_to_end()
+        if "e2e" in phases:
+            self.end_to_end()
+        if self.opts.million_queued:
+            self.million_queued()
         return self.figures
 
     def _stop(self, proc: MailgateProcess) -> None:
@@ -466,6 +264,8 @@ class Run:
         """(c) ``serve`` with workers: submit and deliver at once, first POST to last sent."""
         f = self.figures
         before = self.sink.received()
+        if self.opts.serve_processes is not None:
+            self.env["MAILGATE_WORKER_PROCESSES"] = str(self.opts.serve_processes)
         serve, api = self.serve("serve-workers", workers=self.opts.serve_workers)
         api.tenant_auth = self._tenant_token(api)
         bodies = batch_bodies(self.opts, first=self.opts.count)
@@ -474,7 +274,18 @@ class Run:
         cpu = Cpu(serve, sink=self.sink)
         done = asyncio.run(submit(api, bodies, self.opts, self.deadline))
         f.e2e_accept_msg_s = done.accepted / done.seconds
-        wait_all_sent(api, 2 * self.opts.count, self.deadline, [serve], "end-to-end delivery")
+        # Messages accepted in (a) but not drained in (b) are delivered here too.
+        queued_before = self.opts.count if "accept" in self.opts.phases else 0
+        if "drain" in self.opts.phases:
+            queued_before = 0
+        sent_before = self.opts.count if "drain" in self.opts.phases else 0
+        wait_all_sent(
+            api,
+            sent_before + queued_before + self.opts.count,
+            self.deadline,
+            [serve],
+            "end-to-end delivery",
+        )
         f.e2e_cpu = cpu.read(self.opts.count)
         if profiler is not None:
             profiler.stop()
@@ -483,7 +294,39 @@ class Run:
         f.e2e_msg_s = self.opts.count / f.e2e_seconds
         f.serve_with_workers_peak_rss_kb = serve.peak_rss_kb()
         self._stop(serve)
-        self._check_sink(before, self.opts.count, "end-to-end")
+        self._check_sink(before, queued_before + self.opts.count, "end-to-end")
+
+    def million_queued(self) -> None:
+        """(e) The queue filled with ``--queued`` messages through the storage layer, then
+        ``mailgate worker`` drains it for ``--memory-seconds`` while its RSS is sampled."""
+        check = MemoryCheck(queued=self.opts.million_queued)
+        self.figures.million = check
+        sent_before = int(
+            self.db.query("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0]
+        )
+        self.say(f"million-queued: filling {check.queued:,} messages")
+        check.fill_seconds = million.fill(self.db, check.queued, self.deadline)
+        self.say(f"million-queued: filled in {check.fill_seconds:.0f} s; worker started")
+        worker = self.spawn(
+            "worker-million",
+            [
+                "worker",
+                "--count",
+                str(self.opts.worker_tasks),
+                "--processes",
+                str(self.opts.worker_processes),
+            ],
+        )
+        million.sample(
+            self.db,
+            worker,
+            self.opts.memory_seconds,
+            self.deadline,
+            check,
+            sent_before=sent_before,
+            say=self.say,
+        )
+        self._stop(worker)
 
     def _tenant_token(self, api: Api) -> dict[str, str]:
         response = api.client.post(
@@ -519,85 +362,6 @@ def run_database(kind: str, opts: Options, deadline: Deadline, pg_url: str | Non
             return Run(db, opts, deadline, stack).execute()
 
 
-# Reporting ------------------------------------------------------------------------------
-
-
-def mib(kb: int | None) -> str:
-    return "n/a" if kb is None else f"{kb / 1024:,.0f} MiB"
-
-
-def versus(name: str, rate: float, refs: References) -> str:
-    """``rate`` as ratios to the references, with the issue's targets checked."""
-    parts = []
-    wanted = dict(TARGETS.get(name, ()))
-    for ref in ("nodemailer", "lean-asyncio", "smtp-source", "smtplib"):
-        base = refs.rates.get(ref)
-        if not base:
-            continue
-        text = f"{rate / base:.2f}x {ref}"
-        if ref in wanted:
-            ok = rate / base >= wanted[ref]
-            text += f" [target {wanted[ref]:.1f}x: {'met' if ok else 'NOT met'}]"
-        parts.append(text)
-    return "; ".join(parts)
-
-
-def cpu_text(cpu: dict[str, float], name: str) -> str:
-    if not cpu:
-        return "n/a"
-    return (
-        f"{name} {cpu['process_cores']:.2f} cores ({cpu['process_us_per_msg']:,.0f} us/msg), "
-        f"client {cpu['client_cores']:.2f}, sink {cpu['sink_cores']:.2f}, "
-        f"machine {cpu['machine_busy']:.0%} busy"
-    )
-
-
-def report(f: Figures, opts: Options, refs: References) -> None:
-    db = f.database
-    accept_ok = "met" if f.accept_msg_s >= TARGET_ACCEPT_MSG_S else "NOT met"
-    print(
-        f"{db} accept {f.accept_msg_s:,.0f} msg/s  ({f.count:,} messages of "
-        f"{f.message_bytes:,.0f} B in {f.accept_seconds:.2f} s, {opts.clients} clients, "
-        f"batches of {opts.batch}) [target {TARGET_ACCEPT_MSG_S:,} msg/s: {accept_ok}]"
-    )
-    print(
-        f"{db} drain {f.drain_msg_s:,.0f} msg/s  {versus(f'{db} drain', f.drain_msg_s, refs)}"
-        f"  (first attempt to last outcome {f.drain_seconds:.2f} s; "
-        f"{f.drain_wall_msg_s:,.0f} msg/s from process start, "
-        f"{f.worker_start_seconds:.2f} s to the first attempt; "
-        f"worker --count {opts.worker_tasks} --processes {opts.worker_processes})"
-    )
-    serve_workers = "default" if opts.serve_workers is None else str(opts.serve_workers)
-    print(
-        f"{db} end-to-end {f.e2e_msg_s:,.0f} msg/s  "
-        f"{versus(f'{db} end-to-end', f.e2e_msg_s, refs)}  (first POST to last sent "
-        f"{f.e2e_seconds:.2f} s; accepted alongside at {f.e2e_accept_msg_s:,.0f} msg/s; "
-        f"serve --workers {serve_workers})"
-    )
-    rss_ok = (
-        "met"
-        if f.worker_peak_rss_kb is not None and f.worker_peak_rss_kb / 1024 < TARGET_RSS_MIB
-        else "NOT met"
-    )
-    print(
-        f"{db} worker peak RSS {mib(f.worker_peak_rss_kb)} [target < {TARGET_RSS_MIB} MiB: "
-        f"{rss_ok}]  (serve --workers 0: {mib(f.serve_peak_rss_kb)}, serve with workers: "
-        f"{mib(f.serve_with_workers_peak_rss_kb)})"
-    )
-    print(f"{db} smtp-sink received {f.sink_received:,} messages; all {2 * f.count:,} sent")
-    us = f.drain_cpu.get("process_us_per_msg")
-    if us is not None:
-        cpu_ok = "met" if us <= TARGET_US_PER_MSG else "NOT met"
-        print(f"{db} worker cpu {us:,.0f} us/msg [target <= {TARGET_US_PER_MSG} us: {cpu_ok}]")
-    print(
-        f"{db} cpu  accept: {cpu_text(f.accept_cpu, 'serve')};  drain: "
-        f"{cpu_text(f.drain_cpu, 'worker')};  end-to-end: {cpu_text(f.e2e_cpu, 'serve')}"
-    )
-    for problem in f.problems:
-        print(f"{db} PROBLEM: {problem}")
-    sys.stdout.flush()
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000, help="messages per phase")
@@ -619,6 +383,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="mailgate serve --workers (end-to-end; default: serve's own defaults)",
     )
+    parser.add_argument(
+        "--serve-processes",
+        type=int,
+        default=None,
+        help="MAILGATE_WORKER_PROCESSES for the end-to-end serve (default: serve's own)",
+    )
     parser.add_argument("--max-connections", type=int, default=8, help="SMTP connections")
     parser.add_argument(
         "--database",
@@ -635,8 +405,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the reference clients (no ratios)"
     )
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help="comma-separated phases to run (drain includes accept): " + ", ".join(PHASES),
+    )
+    parser.add_argument(
+        "--million-queued",
+        action="store_true",
+        help="after the phases, fill the queue through the storage layer and sample the "
+        "worker's RSS while it drains (see --queued, --memory-seconds)",
+    )
+    parser.add_argument(
+        "--queued", type=int, default=1_000_000, help="messages queued for --million-queued"
+    )
+    parser.add_argument(
+        "--memory-seconds",
+        type=float,
+        default=60.0,
+        help="how long --million-queued samples the draining worker",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)
+    args.phases = frozenset(p.strip() for p in args.phases.split(",") if p.strip())
+    if not args.phases or not args.phases <= set(PHASES):
+        parser.error(f"--phases takes a comma-separated subset of {', '.join(PHASES)}")
     if not 1 <= args.batch <= 500:
         parser.error("--batch must be between 1 and 500")
     if args.count < 1 or args.clients < 1 or args.worker_tasks < 1:
@@ -657,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         max_connections=args.max_connections,
         profile_dir=args.profile,
         verbose=args.verbose,
+        phases=args.phases,
+        million_queued=args.queued if args.million_queued else 0,
+        serve_processes=args.serve_processes,
+        memory_seconds=args.memory_seconds,
     )
     deadline = Deadline(args.timeout)
     results: dict[str, Any] = {}
@@ -700,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             "worker_tasks": opts.worker_tasks,
             "worker_processes": opts.worker_processes,
             "serve_workers": opts.serve_workers,
+            "serve_processes": opts.serve_processes,
             "max_connections": opts.max_connections,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

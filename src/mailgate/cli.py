@@ -181,12 +181,13 @@ def _run_fast(coro: Awaitable[T]) -> T:
 
 def serve_worker_processes(configured: int | None, *, workers: int) -> int:
     """How many worker processes ``serve`` starts beside itself: ``configured``
-    (``MAILGATE_WORKER_PROCESSES``), else one per core beyond the first, which the API and
-    its own workers use; none when ``serve`` runs no workers at all."""
-    if workers == 0:
-        return 0
+    (``MAILGATE_WORKER_PROCESSES``, also with no workers in ``serve`` itself), else one per
+    core beyond the first, which the API and its own workers use; by default none when
+    ``serve`` runs no workers of its own (``MAILGATE_WORKERS=0``: the API alone)."""
     if configured is not None:
         return configured
+    if workers == 0:
+        return 0
     return max(0, (os.cpu_count() or 1) - 1)
 
 

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "Worker processes `serve` starts beside itself (default: one per core beyond the "
-            "first; 0 = none; none either when MAILGATE_WORKERS is 0)."
+            "first, none when MAILGATE_WORKERS is 0; 0 = none)."
         ),
     )
     expect_workers: int | None = Field(

@@ -166,3 +166,9 @@ def test_fast_path_agrees_with_email_validator(value: str) -> None:
     except ValueError:
         actual = None
     assert actual == expected
+
+
+def test_a_parsed_address_is_taken_as_is() -> None:
+    parsed = parse_address({"email": "Jane@Example.COM", "name": "Jane"}, field="from")
+    assert parse_address(parsed, field="from") is parsed
+    assert parse_addresses([parsed, "john@example.com"], field="to")[0] is parsed

@@ -23,6 +23,7 @@ DATE = datetime(2024, 3, 31, 12, 0, 5, tzinfo=UTC)
 MID = "<0123456789abcdef@acme.test>"
 SENDER = Address("noreply@acme.test", "Acme")
 JANE = Address("jane@x.test", "Jane Doe")
+FIXED = {"message_id": MID, "date": DATE}
 PNG = bytes(range(256)) * 3
 
 HOSTILE_BODIES = [
@@ -322,3 +323,32 @@ def test_new_message_id() -> None:
     for bad in ["", "a b", "x.test>", "-"]:
         with pytest.raises(ValueError, match="domain"):
             new_message_id(bad)
+
+
+def test_date_is_written_per_zone_and_per_object() -> None:
+    """The same instant in two zones is two texts, also when written one after the other
+    (the date of a batch is written once and reused only for that very object)."""
+    utc = datetime(2024, 3, 31, 12, 0, tzinfo=UTC)
+    east = utc.astimezone(timezone(timedelta(hours=2)))
+    assert utc == east
+    assert format_date(utc) == "Sun, 31 Mar 2024 12:00:00 +0000"
+    assert format_date(east) == "Sun, 31 Mar 2024 14:00:00 +0200"
+    assert format_date(utc) == "Sun, 31 Mar 2024 12:00:00 +0000"
+    with pytest.raises(ValueError, match="timezone"):
+        format_date(datetime(2024, 3, 31, 12, 0))
+
+
+def test_controls_in_an_ascii_body_make_it_quoted_printable() -> None:
+    for control in ["\x00", "\x08", "\x0b", "\x1f", "\x7f"]:
+        message = compose(Draft(from_=SENDER, to=(JANE,), text=f"a{control}b"), **FIXED)
+        assert b"Content-Transfer-Encoding: quoted-printable" in message, repr(control)
+    plain = compose(Draft(from_=SENDER, to=(JANE,), text="tab\there\nline two"), **FIXED)
+    assert b"Content-Transfer-Encoding: 7bit" in plain
+    assert plain.endswith(b"tab\there\r\nline two\r\n")
+
+
+def test_new_message_id_checks_every_domain_it_is_given() -> None:
+    assert new_message_id("Acme.TEST").endswith("@acme.test>")
+    for _ in range(2):  # a refused domain stays refused
+        with pytest.raises(ValueError, match="domain"):
+            new_message_id("bad domain")

@@ -28,6 +28,8 @@ def test_default_is_one_process_per_core_beyond_the_first(
     assert serve_worker_processes(None, workers=1) == 3
     assert serve_worker_processes(2, workers=1) == 2
     assert serve_worker_processes(None, workers=0) == 0  # API only: no workers anywhere
+    # Worker processes asked for explicitly run also when serve has no workers of its own.
+    assert serve_worker_processes(2, workers=0) == 2
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert serve_worker_processes(None, workers=1) == 0
 

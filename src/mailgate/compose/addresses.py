@@ -252,8 +252,10 @@ def parse_address(value: object, *, field: str) -> Address:
     """Validate one mailbox given as a string or an ``{email, name}`` mapping.
 
     Raises :class:`ValidationFailed` naming ``field`` (``field.email`` / ``field.name`` for
-    the parts of a mapping).
+    the parts of a mapping). An :class:`Address` is already validated and is returned as is.
     """
+    if isinstance(value, Address):
+        return value
     if isinstance(value, str):
         try:
             return _parse_string(value)

@@ -31,6 +31,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Final
 
 from email_validator import EmailNotValidError, validate_email
@@ -92,6 +93,12 @@ def new_message_id(domain: str) -> str:
 
     ``domain`` is the sender's domain; an internationalised one is written as its A-label.
     """
+    return f"<{secrets.token_hex(16)}@{_message_id_domain(domain)}>"
+
+
+@lru_cache(maxsize=1024)
+def _message_id_domain(domain: str) -> str:
+    """The checked, lower-case ASCII form of a Message-ID's domain (a sender sends many)."""
     if not domain.isascii():
         try:
             domain = validate_email(
@@ -101,7 +108,7 @@ def new_message_id(domain: str) -> str:
             raise ValueError(f"not a valid domain for a Message-ID: {domain!r}") from exc
     if _HOSTNAME.fullmatch(domain) is None:
         raise ValueError(f"not a valid domain for a Message-ID: {domain!r}")
-    return f"<{secrets.token_hex(16)}@{domain.lower()}>"
+    return domain.lower()
 
 
 _DAYS: Final[tuple[str, ...]] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -111,21 +118,41 @@ _MONTHS: Final[tuple[str, ...]] = (
 )
 
 
+class _LastDate:
+    """The last date written and its text, as one tuple (replaced whole, so threads never
+    see the date of one pair with the text of another). Datetimes are immutable: the same
+    object always reads the same."""
+
+    pair: tuple[datetime | None, str] = (None, "")
+
+
 def format_date(date: datetime) -> str:
     """RFC 5322 section 3.3 date-time of an aware datetime: ``Sun, 31 Mar 2024 12:00:00 +0000``.
 
     Same output as ``email.utils.format_datetime`` (checked in the tests), without its cost.
     """
+    last = _LastDate.pair
+    if last[0] is date:
+        # A batch of messages accepted together shares one date object: written once.
+        return last[1]
     offset = date.utcoffset()
     if offset is None:
         raise ValueError("the Date of a message must be timezone-aware")
     minutes = int(offset.total_seconds()) // 60
     sign = "-" if minutes < 0 else "+"
     hours, minutes = divmod(abs(minutes), 60)
-    return (
+    text = (
         f"{_DAYS[date.weekday()]}, {date.day:02d} {_MONTHS[date.month - 1]} {date.year:04d} "
         f"{date.hour:02d}:{date.minute:02d}:{date.second:02d} {sign}{hours:02d}{minutes:02d}"
     )
+    _LastDate.pair = (date, text)
+    return text
+
+
+@lru_cache(maxsize=256)
+def _from_field(sender: Address) -> str:
+    """The From field; a batch of messages from one account writes the same one each time."""
+    return address_list("From", (sender,))
 
 
 def _body(draft: Draft) -> Leaf | Multipart:
@@ -174,7 +201,7 @@ def compose(
     # RFC 5322 section 3.6: the order is free; this is the customary one.
     head = [
         f"Date: {format_date(date)}\r\n",
-        address_list("From", (draft.from_,)),
+        _from_field(draft.from_),
     ]
     if draft.reply_to:
         head.append(address_list("Reply-To", draft.reply_to))

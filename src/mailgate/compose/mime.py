@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Final
 
 from mailgate.compose.header_writer import HARD_LIMIT, content_field, structured
 
 # Controls other than TAB and LF have no place in a 7bit body (RFC 2045 section 2.7).
-_NOT_7BIT_TEXT: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_NOT_7BIT_OCTETS: Final = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
 # Above this share of non-ASCII octets base64 is shorter than quoted-printable.
 _BASE64_SHARE: Final = 0.3
 
@@ -62,8 +61,12 @@ def _lines_fit(text: str) -> bool:
 def encode_text(text: str) -> tuple[str, bytes]:
     """The Content-Transfer-Encoding and CRLF body octets for a UTF-8 text body."""
     text = normalize_newlines(text)
-    if text.isascii() and _lines_fit(text) and _NOT_7BIT_TEXT.search(text) is None:
-        return "7bit", text.replace("\n", "\r\n").encode("ascii")
+    if text.isascii() and _lines_fit(text):
+        octets = text.encode("ascii")
+        # Deleting the controls changes the length exactly when there is one (a C loop,
+        # several times faster than a regular expression search).
+        if len(octets.translate(None, _NOT_7BIT_OCTETS)) == len(octets):
+            return "7bit", octets.replace(b"\n", b"\r\n")
     data = text.encode()
     if (len(data) - len(text)) > _BASE64_SHARE * len(data):
         return "base64", encode_binary(data)

@@ -23,9 +23,11 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from mailgate import metrics
@@ -159,6 +161,14 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+@lru_cache(maxsize=256)
+def _sender_address(address: str, name: str | None) -> Address:
+    """A sender account's validated From address; a ValidationFailed names ``from``.
+
+    Every message of an account sends from the same address: it is validated once."""
+    return parse_address({"email": address, "name": name}, field="from")
+
+
 def prepare(
     ctx: Context, caller: Caller, snap: RoutingSnapshot, item: Mapping[str, Any], *, now: datetime
 ) -> queue.NewMessage:
@@ -168,7 +178,7 @@ def prepare(
         caller, snap, app=item.get("app"), stage=item.get("stage"), sender=item.get("from")
     )
     app_id, stage, account, server_id = route.app_id, route.stage, route.account, route.server_id
-    sender = {"email": account.address, "name": account.display_name}
+    sender = _sender_address(account.address, account.display_name)
     reply_to = item.get("reply_to")
     if reply_to is None and account.reply_to:
         reply_to = account.reply_to
@@ -296,8 +306,8 @@ async def commit(
             )
         if items:
             await queue.notify(tx)
-    for item in items:
-        metrics.accepted(item.tenant_id, item.server_id)
+    for (tenant_id, server_id), count in Counter((m.tenant_id, m.server_id) for m in items).items():
+        metrics.accepted(tenant_id, server_id, count)
     if items and ctx.wake is not None:
         ctx.wake()
 

@@ -137,15 +137,18 @@ class SqlQueue:
             return
         b = Bulk(tx)
         stamp, no, queued = b.time(now), b.flag(False), MessageStatus.QUEUED.value
+        flag = (b.flag(False), b.flag(True))  # by bool: the 0/1 or False/True of the dialect
+        js = b.json
         await b.insert(
             "messages",
             _MESSAGE_COLUMNS,
             [
                 (
                     m.id, m.tenant_id, m.app_id, m.stage, m.account_id, m.server_id, queued,
-                    m.message_id, m.mail_from, m.from_header, m.subject, b.flag(m.redirected),
-                    b.json(m.original_recipients), b.flag(m.smtputf8), len(m.raw),
-                    b.json(m.meta), b.time(m.send_at),
+                    m.message_id, m.mail_from, m.from_header, m.subject, flag[m.redirected],
+                    None if m.original_recipients is None else js(m.original_recipients),
+                    flag[m.smtputf8], len(m.raw), None if m.meta is None else js(m.meta),
+                    None if m.send_at is None else b.time(m.send_at),
                     b.time(max(m.send_at, now)) if m.send_at else stamp, 0, no, no, stamp, stamp,
                 )
                 for m in items

@@ -16,10 +16,13 @@ import math
 from mailgate.compose.controls import has_surrogate
 
 
-def json_value_problem(value: object) -> tuple[str, str] | None:
+def json_value_problem(value: object, *, strings_checked: bool = False) -> tuple[str, str] | None:
     """(where, why) for the first value inside ``value`` (parsed JSON) that cannot be kept as
     JSON text, or None. ``where`` is its place (``a.b[2]``, empty for ``value`` itself); the
-    reason never repeats the bad text."""
+    reason never repeats the bad text. With ``strings_checked`` (the strings and keys are
+    known to hold no lone surrogate and no NUL) only numbers are checked."""
+    if strings_checked:
+        return _number_problem(value)
     stack: list[tuple[str, object]] = [("", value)]
     while stack:
         path, item = stack.pop()
@@ -38,4 +41,20 @@ def json_value_problem(value: object) -> tuple[str, str] | None:
                 stack.append((f"{path}.{key}" if path else str(key), inner))
         elif isinstance(item, list | tuple):
             stack.extend((f"{path}[{i}]", inner) for i, inner in enumerate(item))
+    return None
+
+
+def _number_problem(value: object) -> tuple[str, str] | None:
+    """The first non-finite number inside ``value``; places are spelled only when one is
+    found (the search itself builds no paths)."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return json_value_problem(value)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return None

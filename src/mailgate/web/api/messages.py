@@ -13,10 +13,13 @@ from mailgate.domain.roles import Permission
 from mailgate.services import messages as log_svc
 from mailgate.services import send as send_svc
 from mailgate.services.context import Caller
+from mailgate.web.api.json_body import ParsedBodyRoute
 from mailgate.web.api.schemas import Page, Strict
 from mailgate.web.deps import CtxDep, caller
 
-router = APIRouter(prefix="/api/v1/tenants/{tenant}/messages", tags=["messages"])
+router = APIRouter(
+    prefix="/api/v1/tenants/{tenant}/messages", tags=["messages"], route_class=ParsedBodyRoute
+)
 
 Sender = Annotated[Caller, Depends(caller(Permission.SEND_EMAIL))]
 Viewer = Annotated[Caller, Depends(caller(Permission.VIEW_EMAIL_LOGS))]
@@ -66,6 +69,8 @@ class MessageIn(Strict):
 
 
 class BatchIn(Strict):
+    _checked_by_items = frozenset({"messages"})
+
     messages: list[MessageIn] = Field(max_length=send_svc.MAX_BATCH)
 
 

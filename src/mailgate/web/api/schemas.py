@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from mailgate.domain.model import (
@@ -17,6 +17,7 @@ from mailgate.domain.model import (
     User,
 )
 from mailgate.domain.server_schema import IMAP, IMAP_OAUTH, OAUTH, SERVER, FieldSpec
+from mailgate.web.api.json_body import text_checked
 from mailgate.web.api.json_values import json_value_problem
 
 EngineName = Literal["smtp", "sendgrid", "msgraph", "capture"]
@@ -29,12 +30,18 @@ class Strict(BaseModel):
     """Unknown fields are refused (422 naming them), never silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+    #: Fields holding Strict models only, whose own fields check their values: when the
+    #: strings are known to be checked (json_body) the items need no search of their own.
+    _checked_by_items: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")
     @classmethod
-    def _json_text(cls, value: Any) -> Any:
+    def _json_text(cls, value: Any, info: ValidationInfo) -> Any:
         """Lone surrogates and NaN/Infinity are refused before any other check."""
-        problem = json_value_problem(value)
+        checked = text_checked(info.context)
+        if checked and (type(value) is str or info.field_name in cls._checked_by_items):
+            return value  # json_body: pydantic's reader took it from checked JSON text
+        problem = json_value_problem(value, strings_checked=checked)
         if problem is not None:
             where, why = problem
             # problems.py appends "where" to the field's name (headers.X-Campaign).
