@@ -102,6 +102,7 @@ class SmtpEngine:
                     transcript=transcript,
                     plan=plans.pop(session, None),
                     follow=self._pool.follow,
+                    hold=self._pool.hold,
                 )
                 reusable = tx.reusable
             finally:
