@@ -107,7 +107,6 @@ class Worker:
         self._recorded: list[asyncio.Future[None]] = []
         self._status_updates: dict[str, tuple[ServerStatus, str | None]] = {}
         self._inflight: dict[str, tuple[Job, asyncio.Task[None]]] = {}
-        self._slots = asyncio.Semaphore(self.options.concurrency)
         #: Set when a claim may be worthwhile again: outcomes were flushed or deliveries ended.
         self._room = asyncio.Event()
         self._flush_now = asyncio.Event()
@@ -231,7 +230,7 @@ class Worker:
             entries |= await self.servers.load(fallbacks)
         runnable = await self._admit(jobs, entries)
         for job in runnable:
-            task = asyncio.create_task(self._attempt(job, entries), name=f"deliver-{job.id}")
+            task = asyncio.create_task(self._attempt(job, entries))
             self._inflight[job.id] = (job, task)
             task.add_done_callback(self._forget(job.id))
 
@@ -329,24 +328,24 @@ class Worker:
     # One attempt ---------------------------------------------------------------------------
 
     async def _attempt(self, job: Job, entries: dict[str, ServerEntry | None]) -> None:
-        async with self._slots:
-            # Set in this task's own context: the engine holds a place on its connections
-            # until this outcome is committed (see the module docstring).
-            recorded = asyncio.get_running_loop().create_future()
-            outcome_recording.set(OutcomeRecording(recorded, self._flush_now.set))
-            try:
-                completion = await self._deliver(job, entries)
-            except asyncio.CancelledError:
-                recorded.set_result(None)
-                raise
-            except Exception as exc:  # a bug: record it, never lose the message
-                log.exception("delivery of %s failed unexpectedly", job.id)
-                completion = self._internal_error(job, exc)
-            self._done.append(completion)
-            self._recorded.append(recorded)
-            if len(self._done) >= self.options.batch_size:
-                self._flush_now.set()
-            self.delivered += 1
+        # At most ``concurrency`` of these run: a claim takes only what fits (``_pass``).
+        # Set in this task's own context: the engine holds a place on its connections until
+        # this outcome is committed (see the module docstring).
+        recorded = asyncio.get_running_loop().create_future()
+        outcome_recording.set(OutcomeRecording(recorded, self._flush_now.set))
+        try:
+            completion = await self._deliver(job, entries)
+        except asyncio.CancelledError:
+            recorded.set_result(None)
+            raise
+        except Exception as exc:  # a bug: record it, never lose the message
+            log.exception("delivery of %s failed unexpectedly", job.id)
+            completion = self._internal_error(job, exc)
+        self._done.append(completion)
+        self._recorded.append(recorded)
+        if len(self._done) >= self.options.batch_size:
+            self._flush_now.set()
+        self.delivered += 1
 
     def _internal_error(self, job: Job, exc: Exception) -> Completion:
         result = DeliveryResult(
