@@ -14,7 +14,7 @@ all of them are written there and ``/metrics`` adds them up, so ``mailgate worke
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     REGISTRY,
@@ -76,24 +76,24 @@ def accepted(tenant_id: str, server_id: str | None, count: int = 1) -> None:
     ACCEPTED.labels(tenant=tenant_id, server=server_id or "none").inc(count)
 
 
-def attempt(
-    *,
-    tenant_id: str,
-    server_id: str | None,
-    outcome: str,
-    created_at: datetime,
-    finished_at: datetime | None,
-    engine: str | None,
-    duration_seconds: float | None,
+def attempts(
+    outcomes: Mapping[tuple[str, str | None, str], int],
+    latencies: Mapping[tuple[str, str | None], Iterable[float]],
+    durations: Mapping[tuple[str, str], Iterable[float]],
 ) -> None:
-    """One finished attempt: ``outcome`` is the status the message is left in."""
-    server = server_id or "none"
-    OUTCOMES.labels(tenant=tenant_id, server=server, outcome=outcome).inc()
-    if outcome == "sent" and finished_at is not None:
-        seconds = max(0.0, (finished_at - created_at).total_seconds())
-        LATENCY.labels(tenant=tenant_id, server=server).observe(seconds)
-    if engine is not None and duration_seconds is not None:
-        ATTEMPT_DURATION.labels(engine=engine, outcome=outcome).observe(duration_seconds)
+    """Finished attempts, grouped by their labels: counts by (tenant, server, outcome, the
+    status the message is left in); seconds from acceptance to delivery of the sent ones by
+    (tenant, server); seconds each attempt took by (engine, outcome)."""
+    for (tenant_id, server_id, outcome), count in outcomes.items():
+        OUTCOMES.labels(tenant=tenant_id, server=server_id or "none", outcome=outcome).inc(count)
+    for (tenant_id, server_id), values in latencies.items():
+        latency = LATENCY.labels(tenant=tenant_id, server=server_id or "none")
+        for seconds in values:
+            latency.observe(seconds)
+    for (engine, outcome), values in durations.items():
+        duration = ATTEMPT_DURATION.labels(engine=engine, outcome=outcome)
+        for seconds in values:
+            duration.observe(seconds)
 
 
 def bounced(tenant_id: str, server_id: str | None, count: int = 1) -> None:

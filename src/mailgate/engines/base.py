@@ -9,7 +9,10 @@ is built) and for bugs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from mailgate.domain.delivery import DeliveryResult, Envelope
@@ -18,6 +21,28 @@ from mailgate.engines.probe_report import ProbeReport
 
 #: Times the steps of a probe report (seconds, monotonic).
 Clock = Callable[[], float]
+
+
+@dataclass(eq=False, slots=True)
+class OutcomeRecording:
+    """How the caller of :meth:`Engine.deliver` records its outcome (see
+    :data:`outcome_recording`)."""
+
+    #: Resolved by the caller once the outcome of this delivery is committed.
+    recorded: asyncio.Future[None]
+    #: Called by the engine when a delivery waits for outcomes to be recorded: the caller
+    #: then records what it has at once instead of gathering more.
+    hurry: Callable[[], None]
+
+
+#: Set by a caller that records outcomes (the worker) in the task that calls
+#: :meth:`Engine.deliver`. An engine that holds connections makes a delivery wait, before it
+#: hands its content to the server, until at most one message per connection has been handed
+#: over with its outcome not yet recorded; a process killed at any moment has then delivered
+#: at most that many messages it will deliver again. Unset, nothing waits.
+outcome_recording: ContextVar[OutcomeRecording | None] = ContextVar(
+    "mailgate_outcome_recording", default=None
+)
 
 
 @runtime_checkable

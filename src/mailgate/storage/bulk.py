@@ -48,24 +48,27 @@ class Bulk:
     def marks(self, count: int) -> str:
         return ", ".join([self.mark] * count)
 
-    async def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
+    def insert_sql(self, table: str, columns: Sequence[str]) -> str:
         # Table and column names are constants of this package, never input.
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.marks(len(columns))})"  # noqa: S608
-        await self.tx.exec_driver_sql(sql, rows)
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.marks(len(columns))})"  # noqa: S608
 
-    async def update(
-        self, table: str, set_columns: Sequence[str], where: str, rows: list[tuple[Any, ...]]
-    ) -> None:
+    def update_sql(self, table: str, set_columns: Sequence[str], where: str) -> str:
         """``UPDATE table SET c1 = ?, … WHERE <where>``; each row gives the SET values, then
         the values of the placeholders in ``where`` (written with ``{}`` for each one). A
         set column written as ``c = <expression with one {}>`` is assigned that expression."""
-        if not rows:
-            return
         assignments = ", ".join(
             c.format(self.mark) if "{}" in c else f"{c} = {self.mark}" for c in set_columns
         )
         condition = where.format(*([self.mark] * where.count("{}")))
-        sql = f"UPDATE {table} SET {assignments} WHERE {condition}"  # noqa: S608 - constants
-        await self.tx.exec_driver_sql(sql, rows)
+        return f"UPDATE {table} SET {assignments} WHERE {condition}"  # noqa: S608 - constants
+
+    async def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            await self.tx.exec_driver_sql(self.insert_sql(table, columns), rows)
+
+    async def update(
+        self, table: str, set_columns: Sequence[str], where: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """:meth:`update_sql` run for every row."""
+        if rows:
+            await self.tx.exec_driver_sql(self.update_sql(table, set_columns, where), rows)

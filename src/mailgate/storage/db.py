@@ -11,12 +11,13 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -29,6 +30,7 @@ from mailgate.storage.files import ensure_private_file
 log = logging.getLogger("mailgate.storage")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
 
 #: Set while the current task is inside a SQLite write transaction (no re-locking).
 _holds_write_lock: ContextVar[bool] = ContextVar("mailgate_sqlite_writer", default=False)
@@ -125,6 +127,75 @@ class HostWriteLock:
             self._fd = None
 
 
+class DirectSqlite:
+    """A plain ``sqlite3`` connection used on the event loop's thread, for the worker's
+    hottest transactions (claiming, loading, recording outcomes).
+
+    Through SQLAlchemy and aiosqlite every statement crosses between the event loop and the
+    driver's thread several times (cursor, execute, fetch, close); under load each crossing
+    also waits for the interpreter lock, which the busy loop gives up only every few
+    milliseconds. A worker's batch is a few statements on a local file, shorter than one
+    such crossing, so it runs here, in place. It never waits on the database lock in place:
+    the connection's busy timeout is zero, and a transaction that finds the database locked
+    (by a writer that is not Mailgate; Mailgate's writers queue on the host lock first) is
+    rolled back and tried again after an asynchronous pause, for as long as the busy timeout
+    of the engine allows. The connection has the engine's other pragmas.
+    """
+
+    def __init__(self, path: str, *, busy_timeout_ms: int) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+            _sqlite_pragmas(conn, None, busy_timeout_ms=0)
+            self._conn = conn
+        return self._conn
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
+        conn = self._connection()
+        conn.execute(begin)
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """``fn(connection)`` in one transaction (``BEGIN IMMEDIATE`` when ``write``),
+        committed when it returns and rolled back when it raises; run again from the start
+        while the database is locked (``fn`` must only use the connection)."""
+        begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._busy_timeout_ms / 1000
+        pause = 0.001
+        while True:
+            try:
+                return self._transaction(fn, begin)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or loop.time() + pause > give_up:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc)
+
+
 class Database:
     """One database: an async engine plus transaction helpers."""
 
@@ -146,8 +217,11 @@ class Database:
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
         self._host_lock: HostWriteLock | None = None
+        self._sqlite_path: str | None = None
+        self._direct: DirectSqlite | None = None
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
+                self._sqlite_path = parsed.database
                 # Created 0600 before SQLite opens it: its WAL and shared-memory files
                 # take the database file's mode, so mail and sealed secrets stay private.
                 ensure_private_file(Path(parsed.database))
@@ -185,9 +259,14 @@ class Database:
         millisecond and more per try), which would stall processes whose claim and flush
         transactions take turns hundreds of times a second.
         """
+        async with self._writer(), self._begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _writer(self) -> AsyncIterator[None]:
+        """The locks a SQLite writer queues on (see :meth:`transaction`); none elsewhere."""
         if self._write_lock is None or _holds_write_lock.get():
-            async with self._begin() as conn:
-                yield conn
+            yield
             return
         async with self._write_lock:
             token = _holds_write_lock.set(True)
@@ -195,12 +274,28 @@ class Database:
             if host is not None:
                 await host.acquire()
             try:
-                async with self._begin() as conn:
-                    yield conn
+                yield
             finally:
                 if host is not None:
                     host.release()
                 _holds_write_lock.reset(token)
+
+    @property
+    def direct(self) -> bool:
+        """Whether :meth:`run_direct` is available (a SQLite database in a file)."""
+        return self._sqlite_path is not None
+
+    async def run_direct(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """``fn`` in one transaction of a :class:`DirectSqlite` connection; writers queue on
+        the same locks as :meth:`transaction`. Only where :attr:`direct` is true."""
+        if self._sqlite_path is None:
+            raise RuntimeError("direct transactions need a SQLite database in a file")
+        if self._direct is None:
+            self._direct = DirectSqlite(self._sqlite_path, busy_timeout_ms=self.busy_timeout_ms)
+        if not write:
+            return await self._direct.run(fn, write=False)
+        async with self._writer():
+            return await self._direct.run(fn, write=True)
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
@@ -240,6 +335,9 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         if self._host_lock is not None:
             with contextlib.suppress(OSError):
                 self._host_lock.close()

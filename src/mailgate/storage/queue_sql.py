@@ -17,6 +17,7 @@ from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.domain.ids import new_id
 from mailgate.storage.base import Tx, utcnow
 from mailgate.storage.bulk import Bulk
+from mailgate.storage.db import Database
 from mailgate.storage.queue_types import (
     ACTIVE_RECIPIENT,
     AttemptRecord,
@@ -114,6 +115,37 @@ _FINISH_COLUMNS = (
 _FINAL = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED})
 
 
+def load_queries(b: Bulk, rows: Sequence[Any]) -> list[tuple[tuple[str, ...], str, str]]:
+    """For each chunk of claimed ids: the ids, the bodies query and the recipients query."""
+    ids = [r[0] for r in rows]
+    out = []
+    for start in range(0, len(ids), 500):
+        chunk = tuple(ids[start : start + 500])
+        marks = b.marks(len(chunk))
+        out.append(
+            (
+                chunk,
+                f"SELECT message_id, raw FROM message_bodies WHERE message_id IN ({marks})",  # noqa: S608
+                "SELECT message_id, position, email, status FROM message_recipients "  # noqa: S608
+                f"WHERE message_id IN ({marks}) ORDER BY message_id, position",
+            )
+        )
+    return out
+
+
+def jobs_from(rows: Sequence[Any], bodies: Sequence[Any], recipients: Sequence[Any]) -> list[Job]:
+    """Jobs for claimed rows from the rows of the bodies and recipients queries."""
+    pending: dict[str, list[tuple[int, str]]] = {}
+    delivered: set[str] = set()
+    for message_id, position, email, status in recipients:
+        if status in ACTIVE_RECIPIENT:
+            pending.setdefault(message_id, []).append((position, email))
+        elif status == RecipientStatus.SENT.value:
+            delivered.add(message_id)
+    stored = dict(bodies)
+    return [_job(row, stored, pending, delivered) for row in rows]
+
+
 def _attempt_row(
     b: Bulk, message_id: str, n: int, a: AttemptRecord, worker: str
 ) -> tuple[Any, ...]:
@@ -122,6 +154,38 @@ def _attempt_row(
         a.engine, worker, a.outcome, a.code, a.reply, a.tls_version, a.duration_ms,
         b.flag(a.possible_duplicate), a.transcript,
     )  # fmt: skip
+
+
+def finish_statements(b: Bulk, prepared: PreparedFinish) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements of :meth:`SqlQueue.finish`, each with its rows (for ``executemany``)."""
+    return [
+        (b.insert_sql("attempts", _ATTEMPT_COLUMNS), prepared.attempts),
+        (
+            b.update_sql("messages", _FINISH_COLUMNS, "id = {} AND lease_owner = {}"),
+            prepared.messages,
+        ),
+        (
+            b.update_sql(
+                "message_recipients",
+                ("status", "code", "reply", "updated_at"),
+                "message_id = {} AND position = {}",
+            ),
+            prepared.recipients,
+        ),
+    ]
+
+
+def claim_statement(b: Bulk, lock: str) -> str:
+    """The claim's text (see :meth:`SqlQueue.claim`), placeholders in ``b``'s style."""
+    return _CLAIM.format(m=b.mark, lock=lock)
+
+
+def claim_values(
+    b: Bulk, *, worker: str, limit: int, lease: timedelta, now: datetime
+) -> tuple[Any, ...]:
+    """The values of :func:`claim_statement`'s placeholders."""
+    stamp = b.time(now)
+    return (worker, b.time(now + lease), stamp, stamp, limit)
 
 
 class SqlQueue:
@@ -171,11 +235,9 @@ class SqlQueue:
         SQLAlchemy's row processing would cost more than the database work. Keep the write
         transaction this short: on SQLite every other writer waits for it.
         """
-        now = now or utcnow()
         b = Bulk(tx, dialect=self.dialect)
-        sql = _CLAIM.format(m=b.mark, lock=self.claim_lock)
-        stamp = b.time(now)
-        result = await tx.exec_driver_sql(sql, (worker, b.time(now + lease), stamp, stamp, limit))
+        values = claim_values(b, worker=worker, limit=limit, lease=lease, now=now or utcnow())
+        result = await tx.exec_driver_sql(claim_statement(b, self.claim_lock), values)
         return result.all()
 
     async def load(self, tx: Tx, rows: Sequence[Any], /) -> list[Job]:
@@ -183,27 +245,33 @@ class SqlQueue:
         if not rows:
             return []
         b = Bulk(tx, dialect=self.dialect)
-        ids = [r[0] for r in rows]
-        pending: dict[str, list[tuple[int, str]]] = {}
-        delivered: set[str] = set()
-        bodies: dict[str, Any] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = b.marks(len(chunk))
-            body_query = f"SELECT message_id, raw FROM message_bodies WHERE message_id IN ({marks})"  # noqa: S608
-            stored: Sequence[Any] = (await tx.exec_driver_sql(body_query, tuple(chunk))).all()
-            bodies.update((message_id, raw) for message_id, raw in stored)
-            query = (
-                "SELECT message_id, position, email, status FROM message_recipients "  # noqa: S608
-                f"WHERE message_id IN ({marks}) ORDER BY message_id, position"
-            )
-            found: Sequence[Any] = (await tx.exec_driver_sql(query, tuple(chunk))).all()
-            for message_id, position, email, status in found:
-                if status in ACTIVE_RECIPIENT:
-                    pending.setdefault(message_id, []).append((position, email))
-                elif status == RecipientStatus.SENT.value:
-                    delivered.add(message_id)
-        return [_job(row, bodies, pending, delivered) for row in rows]
+        bodies: list[Any] = []
+        recipients: list[Any] = []
+        for chunk, body_query, recipient_query in load_queries(b, rows):
+            bodies += (await tx.exec_driver_sql(body_query, chunk)).all()
+            recipients += (await tx.exec_driver_sql(recipient_query, chunk)).all()
+        return jobs_from(rows, bodies, recipients)
+
+    async def claim_batch(
+        self, db: Database, *, worker: str, limit: int, lease: timedelta
+    ) -> Sequence[Any]:
+        """:meth:`claim` in a write transaction of its own."""
+        async with db.transaction() as tx:
+            return await self.claim(tx, worker=worker, limit=limit, lease=lease)
+
+    async def load_batch(self, db: Database, rows: Sequence[Any], /) -> list[Job]:
+        """:meth:`load` in a read transaction of its own."""
+        async with db.read() as tx:
+            return await self.load(tx, rows)
+
+    async def finish_alone(
+        self, db: Database, prepared: PreparedFinish, /, *, tenant_ids: Sequence[str]
+    ) -> bool:
+        """Write prepared outcomes in a transaction of their own, when that is cheaper than
+        :meth:`finish` and none of ``tenant_ids`` has an active webhook endpoint (whose events
+        must be recorded in the same transaction). False when nothing was written: the
+        caller then uses :meth:`finish` with the webhook events. Here: always False."""
+        return False
 
     def prepare_finish(
         self, completions: Sequence[Completion], /, *, worker: str
@@ -235,16 +303,9 @@ class SqlQueue:
     async def finish(self, tx: Tx, prepared: PreparedFinish, /) -> None:
         """Write prepared outcomes: attempts, message states, recipient states."""
         b = Bulk(tx, dialect=self.dialect)
-        await b.insert("attempts", _ATTEMPT_COLUMNS, prepared.attempts)
-        await b.update(
-            "messages", _FINISH_COLUMNS, "id = {} AND lease_owner = {}", prepared.messages
-        )
-        await b.update(
-            "message_recipients",
-            ("status", "code", "reply", "updated_at"),
-            "message_id = {} AND position = {}",
-            prepared.recipients,
-        )
+        for sql, rows in finish_statements(b, prepared):
+            if rows:
+                await tx.exec_driver_sql(sql, rows)
 
     async def release(
         self,

@@ -3,12 +3,85 @@
 A claim runs inside ``BEGIN IMMEDIATE`` (see :class:`mailgate.storage.db.Database`), which
 already keeps every other writer out, so no statement locks rows; there is no LISTEN, and
 workers of other processes find new mail by polling.
+
+The worker's batches (claim, load, recording outcomes) run as direct transactions
+(:meth:`~mailgate.storage.db.Database.run_direct`): each is one function on the database
+thread, with the same statements as the shared code.
 """
 
 from __future__ import annotations
 
-from mailgate.storage.queue_sql import SqlQueue
+import sqlite3
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from mailgate.domain.webhooks import WebhookStatus
+from mailgate.storage.base import utcnow
+from mailgate.storage.bulk import Bulk
+from mailgate.storage.db import Database
+from mailgate.storage.queue_sql import (
+    SqlQueue,
+    claim_statement,
+    claim_values,
+    finish_statements,
+    jobs_from,
+    load_queries,
+)
+from mailgate.storage.queue_types import Job, PreparedFinish
+
+_BULK = Bulk(None, dialect="sqlite")
 
 
 class SqliteQueue(SqlQueue):
     dialect = "sqlite"
+
+    async def claim_batch(
+        self, db: Database, *, worker: str, limit: int, lease: timedelta
+    ) -> Sequence[Any]:
+        if not db.direct:
+            return await super().claim_batch(db, worker=worker, limit=limit, lease=lease)
+        sql = claim_statement(_BULK, self.claim_lock)
+        values = claim_values(_BULK, worker=worker, limit=limit, lease=lease, now=utcnow())
+
+        def claim(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(sql, values).fetchall()
+
+        return await db.run_direct(claim, write=True)
+
+    async def load_batch(self, db: Database, rows: Sequence[Any], /) -> list[Job]:
+        if not db.direct:
+            return await super().load_batch(db, rows)
+        if not rows:
+            return []
+        queries = load_queries(_BULK, rows)
+
+        def load(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            bodies: list[Any] = []
+            recipients: list[Any] = []
+            for chunk, body_query, recipient_query in queries:
+                bodies += conn.execute(body_query, chunk).fetchall()
+                recipients += conn.execute(recipient_query, chunk).fetchall()
+            return bodies, recipients
+
+        bodies, recipients = await db.run_direct(load, write=False)
+        return jobs_from(rows, bodies, recipients)
+
+    async def finish_alone(
+        self, db: Database, prepared: PreparedFinish, /, *, tenant_ids: Sequence[str]
+    ) -> bool:
+        if not db.direct:
+            return False
+        statements = [(sql, rows) for sql, rows in finish_statements(_BULK, prepared) if rows]
+        tenants = tuple(sorted(set(tenant_ids)))
+        marks = _BULK.marks(len(tenants))
+        hooked = f"SELECT 1 FROM webhooks WHERE status = ? AND tenant_id IN ({marks}) LIMIT 1"  # noqa: S608
+
+        def finish(conn: sqlite3.Connection) -> bool:
+            if tenants and conn.execute(hooked, (WebhookStatus.ACTIVE.value, *tenants)).fetchone():
+                return False  # nothing written yet: the caller records events with them
+            for sql, rows in statements:
+                conn.executemany(sql, rows)
+            return True
+
+        return await db.run_direct(finish, write=True)

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.storage.base import Tx
+
+if TYPE_CHECKING:
+    from mailgate.storage.db import Database
 
 ACTIVE_RECIPIENT = (RecipientStatus.PENDING.value, RecipientStatus.DEFERRED.value)
 
@@ -134,6 +137,21 @@ class Queue(Protocol):
     async def load(self, tx: Tx, claimed: Sequence[Any], /) -> list[Job]:
         """Jobs for claimed rows with bodies and recipients; a row that cannot be loaded
         becomes a job with ``fault`` set, never an exception."""
+
+    async def claim_batch(
+        self, db: Database, *, worker: str, limit: int, lease: timedelta
+    ) -> Sequence[Any]:
+        """:meth:`claim` in a write transaction of its own (the worker's claim)."""
+
+    async def load_batch(self, db: Database, claimed: Sequence[Any], /) -> list[Job]:
+        """:meth:`load` in a read transaction of its own (the worker's load)."""
+
+    async def finish_alone(
+        self, db: Database, prepared: PreparedFinish, /, *, tenant_ids: Sequence[str]
+    ) -> bool:
+        """Write prepared outcomes in a transaction of their own where that is cheaper, if
+        none of ``tenant_ids`` has an active webhook endpoint; False when nothing was written
+        (the caller then uses :meth:`finish` and records the webhook events with it)."""
 
     def prepare_finish(
         self, completions: Sequence[Completion], /, *, worker: str

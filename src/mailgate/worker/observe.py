@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from mailgate import metrics
@@ -9,14 +10,20 @@ from mailgate.storage.queue_types import Completion
 
 
 def record(done: Iterable[Completion]) -> None:
+    """Count each completion once, grouped by labels (a label lookup per group, not per
+    message)."""
+    outcomes: Counter[tuple[str, str | None, str]] = Counter()
+    latencies: defaultdict[tuple[str, str | None], list[float]] = defaultdict(list)
+    durations: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
     for completion in done:
         job, attempt = completion.job, completion.attempt
-        metrics.attempt(
-            tenant_id=job.tenant_id,
-            server_id=(attempt.server_id if attempt else None) or job.server_id,
-            outcome=completion.status.value,
-            created_at=job.created_at,
-            finished_at=attempt.finished_at if attempt else None,
-            engine=attempt.engine if attempt else None,
-            duration_seconds=attempt.duration_ms / 1000 if attempt else None,
-        )
+        server_id = (attempt.server_id if attempt else None) or job.server_id
+        outcome = completion.status.value
+        outcomes[job.tenant_id, server_id, outcome] += 1
+        if attempt is None:
+            continue
+        if outcome == "sent":
+            seconds = (attempt.finished_at - job.created_at).total_seconds()
+            latencies[job.tenant_id, server_id].append(max(0.0, seconds))
+        durations[attempt.engine, outcome].append(attempt.duration_ms / 1000)
+    metrics.attempts(outcomes, latencies, durations)

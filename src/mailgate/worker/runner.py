@@ -3,8 +3,12 @@
 One pass of a job reads as steps (ARCHITECTURE.md house style 5):
 ``claim → resolve server → apply rate limit → deliver (fallback on connection failure) →
 decide → record``. Completions are written in batches, so the database sees one transaction
-per batch rather than one per message. Leases are renewed while the worker lives; a worker
-that dies has its mail reclaimed when the leases expire, flagged as possible duplicates.
+per batch rather than one per message. Each delivery's engine learns when its outcome is
+committed (:data:`~mailgate.engines.base.outcome_recording`) and hands a connection its next
+content only then, so a worker killed at any moment has sent at most one message per
+connection whose outcome is lost; when a delivery waits for that, the engine hurries the
+worker to write what it has. Leases are renewed while the worker lives; a worker that dies
+has its mail reclaimed when the leases expire, flagged as possible duplicates.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mailgate.domain.delivery import (
 from mailgate.domain.retry import RetryPolicy
 from mailgate.domain.servers import RECOMPOSING_ENGINES, ServerStatus
 from mailgate.domain.smime import is_smime_signed
+from mailgate.engines.base import OutcomeRecording, outcome_recording
 from mailgate.engines.factory import EngineCache
 from mailgate.errors import MailgateError
 from mailgate.runtime import Context
@@ -97,9 +102,10 @@ class Worker:
         self.queue = queue_for(ctx.db.dialect)
         self._wake = asyncio.Event()
         self._done: list[Completion] = []
+        #: Resolved when the completions of ``_done`` are committed (or could not be).
+        self._recorded: list[asyncio.Future[None]] = []
         self._status_updates: dict[str, tuple[ServerStatus, str | None]] = {}
         self._inflight: dict[str, tuple[Job, asyncio.Task[None]]] = {}
-        self._slots = asyncio.Semaphore(self.options.concurrency)
         #: Set when a claim may be worthwhile again: outcomes were flushed or deliveries ended.
         self._room = asyncio.Event()
         self._flush_now = asyncio.Event()
@@ -126,6 +132,7 @@ class Worker:
             self.health.ended(self.slot)
             await self._shutdown()
             ended.set()
+            self._flush_now.set()
             await flusher
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -169,17 +176,15 @@ class Worker:
         worthwhile = room >= self._min_claim or not self._inflight
         jobs: list[Job] = []
         if room > 0 and worthwhile:
-            async with self.ctx.db.transaction() as tx:
-                rows = await self.queue.claim(
-                    tx,
-                    worker=self.name,
-                    limit=min(self.options.batch_size, room),
-                    lease=self.options.lease,
-                )
+            rows = await self.queue.claim_batch(
+                self.ctx.db,
+                worker=self.name,
+                limit=min(self.options.batch_size, room),
+                lease=self.options.lease,
+            )
             if rows:
                 try:
-                    async with self.ctx.db.read() as tx:
-                        jobs = await self.queue.load(tx, rows)
+                    jobs = await self.queue.load_batch(self.ctx.db, rows)
                 except Exception:
                     await self._give_back([row[0] for row in rows])
                     raise
@@ -225,7 +230,7 @@ class Worker:
             entries |= await self.servers.load(fallbacks)
         runnable = await self._admit(jobs, entries)
         for job in runnable:
-            task = asyncio.create_task(self._attempt(job, entries), name=f"deliver-{job.id}")
+            task = asyncio.create_task(self._attempt(job, entries))
             self._inflight[job.id] = (job, task)
             task.add_done_callback(self._forget(job.id))
 
@@ -353,18 +358,24 @@ class Worker:
     # One attempt ---------------------------------------------------------------------------
 
     async def _attempt(self, job: Job, entries: dict[str, ServerEntry | None]) -> None:
-        async with self._slots:
-            try:
-                completion = await self._deliver(job, entries)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug: record it, never lose the message
-                log.exception("delivery of %s failed unexpectedly", job.id)
-                completion = self._internal_error(job, exc)
-            self._done.append(completion)
-            if len(self._done) >= self.options.batch_size:
-                self._flush_now.set()
-            self.delivered += 1
+        # At most ``concurrency`` of these run: a claim takes only what fits (``_pass``).
+        # Set in this task's own context: the engine holds a place on its connections until
+        # this outcome is committed (see the module docstring).
+        recorded = asyncio.get_running_loop().create_future()
+        outcome_recording.set(OutcomeRecording(recorded, self._flush_now.set))
+        try:
+            completion = await self._deliver(job, entries)
+        except asyncio.CancelledError:
+            recorded.set_result(None)
+            raise
+        except Exception as exc:  # a bug: record it, never lose the message
+            log.exception("delivery of %s failed unexpectedly", job.id)
+            completion = self._internal_error(job, exc)
+        self._done.append(completion)
+        self._recorded.append(recorded)
+        if len(self._done) >= self.options.batch_size:
+            self._flush_now.set()
+        self.delivered += 1
 
     def _internal_error(self, job: Job, exc: Exception) -> Completion:
         result = DeliveryResult(
@@ -453,16 +464,30 @@ class Worker:
     # Recording -----------------------------------------------------------------------------
 
     async def _flush(self) -> None:
+        """Commit the outcomes completed so far; their connections may then send on. When
+        the write fails the outcomes are not retried: their messages stay leased and come
+        back flagged as possible duplicates when the leases expire."""
         if not self._done and not self._status_updates:
             return
         done, self._done = self._done, []
+        recorded, self._recorded = self._recorded, []
         updates, self._status_updates = self._status_updates, {}
-        prepared = self.queue.prepare_finish(done, worker=self.name)
-        async with self.ctx.db.transaction() as tx:
-            await self.queue.finish(tx, prepared)
-            await webhook_store.record_events(tx, done)
-            if updates:
-                await server_store.set_status_many(tx, updates)
+        try:
+            prepared = self.queue.prepare_finish(done, worker=self.name)
+            tenant_ids = [c.job.tenant_id for c in done if c.recipients]
+            alone = not updates and await self.queue.finish_alone(
+                self.ctx.db, prepared, tenant_ids=tenant_ids
+            )
+            if not alone:
+                async with self.ctx.db.transaction() as tx:
+                    await self.queue.finish(tx, prepared)
+                    await webhook_store.record_events(tx, done)
+                    if updates:
+                        await server_store.set_status_many(tx, updates)
+        finally:
+            for future in recorded:
+                if not future.done():
+                    future.set_result(None)
         observe.record(done)
         self._room.set()
 

@@ -102,6 +102,7 @@ class SmtpEngine:
                     transcript=transcript,
                     plan=plans.pop(session, None),
                     follow=self._pool.follow,
+                    hold=self._pool.hold,
                 )
                 reusable = tx.reusable
             finally:
@@ -132,9 +133,7 @@ class SmtpEngine:
     ) -> DeliveryResult:
         # A server may echo what it was sent (an AUTH payload): no reply text is kept with
         # a secret in it, as in the transcript.
-        recipients = tuple(
-            dataclasses.replace(r, reply=transcript.redact(r.reply)) for r in tx.recipients
-        )
+        recipients = tuple(_redacted(r, transcript) for r in tx.recipients)
         kind = summarise(r.kind for r in recipients)
         lead = _first_of_kind(recipients, kind)
         error = tx.error
@@ -184,6 +183,11 @@ class SmtpEngine:
                 result.code,
                 result.duration_ms,
             )
+
+
+def _redacted(recipient: RecipientResult, transcript: Transcript) -> RecipientResult:
+    reply = transcript.redact(recipient.reply)
+    return recipient if reply == recipient.reply else dataclasses.replace(recipient, reply=reply)
 
 
 def _first_of_kind(recipients: tuple[RecipientResult, ...], kind: OutcomeKind) -> RecipientResult:

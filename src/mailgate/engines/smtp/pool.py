@@ -14,6 +14,11 @@ delivery is then handed that session with its envelope already on the wire, and 
 the replies: one write per message instead of two. Whatever happens to the first message
 (a 421, a broken connection), the second one's replies tell it: nothing of its content was
 sent, so it is retried on a fresh connection as any stale reused connection is.
+
+Before a delivery writes its content it calls :meth:`hold`: when its caller records outcomes
+(:data:`~mailgate.engines.base.outcome_recording` is set), at most ``size`` messages may be on
+their way or delivered with their outcome unrecorded, one per connection. A worker killed
+at any moment has then sent at most ``size`` messages it will send again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mailgate.engines.base import outcome_recording
 from mailgate.engines.smtp.session import SmtpSession
 from mailgate.engines.smtp.transcript import Transcript
 
@@ -56,6 +62,10 @@ class SessionPool:
         self._idle: list[SmtpSession] = []
         self._closing: set[asyncio.Task[bool]] = set()
         self._closed = False
+        #: Messages handed to the server whose outcome is not yet recorded (see :meth:`hold`).
+        self._unrecorded = asyncio.Semaphore(size)
+        #: The recording futures of the messages holding a place, with their callers' hurry.
+        self._holding: dict[asyncio.Future[None], Callable[[], None]] = {}
         self.opened = 0
         #: Envelopes written behind a previous message's content (for tests and metrics).
         self.pipelined = 0
@@ -113,6 +123,29 @@ class SessionPool:
         self._bound[session] = waiter
         self.pipelined += 1
         return envelope
+
+    async def hold(self) -> None:
+        """Wait until this delivery may hand its content to the server: until fewer than
+        ``size`` messages are handed over with their outcome unrecorded. The place is given
+        back when the delivery's ``recorded`` future is done; without an
+        :class:`~mailgate.engines.base.OutcomeRecording` (probes, callers that record
+        nothing), nothing waits. Before waiting, the callers holding places are hurried."""
+        recording = outcome_recording.get()
+        if recording is None:
+            return
+        recorded = recording.recorded
+        if recorded.done() or recorded in self._holding:
+            return
+        if self._unrecorded.locked():
+            for hurry in set(self._holding.values()):
+                hurry()
+        await self._unrecorded.acquire()
+        self._holding[recorded] = recording.hurry
+        recorded.add_done_callback(self._recorded)
+
+    def _recorded(self, recorded: asyncio.Future[None]) -> None:
+        del self._holding[recorded]
+        self._unrecorded.release()
 
     def release(self, session: SmtpSession, *, reusable: bool) -> None:
         """Give ``session`` back: to the delivery whose envelope follows on it, else kept for

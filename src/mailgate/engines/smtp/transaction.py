@@ -9,7 +9,7 @@ per message.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailgate.domain.delivery import Envelope, OutcomeKind, RecipientResult
@@ -94,6 +94,9 @@ class Plan:
 #: Called with the session just before the content is written: the envelope of the next
 #: transaction to write behind it, or ``b""`` (see :meth:`SessionPool.follow`).
 Follow = Callable[[SmtpSession], bytes]
+#: Awaited just before the content is written, once the server is ready for it (see
+#: :meth:`SessionPool.hold`).
+Hold = Callable[[], Awaitable[None]]
 
 
 async def transact(
@@ -104,6 +107,7 @@ async def transact(
     transcript: Transcript,
     plan: Plan | None = None,
     follow: Follow | None = None,
+    hold: Hold | None = None,
 ) -> Transaction:
     """Run one transaction; every outcome, failures included, is recorded in the result.
 
@@ -125,7 +129,7 @@ async def transact(
             )
         if plan is None or not written:
             plan = make_plan(session, envelope, data)
-        await _run(session, tx, plan, transcript, written=written, follow=follow)
+        await _run(session, tx, plan, transcript, written=written, follow=follow, hold=hold)
     except SmtpError as exc:
         tx.error = exc
         tx.reusable = exc.sent_nothing and session.wire.is_open and not written
@@ -195,6 +199,7 @@ async def _run(
     *,
     written: bool,
     follow: Follow | None,
+    hold: Hold | None = None,
 ) -> None:
     for index in plan.invalid:
         tx.decide(index, OutcomeKind.FAILED, None, "invalid recipient address")
@@ -203,6 +208,8 @@ async def _run(
     else:
         go = await _sequential_envelope(session, tx, plan.mail, plan.rcpts, transcript)
     if go:
+        if hold is not None:
+            await hold()
         following = follow(session) if follow is not None and plan.pipelined else b""
         await _send_content(session, tx, plan.payload, transcript, following=following)
 
