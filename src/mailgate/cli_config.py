@@ -248,7 +248,7 @@ def import_codestream(
                 raw, tenant=tenant, tenant_name=name, prefix=prefix, make_default=default
             )
             specs = config_file.parse(
-                imported.document, environ=imported.environ, base_dir=file.parent
+                imported.document, environ=imported.secret_values, base_dir=file.parent
             )
             changes = config_plan.plan(specs, {tenant: state}, prune=False)
             _print_import(out, imported, changes, dry_run=dry_run)

@@ -42,7 +42,7 @@ def test_the_documentation_snippet_with_comments_is_read() -> None:
         "password": {"env": "MAILGATE_SECRET_ACME_CODESTREAM_SMTP_PASSWORD"},
         "is_default": True,
     }
-    assert imported.environ == {
+    assert imported.secret_values == {
         "MAILGATE_SECRET_ACME_CODESTREAM_SMTP_PASSWORD": "gmail-app-Pa55word-canary"
     }
     (ref,) = imported.secrets
@@ -57,7 +57,7 @@ def test_the_documentation_snippet_with_comments_is_read() -> None:
     assert "broadcaster" not in json.dumps(imported.document)
     # The secret is nowhere in the document; parsing it resolves the reference.
     assert "gmail-app-Pa55word-canary" not in json.dumps(imported.document)
-    spec = parse(imported.document, environ=imported.environ, base_dir=SAMPLES)
+    spec = parse(imported.document, environ=imported.secret_values, base_dir=SAMPLES)
     server = spec["acme"].servers["codestream-smtp"]  # type: ignore[index]
     assert (server.values["host"], server.values["port"], server.values["security"]) == (
         "smtp.gmail.com",
@@ -79,7 +79,7 @@ def test_relay_with_auth_object_port_string_and_tuning() -> None:
     assert smtp["timeout_seconds"] == 20
     assert imported.secrets[0].source == "emailDeliveryService.NodeMailer.auth.pass"
     assert not any("STARTTLS only when" in n for n in imported.notes)
-    parse(imported.document, environ=imported.environ, base_dir=SAMPLES)
+    parse(imported.document, environ=imported.secret_values, base_dir=SAMPLES)
 
 
 def test_sendgrid_with_the_default_url() -> None:
@@ -91,7 +91,7 @@ def test_sendgrid_with_the_default_url() -> None:
             "is_default": True,
         }
     }
-    assert imported.environ["MAILGATE_SECRET_ACME_CODESTREAM_SENDGRID_API_KEY"] == (
+    assert imported.secret_values["MAILGATE_SECRET_ACME_CODESTREAM_SENDGRID_API_KEY"] == (
         "SG.codestream-canary-key.Zx81"
     )
 
@@ -107,7 +107,7 @@ def test_disabled_sendgrid_is_imported_but_not_the_default() -> None:
     assert imported.default == "codestream-smtp"
     assert any("sendgrid is disabled" in n for n in imported.notes)
     assert any("STARTTLS only when the server offered it" in n for n in imported.notes)
-    parse(imported.document, environ=imported.environ, base_dir=SAMPLES)
+    parse(imported.document, environ=imported.secret_values, base_dir=SAMPLES)
 
 
 def test_both_enabled_sendgrid_wins_like_codestream_unless_selected() -> None:
@@ -230,7 +230,7 @@ def test_missing_section_is_named() -> None:
 def test_well_known_services_map_to_presets(service: str, preset: str) -> None:
     imported = translate(section(service=service, username="u@acme.example", password="p"))
     assert servers(imported)["codestream-smtp"]["provider"] == preset
-    parse(imported.document, environ=imported.environ, base_dir=SAMPLES)
+    parse(imported.document, environ=imported.secret_values, base_dir=SAMPLES)
 
 
 def test_secure_true_is_implicit_tls_and_ignore_tls_is_none() -> None:

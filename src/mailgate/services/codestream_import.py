@@ -7,7 +7,7 @@ document of :mod:`mailgate.services.config_file` (version 1, one tenant, its
 ``mail_servers``), so ``mailgate config import-codestream`` plans and applies it with the
 same machinery as ``mailgate config apply``. The secrets the CodeStream file holds in plain
 text never appear in that document: each is an ``{"env": NAME}`` reference, and the value
-travels beside it in :attr:`Imported.environ` (to be stored encrypted by the apply).
+travels beside it in :attr:`Imported.secret_values` (to be stored encrypted by the apply).
 
 NodeMailer's rules are followed where Mailgate has an equivalent:
 
@@ -104,7 +104,7 @@ class Imported:
     """The configuration document, the secrets' values by variable, and what to tell."""
 
     document: dict[str, Any]
-    environ: dict[str, str] = field(repr=False)
+    secret_values: dict[str, str] = field(repr=False)
     secrets: list[SecretRef]
     notes: list[str]
     #: Server name -> its section in the CodeStream file.
@@ -263,7 +263,7 @@ def _secret(
     out: Imported, tenant: str, server: str, api_field: str, value: str, source: str
 ) -> dict[str, str]:
     variable = env_name(tenant, server, api_field)
-    out.environ[variable] = value
+    out.secret_values[variable] = value
     out.secrets.append(SecretRef(server, api_field, variable, source))
     return {"env": variable}
 
