@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
+import sqlite3
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -42,10 +46,130 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     schema = f"mgtest_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    url = _schema_url(base, schema)
+    _SCHEMAS[url] = schema
+    yield url
+    del _SCHEMAS[url]
     with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _schema_url(base: str, schema: str) -> str:
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+# Migrated databases, copied ----------------------------------------------------------------
+#
+# Running every migration for each test costs 0.1-0.3 s; a test that only needs the current
+# schema gets a copy of one migrated in this process instead: the SQLite file, or the
+# PostgreSQL schema as pg_dump prints it. The migration tests keep ``database_url``, which
+# stays empty.
+
+_SCHEMAS: dict[str, str] = {}  # PostgreSQL test URL -> its schema
+_TEMPLATES: dict[str, object] = {}
+
+
+async def _migrated(settings: Settings) -> Settings:
+    context = await open_context(settings, auto_upgrade=True)
+    await context.db.dispose()
+    return settings
+
+
+async def _sqlite_template(tmp_root: Path) -> Path:
+    template = _TEMPLATES.get("sqlite")
+    if isinstance(template, Path):
+        return template
+    path = tmp_root / "template.db"
+    await _migrated(
+        Settings(
+            database_url=f"sqlite+aiosqlite:///{path}",
+            data_dir=tmp_root,
+            secret_keys=[generate_key()],
+        )
+    )
+    with sqlite3.connect(path) as conn:  # everything in the main file, nothing in a -wal
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _TEMPLATES["sqlite"] = path
+    return path
+
+
+async def _postgres_template(base: str, tmp_root: Path) -> tuple[str, str] | None:
+    """(schema, the SQL that rebuilds it) for a migrated schema, or None without pg_dump."""
+    if "postgresql" in _TEMPLATES:
+        return _TEMPLATES["postgresql"]  # type: ignore[return-value]
+    import psycopg
+
+    dump = shutil.which("pg_dump")
+    schema = f"mgtemplate_{os.getpid()}_{secrets.token_hex(4)}"
+    script = None
+    if dump is not None:
+        with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            await _migrated(
+                Settings(
+                    database_url=_schema_url(base, schema),
+                    data_dir=tmp_root,
+                    secret_keys=[generate_key()],
+                )
+            )
+            printed = subprocess.run(
+                [
+                    dump,
+                    "--schema",
+                    schema,
+                    "--inserts",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--dbname",
+                    _psycopg_dsn(base).split("?")[0],
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout
+            # psql meta-commands (\restrict) and the schema itself are not for us.
+            script = "\n".join(
+                line
+                for line in printed.splitlines()
+                if not line.startswith("\\") and not line.startswith("CREATE SCHEMA")
+            )
+        finally:
+            with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    _TEMPLATES["postgresql"] = None if script is None else (schema, script)
+    return _TEMPLATES["postgresql"]  # type: ignore[return-value]
+
+
+async def _copy_migrated(settings: Settings) -> None:
+    """Fill the test's empty database with a copy of a migrated one (see above)."""
+    url = settings.database_url
+    tmp_root = settings.data_dir.parent / f"templates-{os.getpid()}"
+    tmp_root.mkdir(exist_ok=True)
+    if url.startswith("sqlite"):
+        target = Path(url.split("///", 1)[1])
+        if target.exists():
+            return
+        template = await _sqlite_template(tmp_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out, template.open("rb") as source:
+            shutil.copyfileobj(source, out)
+        return
+    schema = _SCHEMAS.get(url)
+    base = _pg_url()
+    if schema is None or base is None:
+        return
+    found = await _postgres_template(base, tmp_root)
+    if found is None:
+        return
+    template, script = found
+    import psycopg
+
+    with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
+        conn.execute(re.sub(rf"\b{template}\b", schema, script).encode())
 
 
 @pytest.fixture
@@ -60,6 +184,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def ctx(settings: Settings) -> AsyncIterator[Context]:
+    await _copy_migrated(settings)
     context = await open_context(settings, auto_upgrade=True)
     try:
         yield context
