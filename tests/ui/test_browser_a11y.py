@@ -1,12 +1,18 @@
 """Accessibility in a real Chromium: WCAG AA text contrast on every page, every dialog named,
-no page wider than a 390 px screen, the focus given back after a dialog."""
+no page or dialog wider than a 390 px screen, the focus given back after a dialog, a label
+for every form control and its hint named by aria-describedby."""
 
 # ruff: noqa: F811 - the browser fixtures are imported from test_browser
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-from tests.ui.test_browser import chromium, expect, live, page  # noqa: F401
+import httpx
+
+from tests.conftest import ADMIN
+from tests.support.tls import TestCA
+from tests.ui.test_browser import T, chromium, expect, live, page  # noqa: F401
 
 PAGES = [
     "/t/acme/settings",
@@ -151,20 +157,12 @@ UNLABELLED = """
 def _recent_pages(live: Any, tmp_path: Any) -> list[str]:
     """An app with test lists, a CA keystore and a server that trusts it, a suppressed
     address (a table with a hidden header): the pages to check."""
-    import base64
-
-    import httpx
-
-    from tests.conftest import ADMIN
-    from tests.support.tls import TestCA
-    from tests.ui.test_browser import T
-
     with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
         if api.get(f"{T}/apps/billing").status_code == 404:
             assert api.post(f"{T}/apps", json={"name": "billing"}).status_code == 201
             pem = TestCA(tmp_path / "pki").ca_pem
-            body = {"name": "corp-ca", "kind": "ca", "content": base64.b64encode(pem.encode())}
-            body["content"] = body["content"].decode()
+            content = base64.b64encode(pem.encode()).decode()
+            body = {"name": "corp-ca", "kind": "ca", "content": content}
             assert api.post(f"{T}/keystores", json=body).status_code == 201
             relay = {
                 "name": "Relay with a rather long name",
