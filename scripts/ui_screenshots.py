@@ -7,6 +7,7 @@ Needs Debian's Chromium (``scripts/install_chromium.sh``) and the ``playwright``
 
 from __future__ import annotations
 
+import base64
 import secrets
 import sys
 import tempfile
@@ -18,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
-
+from tests.support.tls import TestCA  # noqa: E402
 from tests.ui.live import LiveServer  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -28,7 +29,8 @@ WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 
 
 def seed(api: httpx.Client) -> dict[str, str]:
-    """A tenant with an owner, servers, an account, an app, messages and a suppression."""
+    """A tenant with an owner, servers (one trusting a CA keystore), an account, an app,
+    messages and a suppression."""
     ok = api.post("/api/v1/tenants", json={"slug": "demo", "name": "Demo Ltd"})
     ok.raise_for_status()
     api.post(f"{T}/users", json={"email": OWNER, "password": PASSWORD, "role": "owner"})
@@ -57,6 +59,20 @@ def seed(api: httpx.Client) -> dict[str, str]:
             "imap": {"host": "imap.demo.test", "username": "noreply@demo.test"},
         },
     )
+    with tempfile.TemporaryDirectory() as pki:
+        pem = TestCA(Path(pki), name="Demo Private CA").ca_pem
+    content = base64.b64encode(pem.encode()).decode()
+    api.post(f"{T}/keystores", json={"name": "demo-private-ca", "kind": "ca", "content": content})
+    api.post(
+        f"{T}/mail-servers",
+        json={
+            "name": "Private relay",
+            "engine": "smtp",
+            "host": "relay.internal.demo.test",
+            "port": 587,
+            "ca_keystore": "demo-private-ca",
+        },
+    )
     api.post(f"{T}/apps", json={"name": "billing"})
     api.put(f"{T}/apps/billing/test-list", json={"addresses": ["qa@demo.test"], "active": False})
     api.post(f"{T}/suppressions", json={"email": "gone@example.com", "reason": "manual"})
@@ -64,12 +80,16 @@ def seed(api: httpx.Client) -> dict[str, str]:
         f"{T}/templates/welcome",
         json={"subject": "Welcome {{ name }}", "text": "Hi {{ name }}!", "html": "<p>Hi</p>"},
     )
-    api.post(f"{T}/dkim-keys", json={"domain": "demo.test", "selector": "mail2026",
-                                      "algorithm": "ed25519"})
-    api.post(f"{T}/webhooks", json={"url": "https://93.184.216.34/hooks",
-                                     "events": ["message.bounced"]})
-    api.post(f"{T}/users", json={"email": "dev@demo.test", "password": PASSWORD,
-                                  "role": "developer"})
+    api.post(
+        f"{T}/dkim-keys",
+        json={"domain": "demo.test", "selector": "mail2026", "algorithm": "ed25519"},
+    )
+    api.post(
+        f"{T}/webhooks", json={"url": "https://93.184.216.34/hooks", "events": ["message.bounced"]}
+    )
+    api.post(
+        f"{T}/users", json={"email": "dev@demo.test", "password": PASSWORD, "role": "developer"}
+    )
     api.post(f"{T}/tokens", json={"name": "billing-service", "role": "sender"})
     ids = {}
     for n, subject in enumerate(("Invoice 42", "Welcome aboard", "Password reset")):
@@ -143,6 +163,15 @@ def main() -> None:
                 page.locator("#form-dialog").get_by_label("Server Name").wait_for()
                 page.set_viewport_size({"width": 1280, "height": 900})
                 page.screenshot(path=str(out / "server-dialog-desktop.png"))
+                # A keystore in use: the delete dialog, then the refusal, on a phone.
+                page.set_viewport_size({"width": 390, "height": 844})
+                page.goto("/t/demo/keystores")
+                page.get_by_role("link", name="Delete demo-private-ca").click()
+                page.get_by_role("dialog", name="Delete").wait_for()
+                page.screenshot(path=str(out / "keystore-delete-dialog-phone.png"))
+                page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+                page.get_by_role("alert").wait_for()
+                page.screenshot(path=str(out / "keystore-refused-phone.png"), full_page=True)
                 browser.close()
         finally:
             live.stop()

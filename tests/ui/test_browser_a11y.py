@@ -1,12 +1,18 @@
 """Accessibility in a real Chromium: WCAG AA text contrast on every page, every dialog named,
-no page wider than a 390 px screen, the focus given back after a dialog."""
+no page or dialog wider than a 390 px screen, the focus given back after a dialog, a label
+for every form control and its hint named by aria-describedby."""
 
 # ruff: noqa: F811 - the browser fixtures are imported from test_browser
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-from tests.ui.test_browser import chromium, expect, live, page  # noqa: F401
+import httpx
+
+from tests.conftest import ADMIN
+from tests.support.tls import TestCA
+from tests.ui.test_browser import T, chromium, expect, live, page  # noqa: F401
 
 PAGES = [
     "/t/acme/settings",
@@ -98,3 +104,136 @@ def test_dialogs_are_named_and_give_the_focus_back(page: Any) -> None:
     expect(page.get_by_role("dialog", name="Delete")).to_be_visible()
     page.locator("#confirm-dialog").get_by_role("button", name="Cancel").click()
     expect(delete).to_be_focused()
+
+
+#: Sideways overflow: the page's and, when one is open, the dialog's.
+OVERFLOW = """
+() => {
+  const root = document.documentElement;
+  const out = [];
+  if (root.scrollWidth > root.clientWidth) out.push(`page ${root.scrollWidth}`);
+  const dialog = document.querySelector("dialog[open]");
+  if (dialog && dialog.scrollWidth > dialog.clientWidth) out.push(`dialog ${dialog.scrollWidth}`);
+  const clipped = (node) => {
+    // Inside a box that scrolls (or clips) sideways by itself, as tables do.
+    for (let n = node.parentElement; n && n !== document.body; n = n.parentElement) {
+      if (getComputedStyle(n).overflowX !== "visible") return true;
+    }
+    return false;
+  };
+  for (const node of (dialog || document.body).querySelectorAll("*")) {
+    if (clipped(node)) continue;
+    const box = node.getBoundingClientRect();
+    if (node.checkVisibility() && box.width && box.right > root.clientWidth + 1) {
+      out.push(`${node.tagName}#${node.id}.${node.className} ends at ${Math.round(box.right)}`);
+    }
+  }
+  return out.slice(0, 5);
+}
+"""
+
+#: Form controls without a label, and hints that their control does not name.
+UNLABELLED = """
+(root) => {
+  const scope = root || document;
+  const bad = [];
+  for (const c of scope.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    const named = (c.labels && c.labels.length) || c.getAttribute("aria-label") ||
+      c.getAttribute("aria-labelledby");
+    if (!named) bad.push(`no label: ${c.name || c.id}`);
+  }
+  for (const hint of scope.querySelectorAll(".field .hint, form.replace .hint")) {
+    const field = hint.closest(".field, form.replace");
+    const controls = field.querySelectorAll("input:not([type=hidden]), select, textarea");
+    if (controls.length !== 1) continue;
+    const ids = (controls[0].getAttribute("aria-describedby") || "").split(/\\s+/);
+    if (!hint.id || !ids.includes(hint.id)) bad.push(`hint not named: ${controls[0].name}`);
+  }
+  return bad;
+}
+"""
+
+
+def _recent_pages(live: Any, tmp_path: Any) -> list[str]:
+    """An app with test lists, a CA keystore and a server that trusts it, a suppressed
+    address (a table with a hidden header): the pages to check."""
+    with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
+        if api.get(f"{T}/apps/billing").status_code == 404:
+            assert api.post(f"{T}/apps", json={"name": "billing"}).status_code == 201
+            pem = TestCA(tmp_path / "pki").ca_pem
+            content = base64.b64encode(pem.encode()).decode()
+            body = {"name": "corp-ca", "kind": "ca", "content": content}
+            assert api.post(f"{T}/keystores", json=body).status_code == 201
+            relay = {
+                "name": "Relay with a rather long name",
+                "engine": "smtp",
+                "host": "smtp.a-very-long-host-name-for-a-relay.acme.test",
+                "port": 587,
+                "ca_keystore": "corp-ca",
+            }
+            assert api.post(f"{T}/mail-servers", json=relay).status_code == 201
+            gone = {"email": "gone@example.com", "reason": "manual"}
+            assert api.post(f"{T}/suppressions", json=gone).status_code == 201
+    return ["/t/acme/apps/billing", "/t/acme/keystores", "/t/acme/settings", "/t/acme/suppressions"]
+
+
+def test_recent_pages_and_their_dialogs_fit_a_390_px_screen(
+    page: Any, live: Any, tmp_path: Any
+) -> None:
+    # The check itself finds a page that is too wide.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.evaluate("() => { document.body.style.minWidth = '600px'; }")
+    assert page.evaluate(OVERFLOW)
+    for path in _recent_pages(live, tmp_path):
+        page.goto(path)
+        found = page.evaluate(OVERFLOW)
+        assert found == [], f"{path}: {found}"
+    page.goto("/t/acme/apps/billing")
+    page.get_by_role("tab", name="No stage").click()
+    assert page.evaluate(OVERFLOW) == [], "the No stage tab"
+
+    page.goto("/t/acme/keystores")
+    page.get_by_role("link", name="Delete corp-ca").click()
+    expect(page.get_by_role("dialog", name="Delete")).to_be_visible()
+    assert page.evaluate(OVERFLOW) == [], "the keystore's delete dialog"
+
+    page.goto("/t/acme/settings")
+    for opener, dialog in [
+        ("Add Server", "Add Mail Server"),
+        ("Edit Acme Support", "Edit Email Account"),
+        ("Edit Relay with a rather long name", "Edit Mail Server"),
+        ("Delete Capture", "Delete Capture"),
+    ]:
+        page.get_by_role("link", name=opener).click()
+        expect(page.get_by_role("dialog", name=dialog)).to_be_visible()
+        found = page.evaluate(OVERFLOW)
+        assert found == [], f"{dialog}: {found}"
+        page.keyboard.press("Escape")
+    page.get_by_role("link", name="Delete Acme Support").click()
+    expect(page.get_by_role("dialog", name="Delete")).to_be_visible()
+    assert page.evaluate(OVERFLOW) == [], "the account's delete dialog"
+
+
+def test_every_control_of_the_recent_pages_has_a_label_and_its_hint(
+    page: Any, live: Any, tmp_path: Any
+) -> None:
+    # The check itself finds a bare input and a hint its control does not name.
+    page.evaluate(
+        "() => { const f = document.createElement('div'); f.className = 'field';"
+        " f.innerHTML = '<input name=bare><p class=hint id=bare-hint>x</p>';"
+        " document.body.append(f); }"
+    )
+    assert page.evaluate(UNLABELLED) == ["no label: bare", "hint not named: bare"]
+    for path in _recent_pages(live, tmp_path):
+        page.goto(path)
+        assert page.evaluate(UNLABELLED) == [], path
+    page.goto("/t/acme/settings")
+    for opener, dialog in [
+        ("Add Server", "Add Mail Server"),
+        ("Edit Acme Support", "Edit Email Account"),
+        ("Delete Capture", "Delete Capture"),
+    ]:
+        page.get_by_role("link", name=opener).click()
+        expect(page.get_by_role("dialog", name=dialog)).to_be_visible()
+        assert page.locator("#form-dialog").evaluate(UNLABELLED) == [], dialog
+        page.keyboard.press("Escape")

@@ -247,7 +247,12 @@ async def test_each_stage_tab_saves_its_own_list(
         got = await api.get(lists.format(other), headers=ADMIN)
         assert got.json()["active"] is False
     page = await b.get("/t/acme/apps/billing?stage=test")
-    assert 'aria-current="page">test' in page.text and "qa@acme.test" in page.text
+    # Every stage's panel is on the page; the tab asked for is the open one.
+    assert re.search(r'<a [^>]*id="tab-stage-test"[^>]*aria-current="page"[^>]*>test', page.text)
+    assert len(re.findall(r'aria-current="page"[^>]*data-selected', page.text)) == 1
+    for panel in ("stage-development", "stage-test", "stage-production", "no-stage"):
+        assert f'<section class="viewer tab-panel" id="{panel}"' in page.text
+    assert '<textarea id="f-stage-test-addresses"' in page.text and "qa@acme.test" in page.text
     assert (await b.get("/t/acme/apps/billing?stage=nope")).status_code == 404
 
 

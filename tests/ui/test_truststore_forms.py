@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ADMIN
+from tests.delivery.test_signing import make_pki
 from tests.support.tls import TestCA
 from tests.ui.test_forms import SMTP, _owner, _servers, field_error
 
@@ -139,3 +140,58 @@ async def test_the_keystores_page_replaces_a_ca_and_refuses_to_delete_one_in_use
     assert (await api.get(f"{T}/keystores/{corp}", headers=ADMIN)).status_code == 200
     unused = await b.post(f"/t/acme/keystores/{stores['partner-ca']['id']}/delete")
     assert unused.status_code == 303
+
+
+async def test_the_keystores_page_names_what_uses_each_keystore(
+    browser_factory: Any, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    b = await _owner(browser_factory, api)
+    await _keystores(api, tmp_path)
+    assert (await b.post("/t/acme/settings/servers/new", SMTP)).status_code == 303
+    (server,) = await _servers(api)
+    pki = make_pki()
+    body = {
+        "name": "signing",
+        "kind": "pkcs12",
+        "content": base64.b64encode(pki.pkcs12("p12-pass")).decode(),
+        "password": "p12-pass",
+    }
+    store = (await api.post(f"{T}/keystores", json=body, headers=ADMIN)).json()
+    for address, extra in [
+        (
+            "box@acme.test",
+            {"imap": {"host": "imap.acme.test", "username": "box", "ca_keystore": "corp-ca"}},
+        ),
+        ("signer@acme.test", {"smime": {"keystore_id": store["id"]}}),
+    ]:
+        account = {"address": address, "display_name": address, "mail_server_id": server["id"]}
+        r = await api.post(f"{T}/email-accounts", json={**account, **extra}, headers=ADMIN)
+        assert r.status_code == 201, r.text
+
+    page = (await b.get("/t/acme/keystores")).text
+
+    def used_by(name: str) -> list[str]:
+        """The words of the keystore's "Used by"."""
+        card = page.split(f'data-keystore="{name}">', 1)[1]
+        cell = card.split('class="used-by">', 1)[1].split("</dd>", 1)[0]
+        return re.sub(r"<[^>]+>", " ", cell).split()
+
+    assert used_by("corp-ca") == ["Inbox", "of", "box@acme.test"]
+    assert used_by("partner-ca") == ["nothing"]
+    assert used_by("signing") == ["Signing", "for", "signer@acme.test"]
+
+    refused = await b.post(f"/t/acme/keystores/{store['id']}/delete")
+    assert refused.status_code == 409
+    assert (
+        "signing was not deleted: the email account signer@acme.test signs mail with it."
+        in refused.text
+    )
+    corp = next(
+        k
+        for k in (await api.get(f"{T}/keystores", headers=ADMIN)).json()["items"]
+        if k["name"] == "corp-ca"
+    )
+    refused = await b.post(f"/t/acme/keystores/{corp['id']}/delete")
+    assert refused.status_code == 409
+    assert "corp-ca was not deleted: the inbox of box@acme.test trusts it." in refused.text
+    assert '<li class="card refused" data-keystore="corp-ca">' in refused.text

@@ -42,6 +42,7 @@ from mailgate.services import trust
 from mailgate.services.context import Caller, Context
 from mailgate.storage import audit
 from mailgate.storage.accounts import AccountRepo
+from mailgate.storage.servers import ServerRepo
 from mailgate.storage.signing import DkimKey, DkimKeyRepo, KeystoreAlias, KeystoreInfo, KeystoreRepo
 
 __all__ = [
@@ -286,6 +287,51 @@ def _pkcs12_aliases(content: bytes, password: str | None) -> list[KeystoreAlias]
 async def list_keystores(ctx: Context, caller: Caller) -> list[KeystoreInfo]:
     async with ctx.db.read() as tx:
         return await KeystoreRepo(tx, ctx.box, caller.tenant_id).list()
+
+
+@dataclass(frozen=True, slots=True)
+class KeystoreUse:
+    """What names one keystore, as (id, name) pairs: the mail servers and the inboxes (by
+    account address) that trust a ``ca`` keystore, the accounts that sign with a PKCS#12 one."""
+
+    servers: tuple[tuple[str, str], ...] = ()
+    inboxes: tuple[tuple[str, str], ...] = ()
+    signers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def any(self) -> bool:
+        return bool(self.servers or self.inboxes or self.signers)
+
+
+async def keystore_uses(ctx: Context, caller: Caller) -> dict[str, KeystoreUse]:
+    """Each keystore's use by id (a keystore nothing names is left out): the same references
+    that make :func:`delete_keystore` refuse."""
+    async with ctx.db.read() as tx:
+        keystores = await KeystoreRepo(tx, ctx.box, caller.tenant_id).list()
+        servers = await ServerRepo(tx, ctx.box, caller.tenant_id).list()
+        accounts = await AccountRepo(tx, ctx.box, caller.tenant_id).list()
+    found: dict[str, KeystoreUse] = {}
+    for keystore in keystores:
+        use = KeystoreUse(
+            servers=tuple((s.id, s.name) for s in servers if s.ca_keystore == keystore.name)
+            if keystore.kind == "ca"
+            else (),
+            inboxes=tuple(
+                (a.id, a.address)
+                for a in accounts
+                if a.imap is not None and a.imap.ca_keystore == keystore.name
+            )
+            if keystore.kind == "ca"
+            else (),
+            signers=tuple(
+                (a.id, a.address)
+                for a in accounts
+                if a.smime is not None and a.smime.keystore_id == keystore.id
+            ),
+        )
+        if use.any:
+            found[keystore.id] = use
+    return found
 
 
 async def get_keystore(ctx: Context, caller: Caller, keystore_id: str) -> KeystoreInfo:

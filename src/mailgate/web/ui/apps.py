@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Response
@@ -85,6 +85,12 @@ def _tabs(stages: list[Stage]) -> list[tuple[str, str]]:
     return [*((s.name, s.name) for s in stages), (NO_STAGE, "No stage")]
 
 
+def panel_id(key: str) -> str:
+    """The HTML id of a stage's tab panel: ``stage-NAME``, or ``no-stage`` for mail that names
+    no stage (no stage's id starts with ``no``)."""
+    return "no-stage" if key == NO_STAGE else f"stage-{key}"
+
+
 async def _app_page(
     current: Page,
     app: App,
@@ -97,26 +103,41 @@ async def _app_page(
     errors: dict[str, str] | None = None,
     message: str | None = None,
 ) -> Response:
+    """The app with one panel per tab; the panel of ``stage`` is the open one and shows what
+    was typed into it (``addresses``, ``users``, ``active``) with its ``errors``."""
     emails = await app_svc.user_emails(current.ctx, current.caller)
     stages = await tenant_svc.list_stages(current.ctx, current.caller)
-    test_list = app.list_for(stage or None)
+    panels = []
+    for key, label in _tabs(stages):
+        test_list = app.list_for(key or None)
+        panel: dict[str, Any] = {
+            "key": key,
+            "label": label,
+            "id": panel_id(key),
+            "saved_active": test_list.active,
+            "saved_addresses": test_list.addresses,
+            "addresses": "\n".join(test_list.addresses),
+            "users": "\n".join(emails[u] for u in test_list.users if u in emails),
+            "active": test_list.active,
+            "deleted_users": [u for u in test_list.users if u not in emails],
+            "errors": {},
+            "message": None,
+        }
+        if key == stage:
+            panel["addresses"] = panel["addresses"] if addresses is None else addresses
+            panel["users"] = panel["users"] if users is None else users
+            panel["active"] = panel["active"] if active is None else active
+            panel["errors"] = errors or {}
+            panel["message"] = message
+        panels.append(panel)
     return render(
         current.request,
         "app.html",
         current=current,
         status=status,
         app=app,
-        tabs=_tabs(stages),
+        panels=panels,
         stage=stage,
-        lists={key: app.list_for(key or None) for key, _ in _tabs(stages)},
-        addresses="\n".join(test_list.addresses) if addresses is None else addresses,
-        users=(
-            "\n".join(emails[u] for u in test_list.users if u in emails) if users is None else users
-        ),
-        deleted_users=[u for u in test_list.users if u not in emails],
-        active=test_list.active if active is None else active,
-        errors=errors or {},
-        message=message,
         can_manage=current.can(Permission.MANAGE_APPS),
     )
 

@@ -117,17 +117,49 @@ async def _keystores_page(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     message: str | None = None,
+    refused: str | None = None,
 ) -> Response:
+    """The keystores with what uses each; ``refused``: the id of a keystore whose delete was
+    just refused (its card is marked, ``message`` says why)."""
     return render(
         current.request,
         "keystores.html",
         current=current,
         status=status,
         keystores=await signing_svc.list_keystores(current.ctx, current.caller),
+        uses=await signing_svc.keystore_uses(current.ctx, current.caller),
         values=values or {"kind": "pkcs12"},
         errors=errors or {},
         message=message,
+        refused=refused,
         can_manage=current.can(Permission.MANAGE_EMAIL_CONFIGURATIONS),
+    )
+
+
+def _who(pairs: tuple[tuple[str, str], ...], nouns: tuple[str, str], does: tuple[str, str]) -> str:
+    """ "mail server Relay trusts it" or "mail servers A, B trust it": the singular or plural
+    of ``nouns`` and ``does`` by the number of ``pairs``."""
+    names = ", ".join(name for _, name in pairs)
+    n = 0 if len(pairs) == 1 else 1
+    return f"{nouns[n]} {names} {does[n]}"
+
+
+TRUST = ("trusts it", "trust it")
+SIGN = ("signs mail with it", "sign mail with it")
+
+
+def refusal(name: str, use: signing_svc.KeystoreUse) -> str:
+    """Why the keystore ``name`` was not deleted, and what to do first, in the UI's words."""
+    parts = []
+    if use.servers:
+        parts.append(_who(use.servers, ("mail server", "mail servers"), TRUST))
+    if use.inboxes:
+        parts.append(_who(use.inboxes, ("the inbox of", "the inboxes of"), TRUST))
+    if use.signers:
+        parts.append(_who(use.signers, ("the email account", "the email accounts"), SIGN))
+    return (
+        f"{name} was not deleted: {'; '.join(parts)}. First choose another keystore, or none, "
+        "in their dialogs (Email Settings), then delete it."
     )
 
 
@@ -218,10 +250,18 @@ async def replace_keystore(keystore_id: str, current: Manager) -> Response:
 
 @router.post("/keystores/{keystore_id}/delete")
 async def delete_keystore(keystore_id: str, current: Manager) -> Response:
+    found = await signing_svc.get_keystore(current.ctx, current.caller, keystore_id)
     try:
         await signing_svc.delete_keystore(current.ctx, current.caller, keystore_id)
     except Conflict as exc:
-        return await _keystores_page(current, status=exc.status, message=exc.detail)
+        # The service's 409 (the API's too); its users are listed again for the words here.
+        use = (await signing_svc.keystore_uses(current.ctx, current.caller)).get(found.id)
+        return await _keystores_page(
+            current,
+            status=exc.status,
+            message=refusal(found.name, use) if use else exc.detail,
+            refused=found.id,
+        )
     return redirect(current.url("/keystores"), flash="Keystore deleted.")
 
 

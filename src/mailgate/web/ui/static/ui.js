@@ -64,7 +64,9 @@
       }
       wrap.classList.add("invalid");
       control.setAttribute("aria-invalid", "true");
-      control.setAttribute("aria-describedby", id);
+      // The error is said first, then the field's hint, if it has one.
+      const hint = wrap.querySelector(".hint[id]");
+      control.setAttribute("aria-describedby", hint ? `${id} ${hint.id}` : id);
       first = first || control;
     }
     if (first) revealAndFocus(first);
