@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from mailgate.domain.model import NO_STAGE, PRODUCTION_STAGE, App, Stage, TestList, User
 from mailgate.domain.routing import (
@@ -19,6 +19,7 @@ from mailgate.services import audit_trail
 from mailgate.services.accounts import check_address
 from mailgate.services.context import Caller, Context
 from mailgate.storage import apps, members, tenants
+from mailgate.storage.base import Tx
 
 log = logging.getLogger("mailgate.test_lists")
 
@@ -140,15 +141,8 @@ async def set_test_list(
                 raise NotFound(f"No stage {stage!r}.")
             keys = [stage]
         updated = await apps.set_test_lists(tx, app, dict.fromkeys(keys, test_list))
-        await audit_trail.record(
-            tx,
-            caller,
-            "app.test_list",
-            "app",
-            app.id,
-            name if not stage else f"{name} ({stage})",
-            ["addresses", "users", "active"],
-        )
+        label = name if not stage else f"{name} ({stage})"
+        await _audit_test_lists(tx, caller, app, label, ["addresses", "users", "active"])
     return updated
 
 
@@ -169,16 +163,14 @@ async def replace_test_lists(
         for stage in (NO_STAGE, *app.stage_lists):
             wanted.setdefault(stage, TestList())
         updated = await apps.set_test_lists(tx, app, wanted)
-        await audit_trail.record(
-            tx,
-            caller,
-            "app.test_list",
-            "app",
-            app.id,
-            name,
-            sorted(k or "(no stage)" for k in lists),
-        )
+        await _audit_test_lists(tx, caller, app, name, (k or "(no stage)" for k in lists))
     return updated
+
+
+async def _audit_test_lists(
+    tx: Tx, caller: Caller, app: App, label: str, changes: Iterable[str]
+) -> None:
+    await audit_trail.record(tx, caller, "app.test_list", "app", app.id, label, changes)
 
 
 async def check_stage(ctx: Context, caller: Caller, stage: str) -> None:
