@@ -171,6 +171,20 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def status_kb(pids: Sequence[int], field: str) -> list[int]:
+    """The ``field`` line (a size in KiB, such as ``VmRSS``) of each live process in ``pids``."""
+    sizes = []
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith(f"{field}:"):
+                sizes.append(int(line.split()[1]))
+    return sizes
+
+
 class MachineCpu:
     """How busy every CPU of the machine was between two readings of ``/proc/stat``."""
 
@@ -230,16 +244,12 @@ class MailgateProcess:
 
     def peak_rss_kb(self) -> int | None:
         """The largest peak resident set size (VmHWM) among the live processes, in KiB."""
-        peaks = []
-        for pid in self.pids():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(int(line.split()[1]))
+        peaks = status_kb(self.pids(), "VmHWM")
         return max(peaks) if peaks else None
+
+    def rss_kb(self) -> int:
+        """The largest current resident set size (VmRSS) among the live processes, in KiB."""
+        return max(status_kb(self.pids(), "VmRSS"), default=0)
 
     def cpu_seconds(self) -> float | None:
         """User plus system CPU time the live process (and its children) used so far."""

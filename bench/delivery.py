@@ -142,6 +142,16 @@ class Run:
         if self.opts.verbose:
             print(f"  [{self.db.kind}] {text}", file=sys.stderr, flush=True)
 
+    def worker_argv(self) -> list[str]:
+        """``mailgate worker`` with the run's tasks and processes."""
+        return [
+            "worker",
+            "--count",
+            str(self.opts.worker_tasks),
+            "--processes",
+            str(self.opts.worker_processes),
+        ]
+
     def spawn(self, name: str, args: list[str]) -> MailgateProcess:
         proc = MailgateProcess(name, args, self.env, self.workdir)
         self.stack.callback(proc.stop)
@@ -226,16 +236,7 @@ class Run:
         """(b) One ``mailgate worker`` process empties the full queue; (d) its peak RSS."""
         f = self.figures
         before = self.sink.received()
-        worker = self.spawn(
-            "worker",
-            [
-                "worker",
-                "--count",
-                str(self.opts.worker_tasks),
-                "--processes",
-                str(self.opts.worker_processes),
-            ],
-        )
+        worker = self.spawn("worker", self.worker_argv())
         profiler = self.profile(worker, "drain")
         self.say("drain: worker started")
         cpu = Cpu(worker, sink=self.sink)
@@ -307,16 +308,7 @@ class Run:
         self.say(f"million-queued: filling {check.queued:,} messages")
         check.fill_seconds = million.fill(self.db, check.queued, self.deadline)
         self.say(f"million-queued: filled in {check.fill_seconds:.0f} s; worker started")
-        worker = self.spawn(
-            "worker-million",
-            [
-                "worker",
-                "--count",
-                str(self.opts.worker_tasks),
-                "--processes",
-                str(self.opts.worker_processes),
-            ],
-        )
+        worker = self.spawn("worker-million", self.worker_argv())
         million.sample(
             self.db,
             worker,

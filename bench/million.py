@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from _support import BenchDatabase, BenchError, Deadline, MailgateProcess
@@ -120,20 +119,6 @@ def fill(db: BenchDatabase, count: int, deadline: Deadline) -> float:
     return time.monotonic() - started
 
 
-def rss_kb(proc: MailgateProcess) -> int:
-    """The largest current resident set size (VmRSS) among the worker's processes."""
-    largest = 0
-    for pid in proc.pids():
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                largest = max(largest, int(line.split()[1]))
-    return largest
-
-
 def sample(
     db: BenchDatabase,
     worker: MailgateProcess,
@@ -157,7 +142,7 @@ def sample(
             sent = int(db.query("SELECT count(*) FROM messages WHERE status = 'sent'")[0][0])
             sent -= sent_before
             next_count = now + 1.0
-        check.samples.append((round(now - worker_start, 2), rss_kb(worker), sent))
+        check.samples.append((round(now - worker_start, 2), worker.rss_kb(), sent))
         if now - started >= seconds or sent >= check.queued or deadline.left() <= 0:
             break
         time.sleep(SAMPLE_SECONDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -30,6 +31,17 @@ def _pg_url() -> str | None:
 
 def _psycopg_dsn(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture
+def keep_root_logging() -> Iterator[None]:
+    """For tests that run a command, which configures the root logger as a process would: put
+    the root logger's handlers and level back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -25,6 +25,7 @@ from mailgate.compose.signing_errors import SigningError, SigningFailure
 from mailgate.compose.smime import Keystore, load_pkcs12, select_entry, smime_sign
 from mailgate.domain.smime import is_smime_signed
 from mailgate.errors import ValidationFailed
+from tests.support.tls import CA_KEY_USAGE
 
 NOW = datetime(2024, 3, 31, 12, 0, tzinfo=UTC)
 OPENSSL = shutil.which("openssl")
@@ -82,20 +83,7 @@ def pki() -> Pki:
         .not_valid_before(datetime.now(UTC) - timedelta(days=3650))
         .not_valid_after(datetime.now(UTC) + timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(CA_KEY_USAGE, critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -16,18 +16,22 @@ async def _server(client: httpx.AsyncClient) -> str:
     return str((await create_server(client, "acme"))["id"])
 
 
-async def test_description_is_stored_changed_and_cleared(client: httpx.AsyncClient) -> None:
-    server_id = await _server(client)
-    r = await client.post(
+async def _ops(client: httpx.AsyncClient, server_id: str, description: str) -> httpx.Response:
+    return await client.post(
         ACCOUNTS,
         json={
             "address": "ops@acme.example",
             "display_name": "Ops",
             "mail_server_id": server_id,
-            "description": "  Alerts from the billing run  ",
+            "description": description,
         },
         headers=ADMIN,
     )
+
+
+async def test_description_is_stored_changed_and_cleared(client: httpx.AsyncClient) -> None:
+    server_id = await _server(client)
+    r = await _ops(client, server_id, "  Alerts from the billing run  ")
     assert r.status_code == 201, r.text
     account = r.json()
     assert account["description"] == "Alerts from the billing run"
@@ -50,15 +54,6 @@ async def test_description_is_stored_changed_and_cleared(client: httpx.AsyncClie
 @pytest.mark.parametrize("bad", ["two\nlines", "tab\there", "x" * 201])
 async def test_bad_description_is_422_naming_it(client: httpx.AsyncClient, bad: str) -> None:
     server_id = await _server(client)
-    r = await client.post(
-        ACCOUNTS,
-        json={
-            "address": "ops@acme.example",
-            "display_name": "Ops",
-            "mail_server_id": server_id,
-            "description": bad,
-        },
-        headers=ADMIN,
-    )
+    r = await _ops(client, server_id, bad)
     assert r.status_code == 422, r.text
     assert field_names(r) == ["description"]

@@ -51,6 +51,22 @@ async def upload(client: httpx.AsyncClient, name: str, pem: str) -> dict[str, An
     return dict(r.json())
 
 
+async def upload_signing(client: httpx.AsyncClient, pki: Pki) -> dict[str, Any]:
+    """A ``pkcs12`` keystore named ``signing``: a keystore of the wrong kind for a CA."""
+    r = await client.post(
+        f"{T}/keystores",
+        json={
+            "name": "signing",
+            "kind": "pkcs12",
+            "content": b64(pki.pkcs12("pw")),
+            "password": "pw",
+        },
+        headers=ADMIN,
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
 def inbox(**extra: Any) -> dict[str, Any]:
     return {"host": "imap.example.com", "username": "box", "password": "imap-Secret-1", **extra}
 
@@ -99,17 +115,7 @@ async def test_server_reference_422s_name_the_field(
     acme: httpx.AsyncClient, ca: TestCA, pki: Pki, extra: dict[str, Any], message: str
 ) -> None:
     await upload(acme, "corp-ca", ca.ca_pem)
-    r = await acme.post(
-        f"{T}/keystores",
-        json={
-            "name": "signing",
-            "kind": "pkcs12",
-            "content": b64(pki.pkcs12("pw")),
-            "password": "pw",
-        },
-        headers=ADMIN,
-    )
-    assert r.status_code == 201, r.text
+    await upload_signing(acme, pki)
     r = await acme.post(f"{T}/mail-servers", json=smtp_server(**extra), headers=ADMIN)
     assert r.status_code == 422, r.text
     assert field_names(r) == ["ca_keystore"]
@@ -238,18 +244,9 @@ async def test_replacing_a_ca_keystore(
     assert r.status_code == 422 and field_names(r) == ["content"], r.text
     r = await acme.patch(url, json={"content": b64(other.ca_pem), "name": "x"}, headers=ADMIN)
     assert r.status_code == 422 and field_names(r) == ["name"], r.text
-    signing = await acme.post(
-        f"{T}/keystores",
-        json={
-            "name": "signing",
-            "kind": "pkcs12",
-            "content": b64(pki.pkcs12("pw")),
-            "password": "pw",
-        },
-        headers=ADMIN,
-    )
+    signing = await upload_signing(acme, pki)
     r = await acme.patch(
-        f"{T}/keystores/{signing.json()['id']}", json={"content": b64(ca.ca_pem)}, headers=ADMIN
+        f"{T}/keystores/{signing['id']}", json={"content": b64(ca.ca_pem)}, headers=ADMIN
     )
     assert r.status_code == 422 and field_names(r) == ["content"], r.text
     audit = (await acme.get(f"{T}/audit", headers=ADMIN)).json()["items"]

@@ -35,7 +35,7 @@ from mailgate.services.context import Context, InstancePolicy
 from mailgate.settings import Settings
 from mailgate.storage.secretbox import SecretBox, generate_key
 from tests.config.helpers import new_tenant
-from tests.config.test_probe_api import api_client, loopback_cert, probe_app, smtp_body
+from tests.config.test_probe_api import api_client, probe_app, smtp_body
 from tests.conftest import ADMIN
 from tests.engines.probe_support import PASSWORD, USER, SmtpServer
 from tests.support.tls import TestCA
@@ -290,17 +290,6 @@ def _forms(value: str) -> list[str]:
     forms += [base64.b64encode(raw[i:]).decode().rstrip("=")[:12] for i in range(3)]
     forms.append(base64.b64encode(f"\0{USER}\0{value}".encode()).decode())
     return forms
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
-    return TestCA(Path(tmp_path_factory.mktemp("hardening-pki")))
-
-
-@pytest.fixture
-def smtp(ca: TestCA) -> Iterator[SmtpServer]:
-    with SmtpServer(mode="starttls", cert=loopback_cert(ca), auth=True) as server:
-        yield server
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from mailgate.services.ratelimit import ProbeLimits, ProbeRateLimit, SlidingWind
 from mailgate.web.app import create_app
 from tests.config.helpers import field_names, new_tenant, token_for
 from tests.conftest import ADMIN
-from tests.engines.probe_support import PASSWORD, USER, ServerCert, SmtpServer
+from tests.engines.probe_support import PASSWORD, USER, SmtpServer
 from tests.support.tls import TestCA
 
 LOOPBACK = "127.0.0.1"
@@ -69,12 +69,6 @@ class CountingListener:
         return self.accepted
 
 
-def loopback_cert(ca: TestCA) -> ServerCert:
-    """A server certificate for the address 127.0.0.1 (an IP SAN), issued by ``ca``."""
-    files = ca.issue(LOOPBACK, label="loopback")
-    return ServerCert(files.cert_file, files.key_file)
-
-
 def smtp_body(port: int, ca_pem: str, /, **overrides: Any) -> dict[str, Any]:
     """Create-body settings for the aiosmtpd user on 127.0.0.1:``port`` (STARTTLS)."""
     body: dict[str, Any] = {
@@ -105,17 +99,6 @@ async def api_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 # Fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
-    return TestCA(Path(tmp_path_factory.mktemp("probe-pki")))
-
-
-@pytest.fixture
-def smtp(ca: TestCA) -> Iterator[SmtpServer]:
-    with SmtpServer(mode="starttls", cert=loopback_cert(ca), auth=True) as server:
-        yield server
 
 
 @pytest.fixture

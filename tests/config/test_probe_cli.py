@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from mailgate.cli_server import server_app
 from mailgate.services.context import Context
 from mailgate.settings import Settings
 from tests.config.helpers import new_tenant
-from tests.config.test_probe_api import api_client, loopback_cert, probe_app, smtp_body
+from tests.config.test_probe_api import api_client, probe_app, smtp_body
 from tests.conftest import ADMIN
 from tests.engines.probe_support import SmtpServer
 from tests.support.tls import TestCA
@@ -30,25 +29,7 @@ from tests.support.tls import TestCA
 BASE = "/api/v1/tenants/acme/mail-servers"
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
-    return TestCA(Path(tmp_path_factory.mktemp("cli-pki")))
-
-
-@pytest.fixture
-def smtp(ca: TestCA) -> Iterator[SmtpServer]:
-    with SmtpServer(mode="starttls", cert=loopback_cert(ca), auth=True) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _keep_root_logging() -> Iterator[None]:
-    """The command configures the root logger as a process would; put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("keep_root_logging")
 
 
 @pytest.fixture

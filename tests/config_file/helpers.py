@@ -1,8 +1,11 @@
-"""Applying documents in-process, as `mailgate config apply` does."""
+"""Applying documents in-process, as `mailgate config apply` does; running the command."""
 
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,24 @@ ENV = {
     "MAILGATE_SECRET_ACME_BACKUP_API_KEY": "SG.backup-" + CANARY,
     "MAILGATE_SECRET_ACME_IMAP": "imap-" + CANARY,
 }
+
+
+def run_mailgate(args: list[str], workdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m mailgate *args`` in ``workdir`` (data under ``var``), without the
+    ``MAILGATE_`` variables of this process: only ``env``'s."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
+    full |= {"MAILGATE_DATA_DIR": str(workdir / "var"), "COLUMNS": "200", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "mailgate", *args],
+        env=full,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
 
 DOC: dict[str, Any] = {
     "version": 1,

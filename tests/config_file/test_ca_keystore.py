@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,15 +28,22 @@ async def _upload(ctx: Context, name: str, pem: str) -> None:
     await signing.create_keystore(ctx, caller, {"name": name, "kind": "ca", "content": content})
 
 
-async def test_servers_and_inboxes_name_a_keystore_and_export_it(
-    ctx: Context, tmp_path: Path
-) -> None:
+async def _naming_corp_ca(ctx: Context, tmp_path: Path) -> dict[str, Any]:
+    """Applies the demo file and uploads ``corp-ca``; returns the file with the relay and the
+    inbox naming it, not applied yet."""
     await apply_doc(ctx, doc())
     await _upload(ctx, "corp-ca", TestCA(tmp_path / "pki").ca_pem)
     document = doc()
     acme = document["tenants"]["acme"]
     acme["mail_servers"]["relay"]["ca_keystore"] = "corp-ca"
     acme["email_accounts"]["noreply@acme.example"]["imap"]["ca_keystore"] = "corp-ca"
+    return document
+
+
+async def test_servers_and_inboxes_name_a_keystore_and_export_it(
+    ctx: Context, tmp_path: Path
+) -> None:
+    document = await _naming_corp_ca(ctx, tmp_path)
     changes = written(await apply_doc(ctx, document))
     assert sorted((c.name, c.fields) for c in changes) == [
         ("noreply@acme.example", ("imap",)),
@@ -76,12 +84,7 @@ async def test_a_wrong_reference_stops_at_its_path(ctx: Context, tmp_path: Path)
 async def test_doctor_reports_a_reference_to_a_keystore_that_is_gone(
     ctx: Context, tmp_path: Path
 ) -> None:
-    await apply_doc(ctx, doc())
-    await _upload(ctx, "corp-ca", TestCA(tmp_path / "pki").ca_pem)
-    document = doc()
-    acme = document["tenants"]["acme"]
-    acme["mail_servers"]["relay"]["ca_keystore"] = "corp-ca"
-    acme["email_accounts"]["noreply@acme.example"]["imap"]["ca_keystore"] = "corp-ca"
+    document = await _naming_corp_ca(ctx, tmp_path)
     await apply_doc(ctx, document)
     assert [f for f in await examine(ctx) if f.check == "servers"] == []
     caller = await authorize(ctx, CLI, "acme", Permission.MANAGE_EMAIL_CONFIGURATIONS)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.config_file.helpers import CANARY, ENV
+from tests.config_file.helpers import CANARY, ENV, run_mailgate
 
 TOML = """\
 version = 1
@@ -43,28 +41,8 @@ test_list = { addresses = ["qa@acme.example"], active = true }
 """
 
 
-def _command() -> list[str]:
-    """`python -m mailgate config` once cli.py registers the group; the group itself before."""
-    from mailgate.cli import app
-
-    if any(group.name == "config" for group in app.registered_groups):
-        return [sys.executable, "-m", "mailgate", "config"]
-    return [sys.executable, "-c", "from mailgate.cli_config import config_app; config_app()"]
-
-
 def _cli(args: list[str], workdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
-    full |= {"MAILGATE_DATA_DIR": str(workdir / "var"), "COLUMNS": "200", **env}
-    return subprocess.run(
-        [*_command(), *args],
-        env=full,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_mailgate(["config", *args], workdir, **env)
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import logging
 import warnings
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,14 +38,7 @@ GMAIL_SECRET = "gmail-app-Pa55word-canary"
 SENDGRID_KEY = "SG.import-send-canary.Kk31"
 
 
-@pytest.fixture(autouse=True)
-def _keep_root_logging() -> Iterator[None]:
-    """The command configures the root logger as a process would; put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("keep_root_logging")
 
 
 @pytest.fixture

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mailgate.storage.secretbox import generate_key
+from tests.config_file.helpers import run_mailgate
 
 SECRET = {"MAILGATE_SECRET_ACME_RELAY_PASSWORD": "doctor-Secr3t-41"}
 
@@ -41,25 +39,10 @@ is_default = true
 """
 
 
-def _run(args: list[str], workdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("MAILGATE_")}
-    full |= {"MAILGATE_DATA_DIR": str(workdir / "var"), "COLUMNS": "200", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "mailgate", *args],
-        env=full,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 @pytest.fixture
 def instance(tmp_path: Path) -> Path:
     (tmp_path / "mailgate.toml").write_text(TOML)
-    applied = _run(["config", "apply", "mailgate.toml"], tmp_path, **SECRET)
+    applied = run_mailgate(["config", "apply", "mailgate.toml"], tmp_path, **SECRET)
     assert applied.returncode == 0, applied.stderr
     return tmp_path
 
@@ -70,7 +53,7 @@ def _sql(workdir: Path, statement: str, *args: object) -> None:
 
 
 def test_a_healthy_instance_passes(instance: Path) -> None:
-    result = _run(["doctor"], instance)
+    result = run_mailgate(["doctor"], instance)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No problems found." in result.stdout
     for check in ("settings", "database", "keys", "secrets", "servers", "routes", "dkim"):
@@ -81,7 +64,7 @@ def test_a_healthy_instance_passes(instance: Path) -> None:
 def test_a_stored_server_with_invalid_options_is_reported_with_the_fix(instance: Path) -> None:
     options = json.dumps({"ehlo_name": "relay_01.corp", "helo": "x"})
     _sql(instance, "UPDATE mail_servers SET options = ? WHERE name = 'relay'", options)
-    result = _run(["doctor"], instance)
+    result = run_mailgate(["doctor"], instance)
     assert result.returncode == 1, result.stdout + result.stderr
     out = result.stdout
     assert "[FAIL] servers: tenant acme, mail server 'relay'" in out
@@ -92,7 +75,7 @@ def test_a_stored_server_with_invalid_options_is_reported_with_the_fix(instance:
 
 def test_a_server_the_engine_refuses_is_reported(instance: Path) -> None:
     _sql(instance, "UPDATE mail_servers SET username = NULL WHERE name = 'relay'")
-    result = _run(["doctor"], instance)
+    result = run_mailgate(["doctor"], instance)
     assert result.returncode == 1
     assert "cannot build its engine" in result.stdout and "needs a username" in result.stdout
 
@@ -101,7 +84,7 @@ def test_stages_without_a_route_and_missing_defaults_are_reported(instance: Path
     _sql(instance, "UPDATE mail_servers SET is_default = 0")
     _sql(instance, "UPDATE email_accounts SET is_default = 0")
     _sql(instance, "UPDATE stages SET mail_server_id = NULL WHERE name = 'test'")
-    result = _run(["doctor"], instance)
+    result = run_mailgate(["doctor"], instance)
     assert result.returncode == 1
     out = result.stdout
     assert "tenant acme: has no default mail server" in out
@@ -116,14 +99,14 @@ def test_a_sender_domain_without_dkim_is_reported(instance: Path) -> None:
         "UPDATE email_accounts SET mail_server_id = "
         "(SELECT id FROM mail_servers WHERE name = 'relay')",
     )
-    result = _run(["doctor"], instance)
+    result = run_mailgate(["doctor"], instance)
     assert result.returncode == 1
     assert "sender domain acme.example: has no DKIM key" in result.stdout
     assert "/api/v1/tenants/acme/dkim-keys" in result.stdout
 
 
 def test_keys_that_do_not_open_the_secrets_are_reported(instance: Path) -> None:
-    result = _run(["doctor"], instance, MAILGATE_SECRET_KEYS=generate_key())
+    result = run_mailgate(["doctor"], instance, MAILGATE_SECRET_KEYS=generate_key())
     assert result.returncode == 1
     assert "[FAIL] secrets: mail_servers " in result.stdout
     assert "restore the key" in result.stdout
@@ -131,24 +114,24 @@ def test_keys_that_do_not_open_the_secrets_are_reported(instance: Path) -> None:
 
 def test_missing_keys_and_old_schema_stop_early(instance: Path, tmp_path: Path) -> None:
     (instance / "var" / "secret.key").rename(instance / "var" / "moved.key")
-    result = _run(["doctor"], instance)
+    result = run_mailgate(["doctor"], instance)
     assert result.returncode == 1
     assert "[FAIL] keys:" in result.stdout and "[skip] servers" in result.stdout
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = _run(["doctor"], empty)
+    result = run_mailgate(["doctor"], empty)
     assert result.returncode == 1
     assert "does not exist" in result.stdout and "mailgate db upgrade" in result.stdout
     assert not (empty / "var").exists()
-    created = _run(["db", "upgrade"], empty)
+    created = run_mailgate(["db", "upgrade"], empty)
     assert created.returncode == 0, created.stderr
     _sql(empty, "UPDATE alembic_version SET version_num = '0001'")
-    result = _run(["doctor"], empty)
+    result = run_mailgate(["doctor"], empty)
     assert result.returncode == 1
     assert "is at schema 0001" in result.stdout and "mailgate db upgrade" in result.stdout
 
 
 def test_invalid_settings_are_reported(tmp_path: Path) -> None:
-    result = _run(["doctor"], tmp_path, MAILGATE_PORT="not-a-port")
+    result = run_mailgate(["doctor"], tmp_path, MAILGATE_PORT="not-a-port")
     assert result.returncode == 1
     assert "[FAIL] settings" in result.stdout and "[skip] database" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -14,21 +15,24 @@ from mailgate.services.config_file import ConfigFileError
 from mailgate.services.context import Context
 from tests.config_file.helpers import CLI, ENV, apply_doc, doc, written
 
+# The app's lists as the file gives them, and as the export writes them back.
+BILLING: dict[str, Any] = {
+    "test_list": {"addresses": [], "active": False},
+    "test_lists": {
+        "development": {
+            "addresses": ["qa@acme.example"],
+            "users": ["dana@acme.example"],
+            "active": True,
+        },
+        "staging": {"addresses": ["uat@acme.example"], "active": False},
+    },
+}
+
 
 def _staged(document: dict[str, Any]) -> dict[str, Any]:
     acme = document["tenants"]["acme"]
     acme["email_accounts"]["alerts@acme.example"]["description"] = "Night shift alerts"
-    acme["apps"]["billing"] = {
-        "test_list": {"addresses": [], "active": False},
-        "test_lists": {
-            "development": {
-                "addresses": ["qa@acme.example"],
-                "users": ["dana@acme.example"],
-                "active": True,
-            },
-            "staging": {"addresses": ["uat@acme.example"], "active": False},
-        },
-    }
+    acme["apps"]["billing"] = copy.deepcopy(BILLING)
     return document
 
 
@@ -76,17 +80,7 @@ async def test_lists_per_stage_and_users_round_trip(ctx: Context) -> None:
     exported = await export_document(ctx, CLI)
     acme = exported["tenants"]["acme"]
     assert acme["email_accounts"]["alerts@acme.example"]["description"] == "Night shift alerts"
-    assert acme["apps"]["billing"] == {
-        "test_list": {"addresses": [], "active": False},
-        "test_lists": {
-            "development": {
-                "addresses": ["qa@acme.example"],
-                "users": ["dana@acme.example"],
-                "active": True,
-            },
-            "staging": {"addresses": ["uat@acme.example"], "active": False},
-        },
-    }
+    assert acme["apps"]["billing"] == BILLING
     assert written(await apply_doc(ctx, exported, env=_env(exported))) == []
     # The user's address changes: the export names the user by the new one.
     await tenants.update_user(ctx, caller, dana, role=None, password=None, email="d@acme.example")

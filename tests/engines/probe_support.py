@@ -44,6 +44,12 @@ class ServerCert(CertFiles):
         return self.server_context(maximum_version=maximum_version)
 
 
+def loopback_cert(ca: TestCA) -> ServerCert:
+    """A server certificate for the address 127.0.0.1 (an IP SAN), issued by ``ca``."""
+    files = ca.issue("127.0.0.1", label="loopback")
+    return ServerCert(files.cert_file, files.key_file)
+
+
 class TestPKI:
     """The CA of :mod:`tests.support.tls` and the server certificates the probe tests need."""
 

@@ -75,16 +75,22 @@ async def sent(tenant: Tenant) -> dict[str, Any]:
     return {"server_id": server_id, **r.json()}
 
 
-async def test_signed_events_change_statuses_emit_webhooks_and_suppress_once(
-    tenant: Tenant, sent: dict[str, Any]
-) -> None:
+async def _listen(tenant: Tenant, sent: dict[str, Any]) -> tuple[EventSigner, str]:
+    """Sets a new signer's key on the server that sent ``sent``; the signer and the path its
+    events are posted to."""
     signer = EventSigner()
     key_url = f"{T}/mail-servers/{sent['server_id']}/sendgrid-events/key"
     r = await tenant.client.put(
         key_url, json={"public_key": signer.verification_key}, headers=ADMIN
     )
     assert r.status_code == 200, r.text
-    path = r.json()["path"]
+    return signer, str(r.json()["path"])
+
+
+async def test_signed_events_change_statuses_emit_webhooks_and_suppress_once(
+    tenant: Tenant, sent: dict[str, Any]
+) -> None:
+    signer, path = await _listen(tenant, sent)
     assert path == f"{T}/mail-servers/{sent['server_id']}/sendgrid-events"
     r = await tenant.client.post(
         f"{T}/webhooks", json={"url": "https://127.0.0.1:9/hook", "events": EVENTS}, headers=ADMIN
@@ -261,13 +267,7 @@ async def test_bounce_events_are_counted_once_by_tenant_and_server(
 ) -> None:
     from tests.delivery.test_ops_metrics import _samples, _value
 
-    signer = EventSigner()
-    key_url = f"{T}/mail-servers/{sent['server_id']}/sendgrid-events/key"
-    r = await tenant.client.put(
-        key_url, json={"public_key": signer.verification_key}, headers=ADMIN
-    )
-    assert r.status_code == 200, r.text
-    path = r.json()["path"]
+    signer, path = await _listen(tenant, sent)
     async with tenant.ctx.db.read() as tx:
         tenant_id = (await tx.execute(select(tenants.c.id))).scalar_one()
     labels = {"tenant": tenant_id, "server": sent["server_id"]}

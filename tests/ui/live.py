@@ -4,7 +4,8 @@
 and secret key; the network policy lets loopback through, so "Test connection" can reach a
 local aiosmtpd. :class:`GatedProxy` forwards TCP connections to a port only once its gate is
 open: a connection test through it stays in progress until the test opens the gate, which
-makes the spinner observable without timing guesses.
+makes the spinner observable without timing guesses. :func:`serving` starts one holding a
+tenant and its owner, the start of every browser test module.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from mailgate.services.boot import open_context
@@ -23,7 +26,9 @@ from mailgate.storage.secretbox import generate_key
 from mailgate.web.app import create_app
 from mailgate.web.ui import UiOptions, mount_ui
 from mailgate.worker.pool import WorkerPool
+from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.support.smtp_servers import free_port
+from tests.ui.conftest import PASSWORD
 
 
 class LiveServer:
@@ -48,6 +53,10 @@ class LiveServer:
         self._thread.start()
         if not self._ready.wait(30) or self._error is not None:
             raise RuntimeError(f"the live server did not start: {self._error!r}")
+
+    def admin_api(self) -> httpx.Client:
+        """A client of the REST API with the instance admin's token."""
+        return httpx.Client(base_url=self.url, headers=ADMIN, timeout=10)
 
     def stop(self) -> None:
         if self._server is not None and self._loop is not None and self._stop is not None:
@@ -92,6 +101,30 @@ class LiveServer:
             self._stop.set()
             await workers
             await ctx.db.dispose()
+
+
+@contextlib.contextmanager
+def serving(
+    data_dir: Path, *, tenants: Sequence[str] = ("acme",), owner: str | None = None
+) -> Iterator[LiveServer]:
+    """A started :class:`LiveServer` holding ``tenants`` (named after their slugs) and, when
+    given, ``owner`` (password :data:`PASSWORD`) as the owner of the first; stopped on leaving."""
+    server = LiveServer(data_dir, admin_token=ADMIN_TOKEN)
+    server.start()
+    try:
+        with server.admin_api() as api:
+            for slug in tenants:
+                r = api.post("/api/v1/tenants", json={"slug": slug, "name": slug.title()})
+                assert r.status_code == 201, r.text
+            if owner is not None:
+                r = api.post(
+                    f"/api/v1/tenants/{tenants[0]}/users",
+                    json={"email": owner, "password": PASSWORD, "role": "owner"},
+                )
+                assert r.status_code == 201, r.text
+        yield server
+    finally:
+        server.stop()
 
 
 class GatedProxy:

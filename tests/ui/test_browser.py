@@ -12,15 +12,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.support.smtp_servers import free_port
 from tests.ui.browser import expect, launch, signed_in
 from tests.ui.conftest import PASSWORD
-from tests.ui.live import GatedProxy, LiveServer
+from tests.ui.live import GatedProxy, LiveServer, serving
 
 OWNER = "owner@acme.test"
 T = "/api/v1/tenants/acme"
@@ -33,32 +31,25 @@ class _Sink:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("live"), admin_token=ADMIN_TOKEN)
-    server.start()
-    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as api:
-        assert api.post("/api/v1/tenants", json={"slug": "acme", "name": "Acme"}).status_code == 201
-        r = api.post(f"{T}/users", json={"email": OWNER, "password": PASSWORD, "role": "owner"})
-        assert r.status_code == 201, r.text
-        capture = api.post(
-            f"{T}/mail-servers",
-            json={"name": "Capture", "engine": "capture", "is_default": True},
-        )
-        assert capture.status_code == 201, capture.text
-        account = api.post(
-            f"{T}/email-accounts",
-            json={
-                "address": "noreply@acme.test",
-                "display_name": "Acme Support",
-                "mail_server_id": capture.json()["id"],
-                "is_default": True,
-                "imap": {"host": "imap.acme.test", "username": "noreply@acme.test"},
-            },
-        )
-        assert account.status_code == 201, account.text
-    try:
+    with serving(tmp_path_factory.mktemp("live"), owner=OWNER) as server:
+        with server.admin_api() as api:
+            capture = api.post(
+                f"{T}/mail-servers",
+                json={"name": "Capture", "engine": "capture", "is_default": True},
+            )
+            assert capture.status_code == 201, capture.text
+            account = api.post(
+                f"{T}/email-accounts",
+                json={
+                    "address": "noreply@acme.test",
+                    "display_name": "Acme Support",
+                    "mail_server_id": capture.json()["id"],
+                    "is_default": True,
+                    "imap": {"host": "imap.acme.test", "username": "noreply@acme.test"},
+                },
+            )
+            assert account.status_code == 201, account.text
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +122,7 @@ def test_add_test_and_delete_a_server_in_the_dialog(page: Any, smtp: GatedProxy)
 def _wait_sent(live: LiveServer, message_id: str) -> None:
     """Until the delivery worker has delivered the message (bounded; the worker is woken)."""
     deadline = time.monotonic() + 15
-    with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
+    with live.admin_api() as api:
         while time.monotonic() < deadline:
             if api.get(f"{T}/messages/{message_id}").json()["status"] == "sent":
                 return
@@ -148,7 +139,7 @@ def test_a_sent_message_in_email_logs_and_the_captured_mail_viewer(
         "text": "Plain invoice text.",
         "html": "<p>Hello <b>HTML</b> invoice</p><script>document.body.innerHTML='pwned'</script>",
     }
-    with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
+    with live.admin_api() as api:
         r = api.post(f"{T}/messages", json=body)
         assert r.status_code == 202, r.text
     _wait_sent(live, r.json()["id"])

@@ -7,13 +7,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.ui.browser import expect, launch, signed_in
 from tests.ui.conftest import PASSWORD
-from tests.ui.live import LiveServer
+from tests.ui.live import LiveServer, serving
 
 OWNER = "owner@acme.test"
 T = "/api/v1/tenants/acme"
@@ -65,30 +63,28 @@ DOMAIN_REPORT = {
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("live"), admin_token=ADMIN_TOKEN)
-    server.start()
-    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as api:
-        assert api.post("/api/v1/tenants", json={"slug": "acme", "name": "Acme"}).status_code == 201
-        r = api.post(f"{T}/users", json={"email": OWNER, "password": PASSWORD, "role": "owner"})
-        assert r.status_code == 201, r.text
-        capture = api.post(
-            f"{T}/mail-servers", json={"name": "Capture", "engine": "capture", "is_default": True}
-        )
-        assert capture.status_code == 201, capture.text
-        account = api.post(
-            f"{T}/email-accounts",
-            json={
-                "address": "ops@acme.test",
-                "display_name": "Ops",
-                "mail_server_id": capture.json()["id"],
-                "imap": {"host": "imap.acme.test", "username": "ops@acme.test", "password": "x"},
-            },
-        )
-        assert account.status_code == 201, account.text
-    try:
+    with serving(tmp_path_factory.mktemp("live"), owner=OWNER) as server:
+        with server.admin_api() as api:
+            capture = api.post(
+                f"{T}/mail-servers",
+                json={"name": "Capture", "engine": "capture", "is_default": True},
+            )
+            assert capture.status_code == 201, capture.text
+            account = api.post(
+                f"{T}/email-accounts",
+                json={
+                    "address": "ops@acme.test",
+                    "display_name": "Ops",
+                    "mail_server_id": capture.json()["id"],
+                    "imap": {
+                        "host": "imap.acme.test",
+                        "username": "ops@acme.test",
+                        "password": "x",
+                    },
+                },
+            )
+            assert account.status_code == 201, account.text
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -6,9 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
-from tests.conftest import ADMIN
 from tests.ui.live import LiveServer
 from tests.ui.test_browser import T, chromium, expect, live, page  # noqa: F401
 
@@ -23,7 +20,7 @@ PAGES = [
 
 
 def _send(live: LiveServer, subject: str, **extra: Any) -> str:
-    with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
+    with live.admin_api() as api:
         body = {"to": ["carol@example.com"], "subject": subject, "text": "x", **extra}
         r = api.post(f"{T}/messages", json=body)
         assert r.status_code == 202, r.text
@@ -39,7 +36,7 @@ def test_the_list_refreshes_itself_while_a_message_is_in_flight(
     row = page.locator(f'tr[data-message="{message}"]')
     expect(row).to_contain_text("queued")
     expect(page.locator("#log-results")).to_contain_text("refreshes every 5 seconds")
-    with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
+    with live.admin_api() as api:
         assert api.post(f"{T}/messages/{message}/cancel").status_code == 200
     expect(page.locator(f'tr[data-message="{message}"]')).to_contain_text(
         "cancelled", timeout=15_000

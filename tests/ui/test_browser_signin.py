@@ -7,28 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import ADMIN, ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN
 from tests.ui.conftest import PASSWORD
-from tests.ui.live import LiveServer
+from tests.ui.live import LiveServer, serving
 from tests.ui.test_browser import chromium, expect  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """An instance with two tenants and no user at all."""
-    server = LiveServer(tmp_path_factory.mktemp("fresh"), admin_token=ADMIN_TOKEN)
-    server.start()
-    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as api:
-        for slug in ("acme", "globex"):
-            r = api.post("/api/v1/tenants", json={"slug": slug, "name": slug.title()})
-            assert r.status_code == 201, r.text
-    try:
+    with serving(tmp_path_factory.mktemp("fresh"), tenants=("acme", "globex")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -68,7 +59,7 @@ def test_a_new_instance_token_first_then_the_first_owner_by_keyboard(
     expect(tab.locator(".flash")).to_contain_text("boss@acme.test can now sign in as owner.")
     expect(tab.locator('[data-user="boss@acme.test"]')).to_be_visible()
 
-    with httpx.Client(base_url=fresh.url, headers=ADMIN, timeout=10) as api:
+    with fresh.admin_api() as api:
         r = api.post(
             "/api/v1/tenants/globex/users",
             json={"email": "boss@acme.test", "password": PASSWORD, "role": "viewer"},
@@ -88,7 +79,7 @@ def test_a_new_instance_token_first_then_the_first_owner_by_keyboard(
 
 
 def test_a_tenant_owner_token_opens_its_tenant(tab: Any, fresh: LiveServer) -> None:
-    with httpx.Client(base_url=fresh.url, headers=ADMIN, timeout=10) as api:
+    with fresh.admin_api() as api:
         r = api.post("/api/v1/tenants/globex/tokens", json={"name": "demo", "role": "owner"})
         owner_token = r.json()["token"]
     tab.goto("/login")

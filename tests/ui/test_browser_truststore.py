@@ -8,9 +8,6 @@ import base64
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.conftest import ADMIN
 from tests.support.tls import TestCA
 from tests.ui.live import LiveServer
 from tests.ui.test_browser import T, chromium, expect, live, page  # noqa: F401
@@ -20,7 +17,7 @@ def test_a_server_trusts_the_ca_keystore_chosen_in_the_dialog(
     page: Any, live: LiveServer, tmp_path: Path
 ) -> None:
     pem = TestCA(tmp_path / "pki").ca_pem
-    with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
+    with live.admin_api() as api:
         body = {"name": "corp-ca", "kind": "ca", "content": base64.b64encode(pem.encode()).decode()}
         assert api.post(f"{T}/keystores", json=body).status_code == 201
         page.reload()

@@ -7,13 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.ui.browser import expect, launch, signed_in
 from tests.ui.conftest import PASSWORD
-from tests.ui.live import LiveServer
+from tests.ui.live import LiveServer, serving
 
 OWNER = "owner@acme.test"
 T = "/api/v1/tenants/acme"
@@ -21,38 +19,31 @@ T = "/api/v1/tenants/acme"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("live"), admin_token=ADMIN_TOKEN)
-    server.start()
-    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as api:
-        assert api.post("/api/v1/tenants", json={"slug": "acme", "name": "Acme"}).status_code == 201
-        r = api.post(f"{T}/users", json={"email": OWNER, "password": PASSWORD, "role": "owner"})
-        assert r.status_code == 201, r.text
-        relay = api.post(
-            f"{T}/mail-servers",
-            json={
-                "name": "Relay",
-                "engine": "capture",
-                "is_default": True,
-                "stages": ["production"],
-            },
-        )
-        assert relay.status_code == 201, relay.text
-        spare = api.post(f"{T}/mail-servers", json={"name": "Spare", "engine": "capture"})
-        assert spare.status_code == 201, spare.text
-        account = api.post(
-            f"{T}/email-accounts",
-            json={
-                "address": "noreply@acme.test",
-                "display_name": "Acme",
-                "mail_server_id": relay.json()["id"],
-                "is_default": True,
-            },
-        )
-        assert account.status_code == 201, account.text
-    try:
+    with serving(tmp_path_factory.mktemp("live"), owner=OWNER) as server:
+        with server.admin_api() as api:
+            relay = api.post(
+                f"{T}/mail-servers",
+                json={
+                    "name": "Relay",
+                    "engine": "capture",
+                    "is_default": True,
+                    "stages": ["production"],
+                },
+            )
+            assert relay.status_code == 201, relay.text
+            spare = api.post(f"{T}/mail-servers", json={"name": "Spare", "engine": "capture"})
+            assert spare.status_code == 201, spare.text
+            account = api.post(
+                f"{T}/email-accounts",
+                json={
+                    "address": "noreply@acme.test",
+                    "display_name": "Acme",
+                    "mail_server_id": relay.json()["id"],
+                    "is_default": True,
+                },
+            )
+            assert account.status_code == 201, account.text
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -90,7 +81,7 @@ def test_deleting_a_used_server_asks_where_each_dependant_goes_then_banners_say_
     expect(banner).to_contain_text("Link a mail server to the email account noreply@acme.test")
     expect(banner.get_by_role("link", name="Go to Email Accounts")).to_be_visible()
     expect(page.locator('[data-problem="no_route"]').first).to_be_visible()
-    with httpx.Client(base_url=live.url, headers=ADMIN, timeout=10) as api:
+    with live.admin_api() as api:
         r = api.post(f"{T}/messages", json={"to": ["a@example.com"], "subject": "s", "text": "t"})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "from"
 

@@ -7,13 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.ui.browser import expect, launch
 from tests.ui.conftest import PASSWORD
-from tests.ui.live import LiveServer
+from tests.ui.live import LiveServer, serving
 
 OWNER = "owner@acme.test"
 T = "/api/v1/tenants/acme"
@@ -21,18 +19,13 @@ T = "/api/v1/tenants/acme"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("live"), admin_token=ADMIN_TOKEN)
-    server.start()
-    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as api:
-        assert api.post("/api/v1/tenants", json={"slug": "acme", "name": "Acme"}).status_code == 201
-        r = api.post(f"{T}/users", json={"email": OWNER, "password": PASSWORD, "role": "owner"})
-        assert r.status_code == 201, r.text
-        r = api.post(f"{T}/suppressions", json={"email": "old@example.org", "reason": "complaint"})
-        assert r.status_code == 201, r.text
-    try:
+    with serving(tmp_path_factory.mktemp("live"), owner=OWNER) as server:
+        with server.admin_api() as api:
+            r = api.post(
+                f"{T}/suppressions", json={"email": "old@example.org", "reason": "complaint"}
+            )
+            assert r.status_code == 201, r.text
         yield server
-    finally:
-        server.stop()
 
 
 def test_add_search_and_remove_in_the_browser(live: LiveServer, tmp_path: Path) -> None:

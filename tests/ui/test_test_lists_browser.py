@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, ADMIN_TOKEN
+from tests.conftest import ADMIN
 from tests.ui.browser import expect, launch, signed_in
 from tests.ui.conftest import PASSWORD
-from tests.ui.live import LiveServer
+from tests.ui.live import LiveServer, serving
 
 OWNER = "owner@acme.test"
 T = "/api/v1/tenants/acme"
@@ -25,17 +25,10 @@ PANELS = ["stage-development", "stage-test", "stage-production", "no-stage"]
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("live"), admin_token=ADMIN_TOKEN)
-    server.start()
-    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as api:
-        assert api.post("/api/v1/tenants", json={"slug": "acme", "name": "Acme"}).status_code == 201
-        r = api.post(f"{T}/users", json={"email": OWNER, "password": PASSWORD, "role": "owner"})
-        assert r.status_code == 201, r.text
-        assert api.post(f"{T}/apps", json={"name": "billing"}).status_code == 201
-    try:
+    with serving(tmp_path_factory.mktemp("live"), owner=OWNER) as server:
+        with server.admin_api() as api:
+            assert api.post(f"{T}/apps", json={"name": "billing"}).status_code == 201
         yield server
-    finally:
-        server.stop()
 
 
 def _selected(page: Any) -> list[str]:

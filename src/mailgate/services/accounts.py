@@ -9,10 +9,9 @@ from mailgate.compose.addresses import parse_address
 from mailgate.domain.model import EmailAccount
 from mailgate.domain.server_schema import DISPLAY_NAME, has_controls
 from mailgate.errors import ValidationFailed
-from mailgate.services import trust
+from mailgate.services import audit_trail, trust
 from mailgate.services.account_imap import merge_secrets, parse_imap
 from mailgate.services.context import Caller, Context
-from mailgate.storage import audit
 from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.base import Tx
 from mailgate.storage.servers import ServerRepo
@@ -147,15 +146,14 @@ async def create_account(ctx: Context, caller: Caller, fields: Mapping[str, Any]
         if values["is_default"]:
             await repo.clear_default()
         account_id = await repo.create(values, secrets)
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="email_account.create",
-            object_type="email_account",
-            object_id=account_id,
-            object_name=address,
-            changes=list(fields.keys()),
+            caller,
+            "email_account.create",
+            "email_account",
+            account_id,
+            address,
+            list(fields.keys()),
         )
         return await repo.get(account_id)
 
@@ -196,15 +194,14 @@ async def update_account(
             if values["is_default"]:
                 await repo.clear_default(except_id=account_id)
         await repo.update(account, values, secrets)
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="email_account.update",
-            object_type="email_account",
-            object_id=account_id,
-            object_name=account.address,
-            changes=list(fields.keys()),
+            caller,
+            "email_account.update",
+            "email_account",
+            account_id,
+            account.address,
+            list(fields.keys()),
         )
         return await repo.get(account_id)
 
@@ -214,12 +211,6 @@ async def delete_account(ctx: Context, caller: Caller, account_id: str) -> None:
         repo = AccountRepo(tx, ctx.box, caller.tenant_id)
         account = await repo.get(account_id)
         await repo.delete(account)
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="email_account.delete",
-            object_type="email_account",
-            object_id=account_id,
-            object_name=account.address,
+        await audit_trail.record(
+            tx, caller, "email_account.delete", "email_account", account_id, account.address
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from mailgate.domain.model import NO_STAGE, PRODUCTION_STAGE, App, Stage, TestList, User
 from mailgate.domain.routing import (
@@ -15,9 +15,11 @@ from mailgate.domain.routing import (
     resolve_test_list,
 )
 from mailgate.errors import NotFound, ValidationFailed
+from mailgate.services import audit_trail
 from mailgate.services.accounts import check_address
 from mailgate.services.context import Caller, Context
-from mailgate.storage import apps, audit, members, tenants
+from mailgate.storage import apps, members, tenants
+from mailgate.storage.base import Tx
 
 log = logging.getLogger("mailgate.test_lists")
 
@@ -46,16 +48,7 @@ async def create_app(ctx: Context, caller: Caller, name: str) -> App:
     _check_name(name)
     async with ctx.db.transaction() as tx:
         app = await apps.create_app(tx, caller.tenant_id, name)
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="app.create",
-            object_type="app",
-            object_id=app.id,
-            object_name=name,
-            changes=["name"],
-        )
+        await audit_trail.record(tx, caller, "app.create", "app", app.id, name, ["name"])
     return app
 
 
@@ -64,16 +57,7 @@ async def rename_app(ctx: Context, caller: Caller, name: str, new_name: str) -> 
     async with ctx.db.transaction() as tx:
         app = await apps.get_app(tx, caller.tenant_id, name)
         renamed = await apps.rename_app(tx, app, new_name)
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="app.update",
-            object_type="app",
-            object_id=app.id,
-            object_name=new_name,
-            changes=["name"],
-        )
+        await audit_trail.record(tx, caller, "app.update", "app", app.id, new_name, ["name"])
     return renamed
 
 
@@ -81,15 +65,7 @@ async def delete_app(ctx: Context, caller: Caller, name: str) -> None:
     async with ctx.db.transaction() as tx:
         app = await apps.get_app(tx, caller.tenant_id, name)
         await apps.delete_app(tx, app)
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="app.delete",
-            object_type="app",
-            object_id=app.id,
-            object_name=name,
-        )
+        await audit_trail.record(tx, caller, "app.delete", "app", app.id, name)
 
 
 def _user_ids(entries: Sequence[object], users: Sequence[User], field: str) -> list[str]:
@@ -165,16 +141,8 @@ async def set_test_list(
                 raise NotFound(f"No stage {stage!r}.")
             keys = [stage]
         updated = await apps.set_test_lists(tx, app, dict.fromkeys(keys, test_list))
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="app.test_list",
-            object_type="app",
-            object_id=app.id,
-            object_name=name if not stage else f"{name} ({stage})",
-            changes=["addresses", "users", "active"],
-        )
+        label = name if not stage else f"{name} ({stage})"
+        await _audit_test_lists(tx, caller, app, label, ["addresses", "users", "active"])
     return updated
 
 
@@ -195,17 +163,14 @@ async def replace_test_lists(
         for stage in (NO_STAGE, *app.stage_lists):
             wanted.setdefault(stage, TestList())
         updated = await apps.set_test_lists(tx, app, wanted)
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="app.test_list",
-            object_type="app",
-            object_id=app.id,
-            object_name=name,
-            changes=sorted(k or "(no stage)" for k in lists),
-        )
+        await _audit_test_lists(tx, caller, app, name, (k or "(no stage)" for k in lists))
     return updated
+
+
+async def _audit_test_lists(
+    tx: Tx, caller: Caller, app: App, label: str, changes: Iterable[str]
+) -> None:
+    await audit_trail.record(tx, caller, "app.test_list", "app", app.id, label, changes)
 
 
 async def check_stage(ctx: Context, caller: Caller, stage: str) -> None:

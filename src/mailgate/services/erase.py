@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 from mailgate.errors import ValidationFailed
+from mailgate.services import audit_trail
 from mailgate.services.context import Caller, Context
-from mailgate.storage import audit
 from mailgate.storage.base import utcnow
 from mailgate.storage.erase import Erased, erase_recipient
 
@@ -28,15 +28,14 @@ async def erase(ctx: Context, caller: Caller, address: str) -> Erased:
         )
     async with ctx.db.transaction() as tx:
         erased = await erase_recipient(tx, caller.tenant_id, email, now=utcnow())
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="recipient.erase",
-            object_type="recipient",
-            object_id=None,
-            object_name=address_fingerprint(email),
-            changes=[
+            caller,
+            "recipient.erase",
+            "recipient",
+            None,
+            address_fingerprint(email),
+            [
                 f"messages:{erased.messages}",
                 f"bodies_removed:{erased.bodies_removed}",
                 f"deliveries_stopped:{erased.deliveries_stopped}",

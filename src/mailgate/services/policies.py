@@ -25,8 +25,9 @@ from mailgate.domain.policies import (
     window_start,
 )
 from mailgate.errors import FieldError, PermissionDenied, RateLimited, ValidationFailed
+from mailgate.services import audit_trail
 from mailgate.services.context import Caller, Context
-from mailgate.storage import apps, audit
+from mailgate.storage import apps
 from mailgate.storage import policies as store
 from mailgate.storage.base import Tx, utcnow
 
@@ -119,15 +120,14 @@ async def update_policy(ctx: Context, caller: Caller, changes: Mapping[str, Any]
                     retention[status] = days
                 changed.append(f"retention_days.{status}")
         await store.save_policy(tx, caller.tenant_id, quota, retention, now=utcnow())
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="tenant.policy.update",
-            object_type="tenant",
-            object_id=caller.tenant_id,
-            object_name=caller.tenant.slug,
-            changes=changed,
+            caller,
+            "tenant.policy.update",
+            "tenant",
+            caller.tenant_id,
+            caller.tenant.slug,
+            changed,
         )
         policy = await store.get_policy(tx, caller.tenant_id)
         names = {a.id: a.name for a in await apps.list_apps(tx, caller.tenant_id)}
@@ -142,15 +142,8 @@ async def set_app_quota(
     async with ctx.db.transaction() as tx:
         app = await apps.get_app(tx, caller.tenant_id, app_name)
         await store.save_app_quota(tx, caller.tenant_id, app.id, quota, now=utcnow())
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="app.quota.update",
-            object_type="app",
-            object_id=app.id,
-            object_name=app.name,
-            changes=["per_minute", "per_day"],
+        await audit_trail.record(
+            tx, caller, "app.quota.update", "app", app.id, app.name, ["per_minute", "per_day"]
         )
     return quota
 

@@ -35,12 +35,12 @@ from mailgate.errors import NotFound
 from mailgate.net.dialer import Dialer
 from mailgate.net.guarded import GuardedDialer
 from mailgate.net.policy import NetworkPolicy
-from mailgate.services import auth, trust
+from mailgate.services import audit_trail, auth, trust
 from mailgate.services.context import Caller, Context
 from mailgate.services.ratelimit import ProbeRateLimit, principal_key
 from mailgate.services.server_config import server_config
 from mailgate.services.servers import draft_server
-from mailgate.storage import audit, queue
+from mailgate.storage import queue
 from mailgate.storage.servers import ServerRepo
 
 __all__ = [
@@ -172,15 +172,14 @@ class Prober:
         metrics.probed(result)
         stored_id = None if server.id == "unsaved" else server.id
         async with ctx.db.transaction() as tx:
-            await audit.record(
+            await audit_trail.record(
                 tx,
-                tenant_id=caller.tenant_id,
-                actor=caller.actor,
-                action=AUDIT_ACTION,
-                object_type="mail_server",
-                object_id=stored_id,
-                object_name=server.name or None,
-                changes=[f"result:{result}", "saved" if saved else "unsaved"],
+                caller,
+                AUDIT_ACTION,
+                "mail_server",
+                stored_id,
+                server.name or None,
+                [f"result:{result}", "saved" if saved else "unsaved"],
             )
             tested = tested_status(report)
             if saved and stored_id is not None and tested is not None:

@@ -35,9 +35,10 @@ from mailgate.errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from mailgate.services import audit_trail
 from mailgate.services.context import Caller, Context
-from mailgate.storage import audit, tenants
 from mailgate.storage import provider_events as store
+from mailgate.storage import tenants
 from mailgate.storage.base import Tx, utcnow
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -144,15 +145,8 @@ async def delete_key(ctx: Context, caller: Caller, server_id: str) -> None:
 
 
 async def _audit(tx: Tx, caller: Caller, ref: store.ServerRef, action: str) -> None:
-    await audit.record(
-        tx,
-        tenant_id=caller.tenant_id,
-        actor=caller.actor,
-        action=action,
-        object_type="mail_server",
-        object_id=ref.id,
-        object_name=ref.name,
-        changes=["event_webhook_key"],
+    await audit_trail.record(
+        tx, caller, action, "mail_server", ref.id, ref.name, ["event_webhook_key"]
     )
 
 

@@ -35,9 +35,9 @@ from mailgate.domain.servers import (
     TlsVersion,
 )
 from mailgate.errors import Conflict, DependantsConflict, FieldError, ValidationFailed
-from mailgate.services import trust
+from mailgate.services import audit_trail, trust
 from mailgate.services.context import Caller, Context
-from mailgate.storage import audit, queue, tenants
+from mailgate.storage import queue, tenants
 from mailgate.storage import server_deletion as deletion_store
 from mailgate.storage.base import Tx
 from mailgate.storage.servers import ServerRepo
@@ -208,15 +208,14 @@ async def create_server(ctx: Context, caller: Caller, fields: Mapping[str, Any])
             await repo.clear_default()
         server_id = await repo.create(values, secrets)
         await repo.assign_stages(server_id, stage_ids)
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="mail_server.create",
-            object_type="mail_server",
-            object_id=server_id,
-            object_name=values["name"],
-            changes=list(fields.keys()),
+            caller,
+            "mail_server.create",
+            "mail_server",
+            server_id,
+            values["name"],
+            list(fields.keys()),
         )
         return await repo.get(server_id)
 
@@ -294,15 +293,14 @@ async def update_server(
         await repo.update(server, values, secrets)
         # Mail held because this server's credentials failed gets a new try with the edit.
         await queue.release_held(tx, server_id)
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="mail_server.update",
-            object_type="mail_server",
-            object_id=server_id,
-            object_name=values["name"],
-            changes=list(fields.keys()),
+            caller,
+            "mail_server.update",
+            "mail_server",
+            server_id,
+            values["name"],
+            list(fields.keys()),
         )
         return await repo.get(server_id)
 
@@ -355,15 +353,14 @@ async def delete_server(
         if dep.mail:
             await _move_mail(tx, ctx, caller, server_id, plan.mail_to)
         await repo.delete(server)
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="mail_server.delete",
-            object_type="mail_server",
-            object_id=server_id,
-            object_name=server.name,
-            changes=[
+            caller,
+            "mail_server.delete",
+            "mail_server",
+            server_id,
+            server.name,
+            [
                 f"{k}={v}"
                 for k, v in (
                     ("stages_to", plan.stages_to),

@@ -38,9 +38,8 @@ from mailgate.compose.smime import KeystoreEntry, load_pkcs12, smime_sign
 from mailgate.domain.model import EmailAccount
 from mailgate.domain.servers import RECOMPOSING_ENGINES
 from mailgate.errors import Conflict, DependantsConflict, FieldError, ValidationFailed
-from mailgate.services import trust
+from mailgate.services import audit_trail, trust
 from mailgate.services.context import Caller, Context
-from mailgate.storage import audit
 from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.servers import ServerRepo
 from mailgate.storage.signing import DkimKey, DkimKeyRepo, KeystoreAlias, KeystoreInfo, KeystoreRepo
@@ -214,15 +213,14 @@ async def create_dkim_key(ctx: Context, caller: Caller, fields: Mapping[str, Any
             public_key=material.public_key,
             private_key_pem=material.private_key_pem,
         )
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="dkim_key.create",
-            object_type="dkim_key",
-            object_id=key_id,
-            object_name=f"{selector}._domainkey.{domain}",
-            changes=["domain", "selector", "algorithm", "bits", "private_key"],
+            caller,
+            "dkim_key.create",
+            "dkim_key",
+            key_id,
+            f"{selector}._domainkey.{domain}",
+            ["domain", "selector", "algorithm", "bits", "private_key"],
         )
         return await repo.get(key_id)
 
@@ -234,14 +232,13 @@ async def delete_dkim_key(ctx: Context, caller: Caller, key_id: str) -> None:
         repo = DkimKeyRepo(tx, ctx.box, caller.tenant_id)
         key = await repo.get(key_id)
         await repo.delete(key)
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="dkim_key.delete",
-            object_type="dkim_key",
-            object_id=key.id,
-            object_name=f"{key.selector}._domainkey.{key.domain}",
+            caller,
+            "dkim_key.delete",
+            "dkim_key",
+            key.id,
+            f"{key.selector}._domainkey.{key.domain}",
         )
 
 
@@ -366,15 +363,8 @@ async def create_keystore(ctx: Context, caller: Caller, fields: Mapping[str, Any
             content=base64.b64encode(content).decode("ascii"),
             password=password,
         )
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="keystore.create",
-            object_type="keystore",
-            object_id=keystore_id,
-            object_name=name,
-            changes=list(fields.keys()),
+        await audit_trail.record(
+            tx, caller, "keystore.create", "keystore", keystore_id, name, list(fields.keys())
         )
         return await repo.get(keystore_id)
 
@@ -406,15 +396,8 @@ async def replace_keystore(
             not_after=min(dates) if dates else None,
             content=base64.b64encode(content).decode("ascii"),
         )
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="keystore.update",
-            object_type="keystore",
-            object_id=keystore.id,
-            object_name=keystore.name,
-            changes=["content"],
+        await audit_trail.record(
+            tx, caller, "keystore.update", "keystore", keystore.id, keystore.name, ["content"]
         )
         return await repo.get(keystore_id)
 
@@ -449,12 +432,6 @@ async def delete_keystore(ctx: Context, caller: Caller, keystore_id: str) -> Non
                     errors=[FieldError("ca_keystore", message)],
                 )
         await repo.delete(keystore)
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="keystore.delete",
-            object_type="keystore",
-            object_id=keystore.id,
-            object_name=keystore.name,
+        await audit_trail.record(
+            tx, caller, "keystore.delete", "keystore", keystore.id, keystore.name
         )

@@ -28,9 +28,10 @@ from mailgate.domain.suppression import (
     split_recipients,
 )
 from mailgate.errors import FieldError, ValidationFailed
+from mailgate.services import audit_trail
 from mailgate.services.accounts import check_address
 from mailgate.services.context import Caller, Context
-from mailgate.storage import apps, audit
+from mailgate.storage import apps
 from mailgate.storage.base import Tx, utcnow
 from mailgate.storage.queue import NewMessage
 from mailgate.storage.suppressions import (
@@ -154,7 +155,9 @@ async def add(
             ),
             now=now,
         )
-        await _audit(tx, caller, "suppression.create", entry_id, address, ["email", "reason"])
+        await audit_trail.record(
+            tx, caller, "suppression.create", "suppression", entry_id, address, ["email", "reason"]
+        )
         return await repo.get(entry_id)
 
 
@@ -162,7 +165,9 @@ async def delete(ctx: Context, caller: Caller, entry_id: str) -> None:
     """Remove one entry: the address may be sent to again (in that scope)."""
     async with ctx.db.transaction() as tx:
         entry = await SuppressionRepo(tx, caller.tenant_id).delete(entry_id)
-        await _audit(tx, caller, "suppression.delete", entry.id, entry.email, [])
+        await audit_trail.record(
+            tx, caller, "suppression.delete", "suppression", entry.id, entry.email, []
+        )
 
 
 async def export(ctx: Context, caller: Caller) -> str:
@@ -207,28 +212,10 @@ async def import_csv(ctx: Context, caller: Caller, text: str) -> ImportCounts:
                 created += 1
             else:
                 updated += 1
-        await _audit(tx, caller, "suppression.import", None, f"{len(checked)} rows", ["email"])
+        await audit_trail.record(
+            tx, caller, "suppression.import", "suppression", None, f"{len(checked)} rows", ["email"]
+        )
     return ImportCounts(created=created, updated=updated)
-
-
-async def _audit(
-    tx: Tx,
-    caller: Caller,
-    action: str,
-    object_id: str | None,
-    name: str,
-    changes: list[str],
-) -> None:
-    await audit.record(
-        tx,
-        tenant_id=caller.tenant_id,
-        actor=caller.actor,
-        action=action,
-        object_type="suppression",
-        object_id=object_id,
-        object_name=name,
-        changes=changes,
-    )
 
 
 # Acceptance ----------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from typing import Any, Final
 from mailgate.compose.render_pool import default_pool
 from mailgate.compose.templates import TemplateSource, check_template
 from mailgate.errors import FieldError, ValidationFailed
+from mailgate.services import audit_trail
 from mailgate.services.context import Caller, Context
-from mailgate.storage import audit
 from mailgate.storage.templates import Template, TemplateRepo
 
 __all__ = [
@@ -141,15 +141,14 @@ async def put_template(
         template, created = await TemplateRepo(tx, caller.tenant_id).put(
             name, subject=source.subject, text=source.text, html=source.html
         )
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="template.create" if created else "template.update",
-            object_type="template",
-            object_id=template.id,
-            object_name=name,
-            changes=[part for part in _PARTS if part in fields],
+            caller,
+            "template.create" if created else "template.update",
+            "template",
+            template.id,
+            name,
+            [part for part in _PARTS if part in fields],
         )
     return template, created
 
@@ -160,12 +159,4 @@ async def delete_template(ctx: Context, caller: Caller, name: str) -> None:
         repo = TemplateRepo(tx, caller.tenant_id)
         template = await repo.get(name)
         await repo.delete(template)
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="template.delete",
-            object_type="template",
-            object_id=template.id,
-            object_name=name,
-        )
+        await audit_trail.record(tx, caller, "template.delete", "template", template.id, name)

@@ -7,10 +7,10 @@ import re
 from mailgate.domain.model import ApiToken, AuditEntry, Stage, Tenant, User
 from mailgate.domain.roles import Principal, Role
 from mailgate.errors import NotFound, PermissionDenied, ValidationFailed
+from mailgate.services import audit_trail
 from mailgate.services.auth import hash_password
 from mailgate.services.context import Caller, Context
 from mailgate.storage import apps, audit, members, tenants
-from mailgate.storage.base import Tx
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _STAGE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -65,34 +65,15 @@ async def update_tenant(ctx: Context, caller: Caller, *, name: str) -> Tenant:
     clean = _check_name(name)
     async with ctx.db.transaction() as tx:
         tenant = await tenants.update_tenant(tx, caller.tenant, name=clean)
-        await _audit(tx, caller, "tenant.update", "tenant", tenant.id, tenant.slug, ["name"])
+        await audit_trail.record(
+            tx, caller, "tenant.update", "tenant", tenant.id, tenant.slug, ["name"]
+        )
     return tenant
 
 
 async def delete_tenant(ctx: Context, caller: Caller) -> None:
     async with ctx.db.transaction() as tx:
         await tenants.delete_tenant(tx, caller.tenant)
-
-
-async def _audit(
-    tx: Tx,
-    caller: Caller,
-    action: str,
-    object_type: str,
-    object_id: str | None,
-    object_name: str | None,
-    changes: list[str] | None = None,
-) -> None:
-    await audit.record(
-        tx,
-        tenant_id=caller.tenant_id,
-        actor=caller.actor,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        object_name=object_name,
-        changes=changes or [],
-    )
 
 
 # Stages ---------------------------------------------------------------------------------
@@ -110,7 +91,7 @@ async def create_stage(ctx: Context, caller: Caller, name: str) -> Stage:
         )
     async with ctx.db.transaction() as tx:
         stage = await tenants.create_stage(tx, caller.tenant_id, name)
-        await _audit(tx, caller, "stage.create", "stage", stage.id, name, ["name"])
+        await audit_trail.record(tx, caller, "stage.create", "stage", stage.id, name, ["name"])
     return stage
 
 
@@ -120,7 +101,7 @@ async def delete_stage(ctx: Context, caller: Caller, name: str) -> None:
         if stage is None:
             raise NotFound(f"No stage {name!r}.")
         await tenants.delete_stage(tx, stage)
-        await _audit(tx, caller, "stage.delete", "stage", stage.id, name)
+        await audit_trail.record(tx, caller, "stage.delete", "stage", stage.id, name)
 
 
 # Tokens and users -------------------------------------------------------------------------
@@ -149,7 +130,9 @@ async def create_token(
         record, token = await members.create_token(
             tx, tenant_id=caller.tenant_id, name=clean, role=the_role.value, app_id=app_id
         )
-        await _audit(tx, caller, "token.create", "token", record.id, clean, ["name", "role"])
+        await audit_trail.record(
+            tx, caller, "token.create", "token", record.id, clean, ["name", "role"]
+        )
     return record, token
 
 
@@ -161,7 +144,7 @@ async def list_tokens(ctx: Context, caller: Caller) -> list[ApiToken]:
 async def delete_token(ctx: Context, caller: Caller, token_id: str) -> None:
     async with ctx.db.transaction() as tx:
         record = await members.delete_token(tx, caller.tenant_id, token_id)
-        await _audit(tx, caller, "token.delete", "token", record.id, record.name)
+        await audit_trail.record(tx, caller, "token.delete", "token", record.id, record.name)
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -187,7 +170,9 @@ async def create_user(
             password_hash=hash_password(password),
             role=the_role,
         )
-        await _audit(tx, caller, "user.create", "user", user.id, user.email, ["email", "role"])
+        await audit_trail.record(
+            tx, caller, "user.create", "user", user.id, user.email, ["email", "role"]
+        )
     return user
 
 
@@ -223,7 +208,7 @@ async def update_user(
         )
         given = (("email", email), ("role", role), ("password", password))
         changed = [n for n, v in given if v is not None]
-        await _audit(tx, caller, "user.update", "user", user.id, user.email, changed)
+        await audit_trail.record(tx, caller, "user.update", "user", user.id, user.email, changed)
     return updated
 
 
@@ -236,7 +221,7 @@ async def delete_user(ctx: Context, caller: Caller, user_id: str) -> None:
     async with ctx.db.transaction() as tx:
         user = await members.get_user(tx, caller.tenant_id, user_id)
         await members.delete_user(tx, user)
-        await _audit(tx, caller, "user.delete", "user", user.id, user.email)
+        await audit_trail.record(tx, caller, "user.delete", "user", user.id, user.email)
 
 
 async def list_audit(

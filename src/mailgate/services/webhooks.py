@@ -34,8 +34,8 @@ from mailgate.errors import PolicyViolation, ValidationFailed
 from mailgate.net.guarded import SystemResolver
 from mailgate.net.policy import NetworkPolicy, Resolver
 from mailgate.net.webhook import check_destination, parse_url
+from mailgate.services import audit_trail
 from mailgate.services.context import Caller, Context
-from mailgate.storage import audit
 from mailgate.storage.base import utcnow
 from mailgate.storage.webhooks import WebhookRepo
 
@@ -115,15 +115,14 @@ async def create_webhook(
     async with ctx.db.transaction() as tx:
         repo = WebhookRepo(tx, ctx.box, caller.tenant_id)
         webhook_id = await repo.create(url=url, events=unique, secret=secret or generated or "")
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="webhook.create",
-            object_type="webhook",
-            object_id=webhook_id,
-            object_name=_audit_name(url),
-            changes=["url", "events", "secret"],
+            caller,
+            "webhook.create",
+            "webhook",
+            webhook_id,
+            _audit_name(url),
+            ["url", "events", "secret"],
         )
         return CreatedWebhook(await repo.get(webhook_id), generated)
 
@@ -177,15 +176,14 @@ async def update_webhook(
             await repo.enable(webhook_id)
         if disable:
             await repo.disable(webhook_id, reason=f"disabled by {caller.actor}")
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="webhook.update",
-            object_type="webhook",
-            object_id=webhook_id,
-            object_name=_audit_name(new_url or current.url),
-            changes=changes,
+            caller,
+            "webhook.update",
+            "webhook",
+            webhook_id,
+            _audit_name(new_url or current.url),
+            changes,
         )
         return await repo.get(webhook_id)
 
@@ -209,15 +207,14 @@ async def rotate_secret(
         repo = WebhookRepo(tx, ctx.box, caller.tenant_id)
         webhook = await repo.get(webhook_id)
         await repo.rotate_secret(webhook_id, secret=secret, previous_until=until)
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="webhook.rotate_secret",
-            object_type="webhook",
-            object_id=webhook_id,
-            object_name=_audit_name(webhook.url),
-            changes=["secret", f"overlap:{overlap.total_seconds():g}s"],
+            caller,
+            "webhook.rotate_secret",
+            "webhook",
+            webhook_id,
+            _audit_name(webhook.url),
+            ["secret", f"overlap:{overlap.total_seconds():g}s"],
         )
         return RotatedSecret(await repo.get(webhook_id), secret)
 
@@ -228,14 +225,8 @@ async def delete_webhook(ctx: Context, caller: Caller, webhook_id: str) -> None:
         repo = WebhookRepo(tx, ctx.box, caller.tenant_id)
         webhook = await repo.get(webhook_id)
         await repo.delete(webhook_id)
-        await audit.record(
-            tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="webhook.delete",
-            object_type="webhook",
-            object_id=webhook_id,
-            object_name=_audit_name(webhook.url),
+        await audit_trail.record(
+            tx, caller, "webhook.delete", "webhook", webhook_id, _audit_name(webhook.url)
         )
 
 
@@ -253,15 +244,14 @@ async def enable_webhook(
         repo = WebhookRepo(tx, ctx.box, caller.tenant_id)
         await repo.get(webhook_id)
         await repo.enable(webhook_id)
-        await audit.record(
+        await audit_trail.record(
             tx,
-            tenant_id=caller.tenant_id,
-            actor=caller.actor,
-            action="webhook.enable",
-            object_type="webhook",
-            object_id=webhook_id,
-            object_name=_audit_name(webhook.url),
-            changes=["status"],
+            caller,
+            "webhook.enable",
+            "webhook",
+            webhook_id,
+            _audit_name(webhook.url),
+            ["status"],
         )
         return await repo.get(webhook_id)
 
