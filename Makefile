@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# Test processes for make test: one per core; whole files stay on one process, so a module's
+# live server or browser starts once. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: run test lint typecheck contracts pytest system-packages bench fuzz clean screenshots
 
@@ -39,9 +43,9 @@ system-packages:
 pytest: $(STAMP) system-packages
 	@if [ -z "$$MAILGATE_TEST_DATABASE_URL" ] && $(BIN)/python scripts/pg_available.py "$(PG_URL)"; then \
 		echo "PostgreSQL answers on 127.0.0.1:5432: storage tests run on SQLite and PostgreSQL"; \
-		MAILGATE_TEST_DATABASE_URL="$(PG_URL)" $(BIN)/pytest; \
+		MAILGATE_TEST_DATABASE_URL="$(PG_URL)" $(PYTEST); \
 	else \
-		$(BIN)/pytest; \
+		$(PYTEST); \
 	fi
 
 test: lint typecheck contracts pytest
