@@ -16,6 +16,7 @@ import socket
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -125,6 +126,25 @@ def serving(
         yield server
     finally:
         server.stop()
+
+
+def created(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` to ``path`` of the admin API; the created object (201 asserted)."""
+    r = api.post(path, json=body)
+    assert r.status_code == 201, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def capture_with_account(api: httpx.Client, tenant: str, account: dict[str, Any]) -> str:
+    """A default capture server for ``tenant`` and ``account`` sending through it; the
+    server's id."""
+    base = f"/api/v1/tenants/{tenant}"
+    server = created(
+        api, f"{base}/mail-servers", {"name": "Capture", "engine": "capture", "is_default": True}
+    )
+    created(api, f"{base}/email-accounts", {**account, "mail_server_id": server["id"]})
+    return str(server["id"])
 
 
 class GatedProxy:

@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from tests.support.smtp_servers import free_port
 from tests.ui.browser import expect, launch, signed_in
 from tests.ui.conftest import PASSWORD
-from tests.ui.live import GatedProxy, LiveServer, serving
+from tests.ui.live import GatedProxy, LiveServer, capture_with_account, serving
 
 OWNER = "owner@acme.test"
 T = "/api/v1/tenants/acme"
@@ -33,22 +33,16 @@ class _Sink:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with serving(tmp_path_factory.mktemp("live"), owner=OWNER) as server:
         with server.admin_api() as api:
-            capture = api.post(
-                f"{T}/mail-servers",
-                json={"name": "Capture", "engine": "capture", "is_default": True},
-            )
-            assert capture.status_code == 201, capture.text
-            account = api.post(
-                f"{T}/email-accounts",
-                json={
+            capture_with_account(
+                api,
+                "acme",
+                {
                     "address": "noreply@acme.test",
                     "display_name": "Acme Support",
-                    "mail_server_id": capture.json()["id"],
                     "is_default": True,
                     "imap": {"host": "imap.acme.test", "username": "noreply@acme.test"},
                 },
             )
-            assert account.status_code == 201, account.text
         yield server
 
 

@@ -11,10 +11,9 @@ import pytest
 
 from tests.ui.browser import expect, launch, signed_in
 from tests.ui.conftest import PASSWORD
-from tests.ui.live import LiveServer, serving
+from tests.ui.live import LiveServer, capture_with_account, serving
 
 OWNER = "owner@acme.test"
-T = "/api/v1/tenants/acme"
 
 INBOX_REPORT = {
     "ok": False,
@@ -65,17 +64,12 @@ DOMAIN_REPORT = {
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with serving(tmp_path_factory.mktemp("live"), owner=OWNER) as server:
         with server.admin_api() as api:
-            capture = api.post(
-                f"{T}/mail-servers",
-                json={"name": "Capture", "engine": "capture", "is_default": True},
-            )
-            assert capture.status_code == 201, capture.text
-            account = api.post(
-                f"{T}/email-accounts",
-                json={
+            capture_with_account(
+                api,
+                "acme",
+                {
                     "address": "ops@acme.test",
                     "display_name": "Ops",
-                    "mail_server_id": capture.json()["id"],
                     "imap": {
                         "host": "imap.acme.test",
                         "username": "ops@acme.test",
@@ -83,7 +77,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
                     },
                 },
             )
-            assert account.status_code == 201, account.text
         yield server
 
 
