@@ -26,6 +26,17 @@ async def _keystores(api: httpx.AsyncClient, tmp_path: Path) -> str:
     return pem
 
 
+async def _owner_with_server(
+    browser_factory: Any, api: httpx.AsyncClient, tmp_path: Path
+) -> tuple[Any, dict[str, Any]]:
+    """The owner's browser, the two CA keystores and one SMTP server made in its form."""
+    b = await _owner(browser_factory, api)
+    await _keystores(api, tmp_path)
+    assert (await b.post("/t/acme/settings/servers/new", SMTP)).status_code == 303
+    (server,) = await _servers(api)
+    return b, server
+
+
 def _options(html: str, field: str) -> list[str]:
     select = re.search(rf'<select id="[^"]*" name="{re.escape(field)}".*?</select>', html, re.S)
     assert select, f"no select {field}"
@@ -72,10 +83,7 @@ async def test_the_server_dialog_trusts_a_ca_keystore_by_name(
 async def test_the_account_dialog_trusts_a_ca_keystore_for_its_inbox(
     browser_factory: Any, api: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    b = await _owner(browser_factory, api)
-    await _keystores(api, tmp_path)
-    assert (await b.post("/t/acme/settings/servers/new", SMTP)).status_code == 303
-    (server,) = await _servers(api)
+    b, server = await _owner_with_server(browser_factory, api, tmp_path)
     account = {
         "address": "box@acme.test",
         "display_name": "Box",
@@ -145,10 +153,7 @@ async def test_the_keystores_page_replaces_a_ca_and_refuses_to_delete_one_in_use
 async def test_the_keystores_page_names_what_uses_each_keystore(
     browser_factory: Any, api: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    b = await _owner(browser_factory, api)
-    await _keystores(api, tmp_path)
-    assert (await b.post("/t/acme/settings/servers/new", SMTP)).status_code == 303
-    (server,) = await _servers(api)
+    b, server = await _owner_with_server(browser_factory, api, tmp_path)
     pki = make_pki()
     body = {
         "name": "signing",
