@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 from mailgate.compose.dkim import DkimKeyMaterial, DkimSigner, generate_key
 from mailgate.compose.signing_errors import SigningError
 from mailgate.compose.smime import KeystoreEntry, load_pkcs12, smime_sign
-from mailgate.domain.model import EmailAccount
+from mailgate.domain.model import EmailAccount, MailServer
 from mailgate.domain.servers import RECOMPOSING_ENGINES
 from mailgate.errors import Conflict, DependantsConflict, FieldError, ValidationFailed
 from mailgate.services import audit_trail, trust
@@ -300,6 +300,28 @@ class KeystoreUse:
         return bool(self.servers or self.inboxes or self.signers)
 
 
+def _use(
+    keystore: KeystoreInfo, servers: list[MailServer], accounts: list[EmailAccount]
+) -> KeystoreUse:
+    """What names ``keystore`` among the tenant's ``servers`` and ``accounts``."""
+    trusted = keystore.kind == "ca"
+    return KeystoreUse(
+        servers=tuple(
+            (s.id, s.name) for s in servers if trusted and s.ca_keystore == keystore.name
+        ),
+        inboxes=tuple(
+            (a.id, a.address)
+            for a in accounts
+            if trusted and a.imap is not None and a.imap.ca_keystore == keystore.name
+        ),
+        signers=tuple(
+            (a.id, a.address)
+            for a in accounts
+            if a.smime is not None and a.smime.keystore_id == keystore.id
+        ),
+    )
+
+
 async def keystore_uses(ctx: Context, caller: Caller) -> dict[str, KeystoreUse]:
     """Each keystore's use by id (a keystore nothing names is left out): the same references
     that make :func:`delete_keystore` refuse."""
@@ -307,28 +329,8 @@ async def keystore_uses(ctx: Context, caller: Caller) -> dict[str, KeystoreUse]:
         keystores = await KeystoreRepo(tx, ctx.box, caller.tenant_id).list()
         servers = await ServerRepo(tx, ctx.box, caller.tenant_id).list()
         accounts = await AccountRepo(tx, ctx.box, caller.tenant_id).list()
-    found: dict[str, KeystoreUse] = {}
-    for keystore in keystores:
-        use = KeystoreUse(
-            servers=tuple((s.id, s.name) for s in servers if s.ca_keystore == keystore.name)
-            if keystore.kind == "ca"
-            else (),
-            inboxes=tuple(
-                (a.id, a.address)
-                for a in accounts
-                if a.imap is not None and a.imap.ca_keystore == keystore.name
-            )
-            if keystore.kind == "ca"
-            else (),
-            signers=tuple(
-                (a.id, a.address)
-                for a in accounts
-                if a.smime is not None and a.smime.keystore_id == keystore.id
-            ),
-        )
-        if use.any:
-            found[keystore.id] = use
-    return found
+    uses = {k.id: _use(k, servers, accounts) for k in keystores}
+    return {keystore_id: use for keystore_id, use in uses.items() if use.any}
 
 
 async def get_keystore(ctx: Context, caller: Caller, keystore_id: str) -> KeystoreInfo:
@@ -408,29 +410,34 @@ async def delete_keystore(ctx: Context, caller: Caller, keystore_id: str) -> Non
     async with ctx.db.transaction() as tx:
         repo = KeystoreRepo(tx, ctx.box, caller.tenant_id)
         keystore = await repo.get(keystore_id)
-        accounts = await AccountRepo(tx, ctx.box, caller.tenant_id).list()
-        users = [a.address for a in accounts if a.smime and a.smime.keystore_id == keystore_id]
-        if users:
+        use = _use(
+            keystore,
+            await ServerRepo(tx, ctx.box, caller.tenant_id).list(),
+            await AccountRepo(tx, ctx.box, caller.tenant_id).list(),
+        )
+        if use.signers:
+            users = [address for _, address in use.signers]
             message = (
                 f"The keystore {keystore.name!r} is the S/MIME identity of the email "
                 f"account{'s' if len(users) > 1 else ''} {', '.join(users)}; change their "
                 "smime setting first."
             )
             raise Conflict(message, errors=[FieldError("smime.keystore_id", message)])
-        if keystore.kind == "ca":
-            trusting = await trust.users(tx, ctx.box, caller.tenant_id, keystore.name)
-            if trusting.any:
-                message = trusting.describe(keystore.name)
-                raise DependantsConflict(
-                    message,
-                    {
-                        "keystore_id": keystore.id,
-                        "keystore_name": keystore.name,
-                        "servers": list(trusting.servers),
-                        "accounts": list(trusting.accounts),
-                    },
-                    errors=[FieldError("ca_keystore", message)],
-                )
+        if use.servers or use.inboxes:
+            trusting = trust.KeystoreUsers(
+                tuple(name for _, name in use.servers), tuple(a for _, a in use.inboxes)
+            )
+            message = trusting.describe(keystore.name)
+            raise DependantsConflict(
+                message,
+                {
+                    "keystore_id": keystore.id,
+                    "keystore_name": keystore.name,
+                    "servers": list(trusting.servers),
+                    "accounts": list(trusting.accounts),
+                },
+                errors=[FieldError("ca_keystore", message)],
+            )
         await repo.delete(keystore)
         await audit_trail.record(
             tx, caller, "keystore.delete", "keystore", keystore.id, keystore.name

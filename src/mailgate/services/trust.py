@@ -20,10 +20,8 @@ from typing import Any
 from mailgate.domain.server_schema import CA_BOTH
 from mailgate.errors import ValidationFailed
 from mailgate.services.context import Context
-from mailgate.storage.accounts import AccountRepo
 from mailgate.storage.base import Tx
 from mailgate.storage.secretbox import SecretBox
-from mailgate.storage.servers import ServerRepo
 from mailgate.storage.signing import KeystoreRepo, ca_bundles
 
 
@@ -84,14 +82,3 @@ class KeystoreUsers:
             f"The keystore {keystore!r} holds the CA certificates trusted by "
             f"{' and '.join(parts)}; change their ca_keystore first."
         )
-
-
-async def users(tx: Tx, box: SecretBox, tenant_id: str, name: str) -> KeystoreUsers:
-    """Who trusts the keystore ``name``."""
-    servers = [s.name for s in await ServerRepo(tx, box, tenant_id).list() if s.ca_keystore == name]
-    accounts = [
-        a.address
-        for a in await AccountRepo(tx, box, tenant_id).list()
-        if a.imap is not None and a.imap.ca_keystore == name
-    ]
-    return KeystoreUsers(tuple(servers), tuple(accounts))
