@@ -53,17 +53,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     base = _pg_url()
     if base is None:
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (make test sets it when the server answers)")
-    import psycopg
-
     schema = f"mgtest_{os.getpid()}_{secrets.token_hex(4)}"
-    with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    _pg_run(base, f'CREATE SCHEMA "{schema}"')
     url = _schema_url(base, schema)
     _SCHEMAS[url] = schema
     yield url
     del _SCHEMAS[url]
+    _pg_run(base, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _pg_run(base: str, sql: str) -> None:
+    """Run ``sql`` (one or more statements) on the test PostgreSQL, committed."""
+    import psycopg
+
     with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        conn.execute(sql.encode())
 
 
 def _schema_url(base: str, schema: str) -> str:
@@ -79,19 +83,25 @@ def _schema_url(base: str, schema: str) -> str:
 # stays empty.
 
 _SCHEMAS: dict[str, str] = {}  # PostgreSQL test URL -> its schema
-_TEMPLATES: dict[str, object] = {}
 
 
-async def _migrated(settings: Settings) -> Settings:
+class _Templates:
+    """This process's migrated databases, made on first use."""
+
+    sqlite: Path | None = None
+    #: (the template schema's name, the SQL that rebuilds it); None without pg_dump.
+    postgresql: tuple[str, str] | None = None
+    postgresql_made = False
+
+
+async def _migrated(settings: Settings) -> None:
     context = await open_context(settings, auto_upgrade=True)
     await context.db.dispose()
-    return settings
 
 
 async def _sqlite_template(tmp_root: Path) -> Path:
-    template = _TEMPLATES.get("sqlite")
-    if isinstance(template, Path):
-        return template
+    if _Templates.sqlite is not None:
+        return _Templates.sqlite
     path = tmp_root / "template.db"
     await _migrated(
         Settings(
@@ -102,57 +112,54 @@ async def _sqlite_template(tmp_root: Path) -> Path:
     )
     with sqlite3.connect(path) as conn:  # everything in the main file, nothing in a -wal
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    _TEMPLATES["sqlite"] = path
+    _Templates.sqlite = path
     return path
 
 
 async def _postgres_template(base: str, tmp_root: Path) -> tuple[str, str] | None:
     """(schema, the SQL that rebuilds it) for a migrated schema, or None without pg_dump."""
-    if "postgresql" in _TEMPLATES:
-        return _TEMPLATES["postgresql"]  # type: ignore[return-value]
-    import psycopg
-
+    if _Templates.postgresql_made:
+        return _Templates.postgresql
+    _Templates.postgresql_made = True
     dump = shutil.which("pg_dump")
+    if dump is None:
+        return None
     schema = f"mgtemplate_{os.getpid()}_{secrets.token_hex(4)}"
-    script = None
-    if dump is not None:
-        with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            await _migrated(
-                Settings(
-                    database_url=_schema_url(base, schema),
-                    data_dir=tmp_root,
-                    secret_keys=[generate_key()],
-                )
+    _pg_run(base, f'CREATE SCHEMA "{schema}"')
+    try:
+        await _migrated(
+            Settings(
+                database_url=_schema_url(base, schema),
+                data_dir=tmp_root,
+                secret_keys=[generate_key()],
             )
-            printed = subprocess.run(
-                [
-                    dump,
-                    "--schema",
-                    schema,
-                    "--inserts",
-                    "--no-owner",
-                    "--no-privileges",
-                    "--dbname",
-                    _psycopg_dsn(base).split("?")[0],
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            ).stdout
-            # psql meta-commands (\restrict) and the schema itself are not for us.
-            script = "\n".join(
-                line
-                for line in printed.splitlines()
-                if not line.startswith("\\") and not line.startswith("CREATE SCHEMA")
-            )
-        finally:
-            with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    _TEMPLATES["postgresql"] = None if script is None else (schema, script)
-    return _TEMPLATES["postgresql"]  # type: ignore[return-value]
+        )
+        printed = subprocess.run(
+            [
+                dump,
+                "--schema",
+                schema,
+                "--inserts",
+                "--no-owner",
+                "--no-privileges",
+                "--dbname",
+                _psycopg_dsn(base).split("?")[0],
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        # psql meta-commands (\restrict) and the schema itself are not for us.
+        script = "\n".join(
+            line
+            for line in printed.splitlines()
+            if not line.startswith("\\") and not line.startswith("CREATE SCHEMA")
+        )
+    finally:
+        _pg_run(base, f'DROP SCHEMA "{schema}" CASCADE')
+    _Templates.postgresql = (schema, script)
+    return _Templates.postgresql
 
 
 async def _copy_migrated(settings: Settings) -> None:
@@ -178,10 +185,7 @@ async def _copy_migrated(settings: Settings) -> None:
     if found is None:
         return
     template, script = found
-    import psycopg
-
-    with psycopg.connect(_psycopg_dsn(base), autocommit=True) as conn:
-        conn.execute(re.sub(rf"\b{template}\b", schema, script).encode())
+    _pg_run(base, re.sub(rf"\b{template}\b", schema, script))
 
 
 @pytest.fixture
