@@ -171,6 +171,22 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL server process on this host (its backends, WAL
+    writer, checkpointer ...), for the database's share of a phase; 0.0 when none runs."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+        except OSError:
+            continue
+        total += process_cpu_seconds(int(entry.name)) or 0.0
+    return total
+
+
 def status_kb(pids: Sequence[int], field: str) -> list[int]:
     """The ``field`` line (a size in KiB, such as ``VmRSS``) of each live process in ``pids``."""
     sizes = []

@@ -218,7 +218,7 @@ class Run:
         bodies = batch_bodies(self.opts, first=0)
         profiler = self.profile(serve, "accept")
         self.say(f"accept: {len(bodies)} batches")
-        cpu = Cpu(serve)
+        cpu = Cpu(serve, postgres=self.db.kind == "postgresql")
         done = asyncio.run(submit(api, bodies, self.opts, self.deadline))
         f.accept_cpu = cpu.read(self.opts.count)
         if profiler is not None:
@@ -239,7 +239,7 @@ class Run:
         worker = self.spawn("worker", self.worker_argv())
         profiler = self.profile(worker, "drain")
         self.say("drain: worker started")
-        cpu = Cpu(worker, sink=self.sink)
+        cpu = Cpu(worker, sink=self.sink, postgres=self.db.kind == "postgresql")
         done_at = wait_all_sent(
             api,
             self.opts.count,
@@ -272,7 +272,7 @@ class Run:
         bodies = batch_bodies(self.opts, first=self.opts.count)
         profiler = self.profile(serve, "e2e")
         self.say("end-to-end: submitting")
-        cpu = Cpu(serve, sink=self.sink)
+        cpu = Cpu(serve, sink=self.sink, postgres=self.db.kind == "postgresql")
         done = asyncio.run(submit(api, bodies, self.opts, self.deadline))
         f.e2e_accept_msg_s = done.accepted / done.seconds
         # Messages accepted in (a) but not drained in (b) are delivered here too.

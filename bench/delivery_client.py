@@ -19,6 +19,7 @@ from _support import (
     MachineCpu,
     MailgateProcess,
     Sink,
+    postgres_cpu_seconds,
     process_cpu_seconds,
 )
 
@@ -144,9 +145,13 @@ class Submitted:
 class Cpu:
     """CPU used by a Mailgate process, the bench client, smtp-sink and the whole machine."""
 
-    def __init__(self, target: MailgateProcess, *, sink: Sink | None = None) -> None:
+    def __init__(
+        self, target: MailgateProcess, *, sink: Sink | None = None, postgres: bool = False
+    ) -> None:
         self.target = target
         self.sink = sink
+        #: Whether the database is PostgreSQL on this host, whose server CPU is then counted.
+        self.postgres = postgres
         self.restart()
 
     def restart(self) -> None:
@@ -155,6 +160,7 @@ class Cpu:
         self.process = self.target.cpu_seconds() or 0.0
         self.client = time.process_time()
         self.sink_cpu = self._sink_seconds()
+        self.database = postgres_cpu_seconds() if self.postgres else 0.0
 
     def _sink_seconds(self) -> float:
         if self.sink is None or self.sink.proc is None:
@@ -164,12 +170,15 @@ class Cpu:
     def read(self, messages: int) -> dict[str, float]:
         wall = time.monotonic() - self.wall
         process = (self.target.cpu_seconds() or 0.0) - self.process
+        database = postgres_cpu_seconds() - self.database if self.postgres else 0.0
         return {
             "seconds": round(wall, 3),
             "process_cores": round(process / wall, 3),
             "process_us_per_msg": round(process / messages * 1e6, 1),
             "client_cores": round((time.process_time() - self.client) / wall, 3),
             "sink_cores": round((self._sink_seconds() - self.sink_cpu) / wall, 3),
+            "database_cores": round(database / wall, 3),
+            "database_us_per_msg": round(database / messages * 1e6, 1),
             "machine_busy": round(self.machine.busy(), 3),
         }
 

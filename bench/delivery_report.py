@@ -49,9 +49,15 @@ def versus(name: str, rate: float, refs: References) -> str:
 def cpu_text(cpu: dict[str, float], name: str) -> str:
     if not cpu:
         return "n/a"
+    database = ""
+    if cpu.get("database_cores"):
+        database = (
+            f", PostgreSQL server {cpu['database_cores']:.2f} "
+            f"({cpu['database_us_per_msg']:,.0f} us/msg)"
+        )
     return (
         f"{name} {cpu['process_cores']:.2f} cores ({cpu['process_us_per_msg']:,.0f} us/msg), "
-        f"client {cpu['client_cores']:.2f}, sink {cpu['sink_cores']:.2f}, "
+        f"client {cpu['client_cores']:.2f}, sink {cpu['sink_cores']:.2f}{database}, "
         f"machine {cpu['machine_busy']:.0%} busy"
     )
 
