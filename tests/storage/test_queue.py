@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.domain.ids import new_id
@@ -13,6 +13,7 @@ from mailgate.runtime import Context
 from mailgate.storage.queue import (
     AttemptRecord,
     Completion,
+    Job,
     NewMessage,
     PostgresQueue,
     Queue,
@@ -20,7 +21,14 @@ from mailgate.storage.queue import (
     SqliteQueue,
     queue_for,
 )
-from mailgate.storage.tables import attempts, message_bodies, message_recipients, messages, tenants
+from mailgate.storage.tables import (
+    attempts,
+    message_bodies,
+    message_recipients,
+    messages,
+    tenants,
+    webhooks,
+)
 
 LEASE = timedelta(seconds=60)
 
@@ -87,36 +95,80 @@ async def test_claim_load_finish(ctx: Context) -> None:
     ]
     assert jobs[0].recipients == ((0, "r0@example.com"), (1, "r1@example.com"))
     assert await _status(ctx, items[0].id) == ("sending", "w1")
+    async with ctx.db.transaction() as tx:
+        await q.finish(tx, q.prepare_finish([_sent(jobs[0])], worker="w1"))
+    assert await _status(ctx, items[0].id) == ("sent", None)
+    assert await _written(ctx, items[0].id) == (["ok"], ["sent", "sent"])
+
+
+def _sent(job: Job) -> Completion:
     now = datetime.now(UTC)
     record = AttemptRecord(
         started_at=now, finished_at=now, server_id=None, engine="smtp", outcome="sent",
         code=250, reply="ok", tls_version=None, duration_ms=1.0, possible_duplicate=False,
         transcript="",
     )  # fmt: skip
-    done = Completion(
-        job=jobs[0], status=MessageStatus.SENT, next_attempt_at=None, possible_duplicate=False,
+    return Completion(
+        job=job, status=MessageStatus.SENT, next_attempt_at=None, possible_duplicate=False,
         held=False, last_error=None, attempt=record,
-        recipients=(
-            RecipientUpdate(0, RecipientStatus.SENT, 250, "ok"),
-            RecipientUpdate(1, RecipientStatus.SENT, 250, "ok"),
+        recipients=tuple(
+            RecipientUpdate(position, RecipientStatus.SENT, 250, "ok")
+            for position, _ in job.recipients
         ),
     )  # fmt: skip
-    async with ctx.db.transaction() as tx:
-        await q.finish(tx, q.prepare_finish([done], worker="w1"))
-    assert await _status(ctx, items[0].id) == ("sent", None)
+
+
+async def _written(ctx: Context, message_id: str) -> tuple[list[str], list[str]]:
+    """The replies of a message's attempts and its recipients' states."""
     async with ctx.db.read() as tx:
         replies = (
-            await tx.execute(select(attempts.c.reply).where(attempts.c.message_id == items[0].id))
+            await tx.execute(select(attempts.c.reply).where(attempts.c.message_id == message_id))
         ).all()
         states = (
             await tx.execute(
-                select(message_recipients.c.status).where(
-                    message_recipients.c.message_id == items[0].id
-                )
+                select(message_recipients.c.status)
+                .where(message_recipients.c.message_id == message_id)
+                .order_by(message_recipients.c.position)
             )
         ).all()
-    assert [r[0] for r in replies] == ["ok"]
-    assert [s[0] for s in states] == ["sent", "sent"]
+    return [r[0] for r in replies], [s[0] for s in states]
+
+
+async def test_the_workers_batches_and_outcomes_written_unless_a_tenant_has_a_webhook(
+    ctx: Context,
+) -> None:
+    """The worker's own transactions (plain connections on both databases): claim, load, and
+    outcomes written alone, which writes nothing and says so while the tenant has an
+    active webhook endpoint (its events must be committed with the outcomes)."""
+    q, items = await _queued(ctx, 3, recipients=2)
+    rows = await q.claim_batch(ctx.db, worker="w1", limit=2, lease=LEASE)
+    jobs = await q.load_batch(ctx.db, rows)
+    assert [(j.id, j.raw, j.attempt, j.recipients) for j in jobs] == [
+        (m.id, m.raw, 1, ((0, "r0@example.com"), (1, "r1@example.com"))) for m in items[:2]
+    ]
+    tenant_id = items[0].tenant_id
+    hook_id, now = new_id(), datetime.now(UTC)
+    async with ctx.db.transaction() as tx:
+        await tx.execute(
+            insert(webhooks).values(
+                id=hook_id, tenant_id=tenant_id, url="https://hooks.example.com/", events=[],
+                status="active", secrets=b"sealed", created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    first = q.prepare_finish([_sent(jobs[0])], worker="w1")
+    assert not await q.finish_alone(ctx.db, first, tenant_ids=[tenant_id])
+    assert await _status(ctx, items[0].id) == ("sending", "w1")
+    assert await _written(ctx, items[0].id) == ([], ["pending", "pending"])
+    async with ctx.db.transaction() as tx:
+        await tx.execute(update(webhooks).values(status="disabled"))
+    # The refused transaction left the connection usable: the next write goes through.
+    assert await q.finish_alone(ctx.db, first, tenant_ids=[tenant_id])
+    both = q.prepare_finish([_sent(jobs[1])], worker="w1")
+    assert await q.finish_alone(ctx.db, both, tenant_ids=[tenant_id])
+    for item in items[:2]:
+        assert await _status(ctx, item.id) == ("sent", None)
+        assert await _written(ctx, item.id) == (["ok"], ["sent", "sent"])
+    assert await _status(ctx, items[2].id) == ("queued", None)
 
 
 async def test_finish_by_a_worker_that_lost_its_lease_changes_nothing(ctx: Context) -> None:

@@ -12,7 +12,7 @@ import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from functools import partial
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from mailgate.errors import ConfigurationError
 from mailgate.storage.files import ensure_private_file
+from mailgate.storage.pg_direct import Conn, DirectPostgres
 
 log = logging.getLogger("mailgate.storage")
 
@@ -219,6 +220,7 @@ class Database:
         self._host_lock: HostWriteLock | None = None
         self._sqlite_path: str | None = None
         self._direct: DirectSqlite | None = None
+        self._direct_pg: DirectPostgres | None = None
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 self._sqlite_path = parsed.database
@@ -297,6 +299,21 @@ class Database:
         async with self._writer():
             return await self._direct.run(fn, write=True)
 
+    @property
+    def dsn(self) -> str:
+        """The connection string for psycopg itself (PostgreSQL), password included."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def run_postgres(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """``await fn(connection)`` on a plain psycopg connection in autocommit mode (see
+        :mod:`mailgate.storage.pg_direct`); ``fn`` writes its own BEGIN and COMMIT. Only on
+        PostgreSQL."""
+        if not self.is_postgres:
+            raise RuntimeError("plain psycopg connections are for PostgreSQL")
+        if self._direct_pg is None:
+            self._direct_pg = DirectPostgres(self.dsn)
+        return await self._direct_pg.run(fn)
+
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
         try:
@@ -335,6 +352,9 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._direct_pg is not None:
+            await self._direct_pg.close()
+            self._direct_pg = None
         if self._direct is not None:
             self._direct.close()
             self._direct = None

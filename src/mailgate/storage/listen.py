@@ -7,8 +7,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from sqlalchemy.engine import make_url
-
 from mailgate.storage.db import Database
 from mailgate.storage.queue import CHANNEL
 
@@ -25,8 +23,7 @@ async def listen(db: Database, on_notify: Callable[[], None], stop: asyncio.Even
         return
     import psycopg
 
-    url = make_url(db.url).set(drivername="postgresql")
-    dsn = url.render_as_string(hide_password=False)
+    dsn = db.dsn
     while not stop.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:

@@ -10,29 +10,44 @@ before each connection's next message, and a flush to disk per write would stall
 connection behind it. If the server itself crashes, outcomes of the last moments can be
 lost; their messages are still leased (claims are committed durably), so they come back
 when the leases expire, flagged as possible duplicates. Nothing accepted is lost.
+
+The worker's batches (claim, load, recording outcomes) run on plain psycopg connections
+(:mod:`mailgate.storage.pg_direct`), each written as one pipeline: a claim or a load is one
+round trip, and so is an outcome transaction from BEGIN to COMMIT.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select
 
 from mailgate.domain.webhooks import WebhookStatus
-from mailgate.storage.base import Tx
+from mailgate.storage.base import Tx, utcnow
 from mailgate.storage.bulk import Bulk
 from mailgate.storage.db import Database
-from mailgate.storage.queue_sql import SqlQueue, finish_statements
-from mailgate.storage.queue_types import PreparedFinish
+from mailgate.storage.pg_direct import Conn
+from mailgate.storage.queue_sql import (
+    SqlQueue,
+    claim_statement,
+    claim_values,
+    finish_statements,
+    jobs_from,
+    load_queries,
+)
+from mailgate.storage.queue_types import Job, PreparedFinish
 
 CHANNEL = "mailgate_queue"
 _BULK = Bulk(None, dialect="postgresql")
-_HOOKED = "SELECT 1 FROM webhooks WHERE status = %s AND tenant_id = ANY(%s) LIMIT 1"
-
-
-class _Hooked(Exception):
-    """A tenant of the outcomes has an active webhook endpoint."""
+#: Fails the transaction when a tenant of the outcomes has an active webhook endpoint (its
+#: events must be committed with the outcomes): casting the status text to a number raises
+#: for the first such row, and for no other. One pipeline can then hold the whole outcome
+#: transaction, COMMIT included, without waiting for this answer first.
+_REFUSE_IF_HOOKED = (
+    "SELECT CAST(status AS integer) FROM webhooks WHERE status = %s AND tenant_id = ANY(%s) LIMIT 1"
+)
 
 
 class PostgresQueue(SqlQueue):
@@ -43,30 +58,75 @@ class PostgresQueue(SqlQueue):
         await tx.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         await super().finish(tx, prepared)
 
+    async def claim_batch(
+        self, db: Database, *, worker: str, limit: int, lease: timedelta
+    ) -> Sequence[Any]:
+        """The claim as one statement in autocommit (its own transaction, committed
+        durably) on a plain connection: one round trip."""
+        sql = claim_statement(_BULK, self.claim_lock)
+        values = claim_values(_BULK, worker=worker, limit=limit, lease=lease, now=utcnow())
+
+        async def claim(conn: Conn) -> list[Any]:
+            cursor = await conn.execute(sql, values)
+            return await cursor.fetchall()
+
+        return await db.run_postgres(claim)
+
+    async def load_batch(self, db: Database, rows: Sequence[Any], /) -> list[Job]:
+        """Bodies and recipients of claimed rows, every query in one pipeline. The rows are
+        leased to this worker, so the reads need no common snapshot."""
+        if not rows:
+            return []
+        queries = load_queries(_BULK, rows)
+
+        async def load(conn: Conn) -> tuple[list[Any], list[Any]]:
+            cursors = []
+            async with conn.pipeline():
+                for chunk, body_query, recipient_query in queries:
+                    cursors.append(
+                        (
+                            await conn.execute(body_query, chunk),
+                            await conn.execute(recipient_query, chunk),
+                        )
+                    )
+            bodies: list[Any] = []
+            recipients: list[Any] = []
+            for body_cursor, recipient_cursor in cursors:
+                bodies += await body_cursor.fetchall()
+                recipients += await recipient_cursor.fetchall()
+            return bodies, recipients
+
+        bodies, recipients = await db.run_postgres(load)
+        return jobs_from(rows, bodies, recipients)
+
     async def finish_alone(
         self, db: Database, prepared: PreparedFinish, /, *, tenant_ids: Sequence[str]
     ) -> bool:
-        """The webhook check and the statements of :meth:`finish` in one pipeline of the
-        driver (one round trip instead of one per statement), then the commit; rolled back
-        instead when a tenant has an endpoint (rare enough to pay the round trip twice)."""
+        """The whole outcome transaction in one pipeline of a plain connection: BEGIN, the
+        webhook check (which fails the transaction when a tenant has an endpoint), the
+        statements of :meth:`finish`, COMMIT; one round trip. False when a tenant has an
+        endpoint: nothing was written, and the caller records events with the outcomes."""
+        import psycopg
+
         statements = [(sql, rows) for sql, rows in finish_statements(_BULK, prepared) if rows]
         tenants = sorted(set(tenant_ids))
-        try:
-            async with db.transaction() as tx:
-                conn = (await tx.get_raw_connection()).driver_connection
-                if conn is None:
-                    return False
+
+        async def finish(conn: Conn) -> bool:
+            try:
                 async with conn.pipeline():
+                    await conn.execute("BEGIN")
                     await conn.execute("SET LOCAL synchronous_commit TO OFF")
-                    hooked = await conn.execute(_HOOKED, (WebhookStatus.ACTIVE.value, tenants))
+                    await conn.execute(_REFUSE_IF_HOOKED, (WebhookStatus.ACTIVE.value, tenants))
                     cursor = conn.cursor()
                     for sql, rows in statements:
                         await cursor.executemany(sql, rows)
-                if await hooked.fetchone() is not None:
-                    raise _Hooked
-        except _Hooked:
-            return False  # rolled back: the caller records events with the outcomes
-        return True
+                    await conn.execute("COMMIT")
+            except psycopg.errors.InvalidTextRepresentation:
+                await conn.execute("ROLLBACK")
+                return False  # a tenant has an endpoint; nothing was written
+            return True
+
+        return await db.run_postgres(finish)
 
     def lock_rows(self, query: Select[Any]) -> Select[Any]:
         # Rows locked right now are being claimed or finished by another transaction:
