@@ -296,7 +296,7 @@ class MailgateProcess:
 class Profiler:
     """``py-spy record`` attached to a process (raw collapsed stacks), stopped on demand."""
 
-    def __init__(self, target: MailgateProcess, out: Path, *, rate: int = 100) -> None:
+    def __init__(self, target: MailgateProcess, out: Path, *, rate: int = 500) -> None:
         binary = Path(sys.executable).parent / "py-spy"
         if not binary.exists() and shutil.which("py-spy") is None:
             raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")

@@ -292,6 +292,7 @@ class Run:
             profiler.stop()
         _, last = self._span()
         f.e2e_seconds = last - done.first_post
+        self._timeline(done.first_post)
         f.e2e_msg_s = self.opts.count / f.e2e_seconds
         f.serve_with_workers_peak_rss_kb = serve.peak_rss_kb()
         self._stop(serve)
@@ -339,6 +340,25 @@ class Run:
         if first is None or last is None:
             raise BenchError("no attempts recorded")
         return first.timestamp(), last.timestamp()
+
+    def _timeline(self, since: float, step: float = 0.5) -> None:
+        """With ``-v``: messages accepted and outcomes recorded in each ``step`` seconds
+        since ``since`` (to see whether delivery keeps up while mail is being accepted)."""
+        if not self.opts.verbose:
+            return
+        accepted: dict[int, int] = {}
+        finished: dict[int, int] = {}
+        for created, done in self.db.query("SELECT created_at, finished_at FROM messages"):
+            for value, counts in ((created, accepted), (done, finished)):
+                at = as_utc(value)
+                if at is not None and at.timestamp() >= since:
+                    slot = int((at.timestamp() - since) / step)
+                    counts[slot] = counts.get(slot, 0) + 1
+        for slot in range(max([*accepted, *finished], default=-1) + 1):
+            self.say(
+                f"  {slot * step:5.1f} s: accepted {accepted.get(slot, 0):6,}  "
+                f"sent {finished.get(slot, 0):6,}"
+            )
 
     def _check_sink(self, before: int, expected: int, phase: str) -> None:
         got = self.sink.wait_quiet(before + expected) - before

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.domain.ids import new_id
 from mailgate.runtime import Context
+from mailgate.storage import queue
 from mailgate.storage.queue import (
     AttemptRecord,
     Completion,
@@ -22,10 +23,13 @@ from mailgate.storage.queue import (
     queue_for,
 )
 from mailgate.storage.tables import (
+    app_quotas,
+    apps,
     attempts,
     message_bodies,
     message_recipients,
     messages,
+    tenant_policies,
     tenants,
     webhooks,
 )
@@ -235,3 +239,54 @@ async def test_notify_is_accepted_on_both(ctx: Context) -> None:
     q = queue_for(ctx.db.dialect)
     async with ctx.db.transaction() as tx:
         await q.notify(tx)
+
+
+async def _queue_holds(ctx: Context, tenant_id: str) -> int:
+    async with ctx.db.read() as tx:
+        count = await tx.execute(
+            select(func.count()).select_from(messages).where(messages.c.tenant_id == tenant_id)
+        )
+        return int(count.scalar_one())
+
+
+async def test_accepted_mail_is_written_alone_unless_a_quota_counts_it(ctx: Context) -> None:
+    """Mail alone is committed in one hand-over to the database; a tenant or app quota must
+    be counted in the accepting transaction, so then nothing is written and the caller takes
+    the full way."""
+    tenant_id, now = await _tenant(ctx), datetime.now(UTC)
+    first = [_message(tenant_id, n, recipients=2) for n in range(3)]
+    async with ctx.db.transaction() as tx:  # a policy without a quota counts nothing
+        await tx.execute(
+            insert(tenant_policies).values(tenant_id=tenant_id, retention_days={}, updated_at=now)
+        )
+    assert await queue.enqueue_alone(ctx.db, first, tenant_id=tenant_id, now=now)
+    assert await _queue_holds(ctx, tenant_id) == 3
+    q = queue_for(ctx.db.dialect)
+    jobs = await q.load_batch(ctx.db, await q.claim_batch(ctx.db, worker="w", limit=5, lease=LEASE))
+    assert sorted((j.raw, j.recipients) for j in jobs) == sorted(
+        (m.raw, ((0, "r0@example.com"), (1, "r1@example.com"))) for m in first
+    )
+    app_id = new_id()
+    async with ctx.db.transaction() as tx:
+        await tx.execute(
+            insert(apps).values(
+                id=app_id, tenant_id=tenant_id, name="shop", created_at=now, updated_at=now
+            )
+        )
+        await tx.execute(
+            insert(app_quotas).values(
+                app_id=app_id, tenant_id=tenant_id, quota_per_day=10, updated_at=now
+            )
+        )
+    second = [_message(tenant_id, 9)]
+    assert not await queue.enqueue_alone(ctx.db, second, tenant_id=tenant_id, now=now)
+    async with ctx.db.transaction() as tx:
+        await tx.execute(delete(app_quotas))
+        await tx.execute(update(tenant_policies).values(quota_per_minute=5))
+    assert not await queue.enqueue_alone(ctx.db, second, tenant_id=tenant_id, now=now)
+    assert await _queue_holds(ctx, tenant_id) == 3
+    # Nothing half-written: the refused transaction left the connection usable.
+    async with ctx.db.transaction() as tx:
+        await tx.execute(update(tenant_policies).values(quota_per_minute=None))
+    assert await queue.enqueue_alone(ctx.db, second, tenant_id=tenant_id, now=now)
+    assert await _queue_holds(ctx, tenant_id) == 4

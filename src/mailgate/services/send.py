@@ -288,7 +288,34 @@ async def commit(
 ) -> None:
     """Commit ``items`` (and the idempotency record for ``key``, and the recipients
     ``screened`` left out) in one transaction, then wake in-process workers; once this
-    returns the messages are durable."""
+    returns the messages are durable. Mail alone (no idempotency key, nothing suppressed,
+    no quota) is written in one hand-over to the database (:func:`queue.enqueue_alone`)."""
+    alone = (
+        bool(items)
+        and key is None
+        and (screened is None or not screened.suppressed)
+        and await queue.enqueue_alone(ctx.db, items, tenant_id=caller.tenant_id, now=now)
+    )
+    if not alone:
+        await _commit_with_records(ctx, caller, items, outcome, key, digest, now, screened)
+    for (tenant_id, server_id), count in Counter((m.tenant_id, m.server_id) for m in items).items():
+        metrics.accepted(tenant_id, server_id, count)
+    if items and ctx.wake is not None:
+        ctx.wake()
+
+
+async def _commit_with_records(
+    ctx: Context,
+    caller: Caller,
+    items: Sequence[queue.NewMessage],
+    outcome: SendOutcome,
+    key: str | None,
+    digest: str,
+    now: datetime,
+    screened: suppressions.Screened | None,
+) -> None:
+    """:func:`commit`'s transaction when it writes more than the mail: the quota, the
+    suppressed recipients, the idempotency record."""
     async with ctx.db.transaction() as tx:
         if items:
             await take_quota(tx, caller.tenant_id, [m.app_id for m in items], now=now)
@@ -306,10 +333,6 @@ async def commit(
             )
         if items:
             await queue.notify(tx)
-    for (tenant_id, server_id), count in Counter((m.tenant_id, m.server_id) for m in items).items():
-        metrics.accepted(tenant_id, server_id, count)
-    if items and ctx.wake is not None:
-        ctx.wake()
 
 
 async def send_one(

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 
 from mailgate.domain.delivery import MessageStatus
 from mailgate.storage.base import Tx, utcnow
+from mailgate.storage.db import Database
 from mailgate.storage.queue_postgres import CHANNEL, PostgresQueue
 from mailgate.storage.queue_sqlite import SqliteQueue
 from mailgate.storage.queue_types import (
@@ -68,6 +69,17 @@ def queue_for(dialect: str) -> Queue:
 async def enqueue(tx: Tx, items: Sequence[NewMessage], *, now: datetime) -> None:
     """Commit messages and their recipients in ``tx`` (see :meth:`Queue.enqueue`)."""
     await queue_for(tx.dialect.name).enqueue(tx, items, now=now)
+
+
+async def enqueue_alone(
+    db: Database, items: Sequence[NewMessage], *, tenant_id: str, now: datetime
+) -> bool:
+    """Commit messages of ``tenant_id`` in a transaction of their own (one hand-over to the
+    database), announced to workers; False when nothing was written because the tenant or
+    one of its apps has a sending quota (see :meth:`Queue.enqueue_alone`)."""
+    if not items:
+        return True
+    return await queue_for(db.dialect).enqueue_alone(db, items, tenant_id=tenant_id, now=now)
 
 
 async def notify(tx: Tx) -> None:

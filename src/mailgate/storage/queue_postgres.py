@@ -19,7 +19,7 @@ round trip, and so is an outcome transaction from BEGIN to COMMIT.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select
@@ -33,11 +33,12 @@ from mailgate.storage.queue_sql import (
     SqlQueue,
     claim_statement,
     claim_values,
+    enqueue_statements,
     finish_statements,
     jobs_from,
     load_queries,
 )
-from mailgate.storage.queue_types import Job, PreparedFinish
+from mailgate.storage.queue_types import Job, NewMessage, PreparedFinish
 
 CHANNEL = "mailgate_queue"
 _BULK = Bulk(None, dialect="postgresql")
@@ -45,6 +46,15 @@ _BULK = Bulk(None, dialect="postgresql")
 #: events must be committed with the outcomes): casting the status text to a number raises
 #: for the first such row, and for no other. One pipeline can then hold the whole outcome
 #: transaction, COMMIT included, without waiting for this answer first.
+#: Fails the transaction, likewise, when the tenant or one of its apps has a sending quota
+#: (counted in the accepting transaction, the caller's way). The text cast is of the row's
+#: own value, which the planner cannot evaluate ahead: it fails only when a row is found.
+_REFUSE_IF_QUOTA = """
+SELECT CAST('quota of ' || tenant_id AS integer) FROM tenant_policies WHERE tenant_id = %s
+    AND (quota_per_minute IS NOT NULL OR quota_per_day IS NOT NULL)
+UNION ALL SELECT CAST('quota of ' || app_id AS integer) FROM app_quotas WHERE tenant_id = %s
+LIMIT 1
+"""
 _REFUSE_IF_HOOKED = (
     "SELECT CAST(status AS integer) FROM webhooks WHERE status = %s AND tenant_id = ANY(%s) LIMIT 1"
 )
@@ -57,6 +67,35 @@ class PostgresQueue(SqlQueue):
     async def finish(self, tx: Tx, prepared: PreparedFinish, /) -> None:
         await tx.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         await super().finish(tx, prepared)
+
+    async def enqueue_alone(
+        self, db: Database, items: Sequence[NewMessage], /, *, tenant_id: str, now: datetime
+    ) -> bool:
+        """The accepting transaction in one pipeline of a plain connection: BEGIN, the
+        quota check (which fails the transaction when a quota is set), the inserts, NOTIFY,
+        COMMIT. False when a quota is set: nothing was written."""
+        import psycopg
+
+        statements = [
+            (sql, rows) for sql, rows in enqueue_statements(_BULK, items, now=now) if rows
+        ]
+
+        async def write(conn: Conn) -> bool:
+            try:
+                async with conn.pipeline():
+                    await conn.execute("BEGIN")
+                    await conn.execute(_REFUSE_IF_QUOTA, (tenant_id, tenant_id))
+                    cursor = conn.cursor()
+                    for sql, rows in statements:
+                        await cursor.executemany(sql, rows)
+                    await conn.execute(f"NOTIFY {CHANNEL}")
+                    await conn.execute("COMMIT")
+            except psycopg.errors.InvalidTextRepresentation:
+                await conn.execute("ROLLBACK")
+                return False
+            return True
+
+        return await db.run_postgres(write)
 
     async def claim_batch(
         self, db: Database, *, worker: str, limit: int, lease: timedelta

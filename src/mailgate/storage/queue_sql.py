@@ -48,6 +48,45 @@ RETURNING id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, atte
 """
 
 
+#: A row when ``tenant_id`` (both placeholders) or one of its apps has a sending quota.
+QUOTA_SET = """
+SELECT 1 FROM tenant_policies WHERE tenant_id = {m}
+    AND (quota_per_minute IS NOT NULL OR quota_per_day IS NOT NULL)
+UNION ALL SELECT 1 FROM app_quotas WHERE tenant_id = {m}
+LIMIT 1
+"""
+
+
+def enqueue_statements(
+    b: Bulk, items: Sequence[NewMessage], *, now: datetime
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements of :meth:`SqlQueue.enqueue`, each with its rows (for ``executemany``):
+    messages, bodies, recipients."""
+    stamp, no, queued = b.time(now), b.flag(False), MessageStatus.QUEUED.value
+    flag = (b.flag(False), b.flag(True))  # by bool: the 0/1 or False/True of the dialect
+    js = b.json
+    message_rows = [
+        (
+            m.id, m.tenant_id, m.app_id, m.stage, m.account_id, m.server_id, queued,
+            m.message_id, m.mail_from, m.from_header, m.subject, flag[m.redirected],
+            None if m.original_recipients is None else js(m.original_recipients),
+            flag[m.smtputf8], len(m.raw), None if m.meta is None else js(m.meta),
+            None if m.send_at is None else b.time(m.send_at),
+            b.time(max(m.send_at, now)) if m.send_at else stamp, 0, no, no, stamp, stamp,
+        )
+        for m in items
+    ]  # fmt: skip
+    pending = RecipientStatus.PENDING.value
+    return [
+        (b.insert_sql("messages", _MESSAGE_COLUMNS), message_rows),
+        (b.insert_sql("message_bodies", ("message_id", "raw")), [(m.id, m.raw) for m in items]),
+        (
+            b.insert_sql("message_recipients", ("message_id", "position", "email", "status")),
+            [(m.id, i, email, pending) for m in items for i, email in enumerate(m.recipients)],
+        ),
+    ]
+
+
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -197,34 +236,18 @@ class SqlQueue:
 
     async def enqueue(self, tx: Tx, items: Sequence[NewMessage], /, *, now: datetime) -> None:
         """Commit messages and their recipients (one ``executemany`` each for the whole batch)."""
-        if not items:
-            return
-        b = Bulk(tx)
-        stamp, no, queued = b.time(now), b.flag(False), MessageStatus.QUEUED.value
-        flag = (b.flag(False), b.flag(True))  # by bool: the 0/1 or False/True of the dialect
-        js = b.json
-        await b.insert(
-            "messages",
-            _MESSAGE_COLUMNS,
-            [
-                (
-                    m.id, m.tenant_id, m.app_id, m.stage, m.account_id, m.server_id, queued,
-                    m.message_id, m.mail_from, m.from_header, m.subject, flag[m.redirected],
-                    None if m.original_recipients is None else js(m.original_recipients),
-                    flag[m.smtputf8], len(m.raw), None if m.meta is None else js(m.meta),
-                    None if m.send_at is None else b.time(m.send_at),
-                    b.time(max(m.send_at, now)) if m.send_at else stamp, 0, no, no, stamp, stamp,
-                )
-                for m in items
-            ],
-        )  # fmt: skip
-        await b.insert("message_bodies", ("message_id", "raw"), [(m.id, m.raw) for m in items])
-        pending = RecipientStatus.PENDING.value
-        await b.insert(
-            "message_recipients",
-            ("message_id", "position", "email", "status"),
-            [(m.id, i, email, pending) for m in items for i, email in enumerate(m.recipients)],
-        )
+        for sql, rows in enqueue_statements(Bulk(tx), items, now=now):
+            if rows:
+                await tx.exec_driver_sql(sql, rows)
+
+    async def enqueue_alone(
+        self, db: Database, items: Sequence[NewMessage], /, *, tenant_id: str, now: datetime
+    ) -> bool:
+        """Commit messages in a transaction of their own where that is cheaper, unless the
+        tenant or one of its apps has a sending quota (counted in the accepting transaction);
+        False when nothing was written (the caller then uses :meth:`enqueue`). Here: always
+        False."""
+        return False
 
     async def claim(
         self, tx: Tx, *, worker: str, limit: int, lease: timedelta, now: datetime | None = None

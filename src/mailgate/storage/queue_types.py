@@ -129,6 +129,13 @@ class Queue(Protocol):
     async def enqueue(self, tx: Tx, items: Sequence[NewMessage], /, *, now: datetime) -> None:
         """Commit messages and their recipients (one ``executemany`` per table per batch)."""
 
+    async def enqueue_alone(
+        self, db: Database, items: Sequence[NewMessage], /, *, tenant_id: str, now: datetime
+    ) -> bool:
+        """Commit messages in a transaction of their own where that is cheaper, unless the
+        tenant or one of its apps has a sending quota; False when nothing was written (the
+        caller then uses :meth:`enqueue` with the quota in its transaction)."""
+
     async def claim(
         self, tx: Tx, *, worker: str, limit: int, lease: timedelta, now: datetime | None = None
     ) -> Sequence[Any]:
