@@ -146,10 +146,11 @@ _SERVER_IF_IT_EXISTS = (
 )
 
 _FINISH_COLUMNS = (
-    "status", "next_attempt_at", "possible_duplicate", "held", "last_error",
-    _SERVER_IF_IT_EXISTS, "remote_id", "finished_at", "lease_owner", "lease_expires_at",
-    "updated_at",
+    "status", "next_attempt_at", "possible_duplicate", "last_error", "remote_id",
+    "finished_at", "lease_owner", "lease_expires_at", "updated_at",
 )  # fmt: skip
+#: For a message moved to a fallback server or held: the same, then ``held`` and the server.
+_FINISH_MOVED_COLUMNS = (*_FINISH_COLUMNS, "held", _SERVER_IF_IT_EXISTS)
 
 _FINAL = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED})
 
@@ -202,6 +203,10 @@ def finish_statements(b: Bulk, prepared: PreparedFinish) -> list[tuple[str, list
         (
             b.update_sql("messages", _FINISH_COLUMNS, "id = {} AND lease_owner = {}"),
             prepared.messages,
+        ),
+        (
+            b.update_sql("messages", _FINISH_MOVED_COLUMNS, "id = {} AND lease_owner = {}"),
+            prepared.messages_moved,
         ),
         (
             b.update_sql(
@@ -308,20 +313,26 @@ class SqlQueue:
                 attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, extra, worker))
             if c.attempt is not None:
                 attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, c.attempt, worker))
-        message_rows = [
-            (
+        # A claimed message is never held (held mail is not due), so ``held`` and the server
+        # change only when the outcome says so.
+        message_rows: list[tuple[Any, ...]] = []
+        moved_rows: list[tuple[Any, ...]] = []
+        for c in completions:
+            row = (
                 c.status.value, b.time(c.next_attempt_at), b.flag(c.possible_duplicate),
-                b.flag(c.held), c.last_error, c.server_id or c.job.server_id, c.remote_id,
-                now if c.status in _FINAL else None, None, None, now, c.job.id, worker,
-            )
-            for c in completions
-        ]  # fmt: skip
+                c.last_error, c.remote_id, now if c.status in _FINAL else None, None, None, now,
+            )  # fmt: skip
+            if c.held or (c.server_id is not None and c.server_id != c.job.server_id):
+                server = c.server_id or c.job.server_id
+                moved_rows.append((*row, b.flag(c.held), server, c.job.id, worker))
+            else:
+                message_rows.append((*row, c.job.id, worker))
         recipient_rows = [
             (r.status.value, r.code, r.reply[:2000], now, c.job.id, r.position)
             for c in completions
             for r in c.recipients
         ]
-        return PreparedFinish(attempt_rows, message_rows, recipient_rows)
+        return PreparedFinish(attempt_rows, message_rows, recipient_rows, moved_rows)
 
     async def finish(self, tx: Tx, prepared: PreparedFinish, /) -> None:
         """Write prepared outcomes: attempts, message states, recipient states."""

@@ -111,8 +111,12 @@ class PreparedFinish:
     """The rows :meth:`Queue.finish` writes, built before its transaction begins."""
 
     attempts: list[tuple[Any, ...]]
+    #: Messages that stay with the server they were claimed for and are not held: their
+    #: server and held columns are left alone (no index entry rewritten, no server lookup).
     messages: list[tuple[Any, ...]]
     recipients: list[tuple[Any, ...]]
+    #: The other messages: sent through a fallback server, or held.
+    messages_moved: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 class Queue(Protocol):
