@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Select
@@ -46,6 +47,9 @@ _BULK = Bulk(None, dialect="postgresql")
 #: events must be committed with the outcomes): casting the status text to a number raises
 #: for the first such row, and for no other. One pipeline can then hold the whole outcome
 #: transaction, COMMIT included, without waiting for this answer first.
+_REFUSE_IF_HOOKED = (
+    "SELECT CAST(status AS integer) FROM webhooks WHERE status = %s AND tenant_id = ANY(%s) LIMIT 1"
+)
 #: Fails the transaction, likewise, when the tenant or one of its apps has a sending quota
 #: (counted in the accepting transaction, the caller's way). The text cast is of the row's
 #: own value, which the planner cannot evaluate ahead: it fails only when a row is found.
@@ -55,9 +59,35 @@ SELECT CAST('quota of ' || tenant_id AS integer) FROM tenant_policies WHERE tena
 UNION ALL SELECT CAST('quota of ' || app_id AS integer) FROM app_quotas WHERE tenant_id = %s
 LIMIT 1
 """
-_REFUSE_IF_HOOKED = (
-    "SELECT CAST(status AS integer) FROM webhooks WHERE status = %s AND tenant_id = ANY(%s) LIMIT 1"
-)
+
+Statement = tuple[str, Sequence[Any] | None]
+
+
+async def _unless_refused(
+    head: Sequence[Statement],
+    statements: Sequence[tuple[str, list[tuple[Any, ...]]]],
+    tail: Sequence[Statement],
+    conn: Conn,
+) -> bool:
+    """``head``, each of ``statements`` for all its rows, then ``tail``: one pipeline, one
+    round trip. ``head`` opens the transaction and may hold a refusal (:data:`_REFUSE_IF_HOOKED`,
+    :data:`_REFUSE_IF_QUOTA`); when it refuses, the transaction is rolled back and the
+    result is False, nothing written."""
+    import psycopg
+
+    try:
+        async with conn.pipeline():
+            for sql, params in head:
+                await conn.execute(sql, params)
+            cursor = conn.cursor()
+            for sql, rows in statements:
+                await cursor.executemany(sql, rows)
+            for sql, params in tail:
+                await conn.execute(sql, params)
+    except psycopg.errors.InvalidTextRepresentation:
+        await conn.execute("ROLLBACK")
+        return False
+    return True
 
 
 class PostgresQueue(SqlQueue):
@@ -74,28 +104,13 @@ class PostgresQueue(SqlQueue):
         """The accepting transaction in one pipeline of a plain connection: BEGIN, the
         quota check (which fails the transaction when a quota is set), the inserts, NOTIFY,
         COMMIT. False when a quota is set: nothing was written."""
-        import psycopg
-
         statements = [
             (sql, rows) for sql, rows in enqueue_statements(_BULK, items, now=now) if rows
         ]
 
-        async def write(conn: Conn) -> bool:
-            try:
-                async with conn.pipeline():
-                    await conn.execute("BEGIN")
-                    await conn.execute(_REFUSE_IF_QUOTA, (tenant_id, tenant_id))
-                    cursor = conn.cursor()
-                    for sql, rows in statements:
-                        await cursor.executemany(sql, rows)
-                    await conn.execute(f"NOTIFY {CHANNEL}")
-                    await conn.execute("COMMIT")
-            except psycopg.errors.InvalidTextRepresentation:
-                await conn.execute("ROLLBACK")
-                return False
-            return True
-
-        return await db.run_postgres(write)
+        head = [("BEGIN", None), (_REFUSE_IF_QUOTA, (tenant_id, tenant_id))]
+        tail = [(f"NOTIFY {CHANNEL}", None), ("COMMIT", None)]
+        return await db.run_postgres(partial(_unless_refused, head, statements, tail))
 
     async def claim_batch(
         self, db: Database, *, worker: str, limit: int, lease: timedelta
@@ -145,27 +160,15 @@ class PostgresQueue(SqlQueue):
         webhook check (which fails the transaction when a tenant has an endpoint), the
         statements of :meth:`finish`, COMMIT; one round trip. False when a tenant has an
         endpoint: nothing was written, and the caller records events with the outcomes."""
-        import psycopg
-
         statements = [(sql, rows) for sql, rows in finish_statements(_BULK, prepared) if rows]
         tenants = sorted(set(tenant_ids))
 
-        async def finish(conn: Conn) -> bool:
-            try:
-                async with conn.pipeline():
-                    await conn.execute("BEGIN")
-                    await conn.execute("SET LOCAL synchronous_commit TO OFF")
-                    await conn.execute(_REFUSE_IF_HOOKED, (WebhookStatus.ACTIVE.value, tenants))
-                    cursor = conn.cursor()
-                    for sql, rows in statements:
-                        await cursor.executemany(sql, rows)
-                    await conn.execute("COMMIT")
-            except psycopg.errors.InvalidTextRepresentation:
-                await conn.execute("ROLLBACK")
-                return False  # a tenant has an endpoint; nothing was written
-            return True
-
-        return await db.run_postgres(finish)
+        head = [
+            ("BEGIN", None),
+            ("SET LOCAL synchronous_commit TO OFF", None),
+            (_REFUSE_IF_HOOKED, (WebhookStatus.ACTIVE.value, tenants)),
+        ]
+        return await db.run_postgres(partial(_unless_refused, head, statements, [("COMMIT", None)]))
 
     def lock_rows(self, query: Select[Any]) -> Select[Any]:
         # Rows locked right now are being claimed or finished by another transaction:
