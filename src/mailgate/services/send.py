@@ -297,42 +297,29 @@ async def commit(
         and await queue.enqueue_alone(ctx.db, items, tenant_id=caller.tenant_id, now=now)
     )
     if not alone:
-        await _commit_with_records(ctx, caller, items, outcome, key, digest, now, screened)
+        # The general transaction: the quota, the suppressed recipients, the idempotency
+        # record are written with the mail.
+        async with ctx.db.transaction() as tx:
+            if items:
+                await take_quota(tx, caller.tenant_id, [m.app_id for m in items], now=now)
+            await queue.enqueue(tx, items, now=now)
+            await suppressions.record(tx, items, screened, now=now)
+            if key is not None:
+                await idempotency.store(
+                    tx,
+                    caller.tenant_id,
+                    key,
+                    request_hash=digest,
+                    status_code=outcome.status,
+                    response=outcome.body,
+                    now=now,
+                )
+            if items:
+                await queue.notify(tx)
     for (tenant_id, server_id), count in Counter((m.tenant_id, m.server_id) for m in items).items():
         metrics.accepted(tenant_id, server_id, count)
     if items and ctx.wake is not None:
         ctx.wake()
-
-
-async def _commit_with_records(
-    ctx: Context,
-    caller: Caller,
-    items: Sequence[queue.NewMessage],
-    outcome: SendOutcome,
-    key: str | None,
-    digest: str,
-    now: datetime,
-    screened: suppressions.Screened | None,
-) -> None:
-    """:func:`commit`'s transaction when it writes more than the mail: the quota, the
-    suppressed recipients, the idempotency record."""
-    async with ctx.db.transaction() as tx:
-        if items:
-            await take_quota(tx, caller.tenant_id, [m.app_id for m in items], now=now)
-        await queue.enqueue(tx, items, now=now)
-        await suppressions.record(tx, items, screened, now=now)
-        if key is not None:
-            await idempotency.store(
-                tx,
-                caller.tenant_id,
-                key,
-                request_hash=digest,
-                status_code=outcome.status,
-                response=outcome.body,
-                now=now,
-            )
-        if items:
-            await queue.notify(tx)
 
 
 async def send_one(

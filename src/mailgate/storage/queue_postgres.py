@@ -31,6 +31,7 @@ from mailgate.storage.bulk import Bulk
 from mailgate.storage.db import Database
 from mailgate.storage.pg_direct import Conn
 from mailgate.storage.queue_sql import (
+    QUOTA_SET,
     SqlQueue,
     claim_statement,
     claim_values,
@@ -51,14 +52,13 @@ _REFUSE_IF_HOOKED = (
     "SELECT CAST(status AS integer) FROM webhooks WHERE status = %s AND tenant_id = ANY(%s) LIMIT 1"
 )
 #: Fails the transaction, likewise, when the tenant or one of its apps has a sending quota
-#: (counted in the accepting transaction, the caller's way). The text cast is of the row's
-#: own value, which the planner cannot evaluate ahead: it fails only when a row is found.
-_REFUSE_IF_QUOTA = """
-SELECT CAST('quota of ' || tenant_id AS integer) FROM tenant_policies WHERE tenant_id = %s
-    AND (quota_per_minute IS NOT NULL OR quota_per_day IS NOT NULL)
-UNION ALL SELECT CAST('quota of ' || app_id AS integer) FROM app_quotas WHERE tenant_id = %s
-LIMIT 1
-"""
+#: (counted in the accepting transaction, the caller's way). The text cast is of the found
+#: row's own value, which the planner cannot evaluate ahead: it fails only when a row is.
+_REFUSE_IF_QUOTA = (
+    "SELECT CAST('quota of ' || who AS integer) FROM ("  # noqa: S608 - constant text
+    + QUOTA_SET.format(m="%s")
+    + ") AS quota_set"
+)
 
 Statement = tuple[str, Sequence[Any] | None]
 
@@ -71,8 +71,8 @@ async def _unless_refused(
 ) -> bool:
     """``head``, each of ``statements`` for all its rows, then ``tail``: one pipeline, one
     round trip. ``head`` opens the transaction and may hold a refusal (:data:`_REFUSE_IF_HOOKED`,
-    :data:`_REFUSE_IF_QUOTA`); when it refuses, the transaction is rolled back and the
-    result is False, nothing written."""
+    :data:`_REFUSE_IF_QUOTA`); when it refuses the result is False, nothing written
+    (:class:`~mailgate.storage.pg_direct.DirectPostgres` rolls the transaction back)."""
     import psycopg
 
     try:
@@ -85,8 +85,7 @@ async def _unless_refused(
             for sql, params in tail:
                 await conn.execute(sql, params)
     except psycopg.errors.InvalidTextRepresentation:
-        await conn.execute("ROLLBACK")
-        return False
+        return False  # the aborted transaction is rolled back as the connection is put back
     return True
 
 

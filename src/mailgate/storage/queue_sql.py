@@ -48,11 +48,12 @@ RETURNING id, tenant_id, server_id, account_id, stage, mail_from, smtputf8, atte
 """
 
 
-#: A row when ``tenant_id`` (both placeholders) or one of its apps has a sending quota.
+#: A row (``who``: the tenant or app id) when ``tenant_id`` (both placeholders) or one of
+#: its apps has a sending quota.
 QUOTA_SET = """
-SELECT 1 FROM tenant_policies WHERE tenant_id = {m}
+SELECT tenant_id AS who FROM tenant_policies WHERE tenant_id = {m}
     AND (quota_per_minute IS NOT NULL OR quota_per_day IS NOT NULL)
-UNION ALL SELECT 1 FROM app_quotas WHERE tenant_id = {m}
+UNION ALL SELECT app_id FROM app_quotas WHERE tenant_id = {m}
 LIMIT 1
 """
 
