@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -191,6 +192,17 @@ def serve_worker_processes(configured: int | None, *, workers: int) -> int:
     return max(0, (os.cpu_count() or 1) - 1)
 
 
+def serve_api_processes(configured: int | None, *, workers: int, worker_processes: int) -> int:
+    """How many HTTP API processes ``serve`` runs, itself included: ``configured``
+    (``MAILGATE_API_PROCESSES``), else one per core when ``serve`` delivers no mail itself
+    nor through worker processes (an API host), else one."""
+    if configured is not None:
+        return configured
+    if workers == 0 and worker_processes == 0:
+        return max(1, os.cpu_count() or 1)
+    return 1
+
+
 def _start_worker_processes(processes: int, stop: asyncio.Event) -> asyncio.Task[int] | None:
     if processes == 0:
         return None
@@ -198,6 +210,64 @@ def _start_worker_processes(processes: int, stop: asyncio.Event) -> asyncio.Task
 
     console.print(f"mailgate serve: {processes} worker process(es) beside the API")
     return asyncio.create_task(supervise(processes=processes, tasks=1, stop=stop))
+
+
+def _start_api_processes(
+    processes: int, listening: socket.socket | None, stop: asyncio.Event
+) -> asyncio.Task[int] | None:
+    """``processes`` more HTTP API processes accepting on ``listening`` (the kernel hands
+    each new connection to one of the processes waiting on it)."""
+    if processes == 0 or listening is None:
+        return None
+    from mailgate.worker.supervisor import supervise
+
+    host, port = listening.getsockname()[:2]
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    console.print(f"mailgate serve: API on http://{where} in {processes + 1} processes")
+    fd = listening.fileno()
+    command = [sys.executable, "-m", "mailgate", "api-process", "--fd", str(fd)]
+    return asyncio.create_task(
+        supervise(processes=processes, stop=stop, command=command, pass_fds=(fd,), kind="API")
+    )
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The HTTP port, opened before anything else runs (a busy port stops ``serve`` with its
+    message) and shared by every API process."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listening = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
+            "MAILGATE_HOST or MAILGATE_PORT, or stop what uses it"
+        ) from None
+    listening.set_inheritable(True)
+    return listening
+
+
+def _http_server(ctx: Context, settings: Settings) -> Any:
+    """uvicorn serving the REST API and web UI over ``ctx``, with Mailgate's own signal
+    handling (see :class:`_QuietServer`)."""
+    import uvicorn
+
+    from mailgate.web.app import create_app
+    from mailgate.web.guard import RequestLimits
+    from mailgate.web.serving import proxy_options
+    from mailgate.web.ui import UiOptions
+
+    app = create_app(
+        ctx, ui=UiOptions.from_settings(settings), limits=RequestLimits.from_settings(settings)
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        **proxy_options(settings),
+    )
+    return _QuietServer(config)
 
 
 @app.command()
@@ -212,15 +282,9 @@ def serve(
     ] = False,
 ) -> None:
     """Run the API and web UI, the SMTP submission listener and the delivery workers."""
-    import uvicorn
-
     from mailgate.services import demo
     from mailgate.services.demo import DEMO_TOKEN_FILE
     from mailgate.submission import start_submission
-    from mailgate.web.app import create_app
-    from mailgate.web.guard import RequestLimits
-    from mailgate.web.serving import proxy_options
-    from mailgate.web.ui import UiOptions
     from mailgate.worker.pool import WorkerPool
 
     settings = _settings()
@@ -228,30 +292,23 @@ def serve(
     listen_port = port if port is not None else settings.port
     count = settings.workers if workers is None else workers
     children = serve_worker_processes(settings.worker_processes, workers=count)
+    apis = serve_api_processes(settings.api_processes, workers=count, worker_processes=children)
 
     async def go() -> None:
         ctx: Context = await boot.open_context(settings, auto_upgrade=True, create_key=True)
         pool = WorkerPool(ctx, count=count)
         ctx.wake = pool.wake
         stop = asyncio.Event()
+        listening: socket.socket | None = None
         try:
             if with_demo:
                 found = await demo.ensure_demo(ctx, token_file=settings.data_dir / DEMO_TOKEN_FILE)
                 _print_demo(found, listen_host, listen_port)
-            app = create_app(
-                ctx,
-                ui=UiOptions.from_settings(settings),
-                limits=RequestLimits.from_settings(settings),
+            server = _http_server(
+                ctx, settings.model_copy(update={"host": listen_host, "port": listen_port})
             )
-            config = uvicorn.Config(
-                app,
-                host=listen_host,
-                port=listen_port,
-                log_config=None,
-                access_log=False,
-                **proxy_options(settings),
-            )
-            server = _QuietServer(config)
+            if apis > 1:
+                listening = _listening_socket(listen_host, listen_port)
 
             def shutdown() -> None:
                 server.should_exit = True
@@ -266,16 +323,47 @@ def serve(
             workers_task = asyncio.create_task(pool.run(stop))
             # Started after the database was opened (and upgraded) above.
             processes_task = _start_worker_processes(children, stop)
+            api_task = _start_api_processes(apis - 1, listening, stop)
             try:
-                await server.serve()
+                await server.serve(sockets=None if listening is None else [listening])
             finally:
                 stop.set()
                 if submission is not None:
                     await submission.stop()
                 await workers_task
-                if processes_task is not None:
-                    await processes_task
+                for task in (processes_task, api_task):
+                    if task is not None:
+                        await task
         finally:
+            if listening is not None:
+                listening.close()
+            await ctx.db.dispose()
+
+    _run(go(), fast_loop=True)
+
+
+@app.command("api-process", hidden=True)
+def api_process(
+    fd: Annotated[int, typer.Option("--fd", help="The listening socket, opened by serve.")],
+) -> None:
+    """One of ``serve``'s extra HTTP API processes: the REST API and web UI, accepting on the
+    port ``serve`` opened. It delivers nothing (the workers find the mail it accepts by
+    polling, or on PostgreSQL by notification)."""
+    settings = _settings()
+
+    async def go() -> None:
+        ctx = await boot.open_context(settings)
+        listening = socket.socket(fileno=fd)
+        try:
+            server = _http_server(ctx, settings)
+
+            def shutdown() -> None:
+                server.should_exit = True
+
+            _on_signals(shutdown)
+            await server.serve(sockets=[listening])
+        finally:
+            listening.close()
             await ctx.db.dispose()
 
     _run(go(), fast_loop=True)

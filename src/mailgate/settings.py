@@ -107,6 +107,15 @@ class Settings(BaseSettings):
             "first, none when MAILGATE_WORKERS is 0; 0 = none)."
         ),
     )
+    api_processes: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "HTTP API processes of `serve`, itself included, sharing its port (default: one "
+            "per core when `serve` delivers no mail, MAILGATE_WORKERS=0 and no worker "
+            "processes; else 1)."
+        ),
+    )
     expect_workers: int | None = Field(
         None,
         ge=0,

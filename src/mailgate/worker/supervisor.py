@@ -1,7 +1,9 @@
-"""Several worker processes on one host: start them, restart the ones that die, stop them.
+"""Several processes on one host: start them, restart the ones that die, stop them.
 
 A single Python process uses one core; ``mailgate worker --processes N`` runs N child
-``mailgate worker`` processes so a host's cores all deliver. Children that exit unexpectedly
+``mailgate worker`` processes so a host's cores all deliver, and ``mailgate serve`` runs its
+extra worker processes and HTTP API processes (which accept on the port ``serve`` opened,
+handed down as a file descriptor) the same way. Children that exit unexpectedly
 are restarted (their leased mail is reclaimed when the leases expire); a child that keeps
 dying makes the supervisor give up rather than loop, and a child that exits with the
 configuration-error status (2: wrong key, schema not upgraded, bad settings) stops them all at
@@ -18,6 +20,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 
 log = logging.getLogger("mailgate.supervisor")
 
@@ -29,16 +32,31 @@ STOP_GRACE = 60.0
 CONFIGURATION_ERROR = 2
 
 
-async def _spawn(tasks: int) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mailgate", "worker", "--count", str(tasks),
-        stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+def worker_command(tasks: int) -> list[str]:
+    """The command line of a worker process of ``tasks`` tasks."""
+    return [sys.executable, "-m", "mailgate", "worker", "--count", str(tasks)]
 
 
-async def supervise(*, processes: int, tasks: int, stop: asyncio.Event) -> int:
-    """Run ``processes`` workers of ``tasks`` tasks each until ``stop``; the exit status."""
-    children = [await _spawn(tasks) for _ in range(processes)]
+async def supervise(
+    *,
+    processes: int,
+    stop: asyncio.Event,
+    tasks: int = 1,
+    command: Sequence[str] | None = None,
+    pass_fds: Sequence[int] = (),
+    kind: str = "worker",
+) -> int:
+    """Run ``processes`` children until ``stop``; the exit status. A child runs ``command``
+    (by default a worker of ``tasks`` tasks) and inherits ``pass_fds``; ``kind`` names it in
+    the log."""
+    argv = list(command) if command is not None else worker_command(tasks)
+
+    async def spawn() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(pass_fds)
+        )
+
+    children = [await spawn() for _ in range(processes)]
     restarts: deque[float] = deque()
     status = 0
     try:
@@ -61,18 +79,18 @@ async def supervise(*, processes: int, tasks: int, stop: asyncio.Event) -> int:
                     restarts.popleft()
                 code = children[index].returncode
                 if code == CONFIGURATION_ERROR:
-                    log.error("a worker process found a configuration error; stopping")
+                    log.error("a %s process found a configuration error; stopping", kind)
                     stop.set()
                     status = CONFIGURATION_ERROR
                     break
                 if len(restarts) > MAX_RESTARTS:
-                    log.error("worker processes keep exiting (last status %s); giving up", code)
+                    log.error("%s processes keep exiting (last status %s); giving up", kind, code)
                     stop.set()
                     status = 1
                     break
-                log.warning("worker process exited with status %s; starting another", code)
+                log.warning("%s process exited with status %s; starting another", kind, code)
                 await asyncio.sleep(1.0)
-                children[index] = await _spawn(tasks)
+                children[index] = await spawn()
     finally:
         for child in children:
             if child.returncode is None:
@@ -82,7 +100,7 @@ async def supervise(*, processes: int, tasks: int, stop: asyncio.Event) -> int:
             try:
                 await asyncio.wait_for(child.wait(), timeout=STOP_GRACE)
             except TimeoutError:
-                log.error("worker process %s did not stop in time; killing it", child.pid)
+                log.error("%s process %s did not stop in time; killing it", kind, child.pid)
                 child.kill()
                 await child.wait()
             if child.returncode not in (0, None) and status == 0 and not stop.is_set():
