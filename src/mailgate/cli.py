@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -171,6 +172,23 @@ def keys_rotate() -> None:
         )
 
 
+#: The youngest generation's threshold for the long-running processes (Python's default is
+#: 700 allocations): their steady work allocates and frees many short-lived objects, nearly
+#: all reclaimed by reference counting, so collecting that often only costs time.
+GC_THRESHOLD = (10_000, 20, 20)
+
+
+def _settle() -> None:
+    """Called once a long-running process has started (modules imported, context and app
+    built): those objects live as long as the process, so the collector stops looking at
+    them (``gc.freeze``), and it runs less often (:data:`GC_THRESHOLD`). Without this a
+    delivery worker spent about a tenth of its time collecting, mostly in full collections
+    over the modules' objects."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def _run_fast(coro: Awaitable[T]) -> T:
     try:
         import uvloop
@@ -324,6 +342,7 @@ def serve(
             # Started after the database was opened (and upgraded) above.
             processes_task = _start_worker_processes(children, stop)
             api_task = _start_api_processes(apis - 1, listening, stop)
+            _settle()
             try:
                 await server.serve(sockets=None if listening is None else [listening])
             finally:
@@ -361,6 +380,7 @@ def api_process(
                 server.should_exit = True
 
             _on_signals(shutdown)
+            _settle()
             await server.serve(sockets=[listening])
         finally:
             listening.close()
@@ -400,7 +420,9 @@ def worker(
         _on_signals(stop.set)
         console.print(f"mailgate worker: {count} task(s) on {ctx.db.safe_url}")
         try:
-            await WorkerPool(ctx, count=count).run(stop)
+            pool = WorkerPool(ctx, count=count)
+            _settle()
+            await pool.run(stop)
         finally:
             await ctx.db.dispose()
 
