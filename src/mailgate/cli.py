@@ -210,17 +210,6 @@ def serve_worker_processes(configured: int | None, *, workers: int) -> int:
     return max(0, (os.cpu_count() or 1) - 1)
 
 
-def serve_api_processes(configured: int | None, *, workers: int, worker_processes: int) -> int:
-    """How many HTTP API processes ``serve`` runs, itself included: ``configured``
-    (``MAILGATE_API_PROCESSES``), else one per core when ``serve`` delivers no mail itself
-    nor through worker processes (an API host), else one."""
-    if configured is not None:
-        return configured
-    if workers == 0 and worker_processes == 0:
-        return max(1, os.cpu_count() or 1)
-    return 1
-
-
 def _start_worker_processes(processes: int, stop: asyncio.Event) -> asyncio.Task[int] | None:
     if processes == 0:
         return None
@@ -310,7 +299,7 @@ def serve(
     listen_port = port if port is not None else settings.port
     count = settings.workers if workers is None else workers
     children = serve_worker_processes(settings.worker_processes, workers=count)
-    apis = serve_api_processes(settings.api_processes, workers=count, worker_processes=children)
+    apis = settings.api_processes
 
     async def go() -> None:
         ctx: Context = await boot.open_context(settings, auto_upgrade=True, create_key=True)

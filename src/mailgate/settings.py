@@ -107,13 +107,12 @@ class Settings(BaseSettings):
             "first, none when MAILGATE_WORKERS is 0; 0 = none)."
         ),
     )
-    api_processes: int | None = Field(
-        None,
+    api_processes: int = Field(
+        1,
         ge=1,
         description=(
-            "HTTP API processes of `serve`, itself included, sharing its port (default: one "
-            "per core when `serve` delivers no mail, MAILGATE_WORKERS=0 and no worker "
-            "processes; else 1)."
+            "HTTP API processes of `serve`, itself included, sharing its port (more than one "
+            "helps where one API process is busy all the time and the database has room)."
         ),
     )
     expect_workers: int | None = Field(

@@ -1,5 +1,5 @@
-"""`mailgate serve` runs several HTTP API processes on one port: by default one per core on a
-host that delivers no mail itself, else one (MAILGATE_API_PROCESSES sets it)."""
+"""`mailgate serve` runs MAILGATE_API_PROCESSES HTTP API processes (itself included) on one
+port; a busy port stops it with a configuration error."""
 
 from __future__ import annotations
 
@@ -14,23 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mailgate.cli import serve_api_processes
 from mailgate.settings import Settings
 from tests.delivery.conftest import T, Tenant
 from tests.delivery.test_durability import _counts
 from tests.delivery.test_supervisor import _children, _until
-
-
-def test_default_is_one_per_core_on_an_api_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    assert serve_api_processes(None, workers=0, worker_processes=0) == 4
-    # A serve that delivers (in itself or through worker processes) leaves the cores to them.
-    assert serve_api_processes(None, workers=1, worker_processes=3) == 1
-    assert serve_api_processes(None, workers=0, worker_processes=2) == 1
-    assert serve_api_processes(None, workers=1, worker_processes=0) == 1
-    assert serve_api_processes(3, workers=1, worker_processes=3) == 3
-    monkeypatch.setattr(os, "cpu_count", lambda: None)
-    assert serve_api_processes(None, workers=0, worker_processes=0) == 1
 
 
 def _free_port() -> int:
