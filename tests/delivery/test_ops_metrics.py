@@ -161,3 +161,34 @@ async def test_every_metric_the_grafana_dashboard_queries_is_in_metrics(tenant: 
     }
     assert missing == set()
     assert dashboard["panels"] and dashboard["title"]
+
+
+def test_observe_many_counts_as_observe_does() -> None:
+    """Values observed at once land in the same buckets, count and sum as one by one,
+    including values on a bucket's bound, past the last finite bound and zero."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from mailgate.metrics import DURATION_BUCKETS, observe_many
+
+    values = [0.0, 0.05, 0.051, 0.3, 0.3, 2.5, 7.0, 59.9, 60.0, 500.0, 0.001]
+    registry = CollectorRegistry()
+    one = Histogram("one", "by observe", ["k"], buckets=DURATION_BUCKETS, registry=registry)
+    many = Histogram("many", "by observe_many", ["k"], buckets=DURATION_BUCKETS, registry=registry)
+    for value in values:
+        one.labels(k="x").observe(value)
+    observe_many(many.labels(k="x"), values)
+    observe_many(many.labels(k="x"), [])  # nothing to count
+
+    def samples(name: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.name.removeprefix(name), s.labels.get("le", "")): s.value
+            for metric in registry.collect()
+            if metric.name == name
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    expected = samples("one")
+    assert expected[("_count", "")] == len(values)
+    assert expected[("_bucket", "0.05")] == 3  # 0.0, 0.001 and 0.05 itself
+    assert samples("many") == expected
