@@ -28,7 +28,7 @@ from mailgate.settings import Settings
 from mailgate.storage import migrate
 from mailgate.storage.db import Database
 from mailgate.storage.secretbox import generate_key
-from mailgate.worker.supervisor import CONFIGURATION_ERROR
+from mailgate.worker.supervisor import CONFIGURATION_ERROR, supervise, worker_command
 
 if TYPE_CHECKING:
     from mailgate.services.demo import Demo
@@ -213,28 +213,21 @@ def serve_worker_processes(configured: int | None, *, workers: int) -> int:
 def _start_worker_processes(processes: int, stop: asyncio.Event) -> asyncio.Task[int] | None:
     if processes == 0:
         return None
-    from mailgate.worker.supervisor import supervise
-
     console.print(f"mailgate serve: {processes} worker process(es) beside the API")
-    return asyncio.create_task(supervise(processes=processes, tasks=1, stop=stop))
+    return asyncio.create_task(supervise(worker_command(1), processes=processes, stop=stop))
 
 
 def _start_api_processes(
-    processes: int, listening: socket.socket | None, stop: asyncio.Event
+    processes: int, listening: socket.socket, stop: asyncio.Event
 ) -> asyncio.Task[int] | None:
     """``processes`` more HTTP API processes accepting on ``listening`` (the kernel hands
     each new connection to one of the processes waiting on it)."""
-    if processes == 0 or listening is None:
+    if processes == 0:
         return None
-    from mailgate.worker.supervisor import supervise
-
-    host, port = listening.getsockname()[:2]
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    console.print(f"mailgate serve: API on http://{where} in {processes + 1} processes")
     fd = listening.fileno()
     command = [sys.executable, "-m", "mailgate", "api-process", "--fd", str(fd)]
     return asyncio.create_task(
-        supervise(processes=processes, stop=stop, command=command, pass_fds=(fd,), kind="API")
+        supervise(command, processes=processes, stop=stop, pass_fds=(fd,), kind="API")
     )
 
 
@@ -251,6 +244,11 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         ) from None
     listening.set_inheritable(True)
     return listening
+
+
+def _url(listening: socket.socket) -> str:
+    host, port = listening.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _http_server(ctx: Context, settings: Settings) -> Any:
@@ -302,50 +300,50 @@ def serve(
     apis = settings.api_processes
 
     async def go() -> None:
-        ctx: Context = await boot.open_context(settings, auto_upgrade=True, create_key=True)
-        pool = WorkerPool(ctx, count=count)
-        ctx.wake = pool.wake
-        stop = asyncio.Event()
-        listening: socket.socket | None = None
-        try:
-            if with_demo:
-                found = await demo.ensure_demo(ctx, token_file=settings.data_dir / DEMO_TOKEN_FILE)
-                _print_demo(found, listen_host, listen_port)
-            server = _http_server(
-                ctx, settings.model_copy(update={"host": listen_host, "port": listen_port})
-            )
-            if apis > 1:
-                listening = _listening_socket(listen_host, listen_port)
-
-            def shutdown() -> None:
-                server.should_exit = True
-                stop.set()
-
-            _on_signals(shutdown)
-            # Started before the workers: a bad certificate or a busy port stops `serve`
-            # with its message before anything else runs.
-            submission = await start_submission(
-                ctx, settings.model_copy(update={"host": listen_host})
-            )
-            workers_task = asyncio.create_task(pool.run(stop))
-            # Started after the database was opened (and upgraded) above.
-            processes_task = _start_worker_processes(children, stop)
-            api_task = _start_api_processes(apis - 1, listening, stop)
-            _settle()
+        # Opened first: a busy port stops `serve` with its message before anything else runs.
+        with _listening_socket(listen_host, listen_port) as listening:
+            ctx: Context = await boot.open_context(settings, auto_upgrade=True, create_key=True)
+            pool = WorkerPool(ctx, count=count)
+            ctx.wake = pool.wake
+            stop = asyncio.Event()
             try:
-                await server.serve(sockets=None if listening is None else [listening])
+                if with_demo:
+                    token_file = settings.data_dir / DEMO_TOKEN_FILE
+                    found = await demo.ensure_demo(ctx, token_file=token_file)
+                    _print_demo(found, listen_host, listen_port)
+                server = _http_server(
+                    ctx, settings.model_copy(update={"host": listen_host, "port": listen_port})
+                )
+                processes = f" in {apis} processes" if apis > 1 else ""
+                console.print(f"mailgate serve: API on {_url(listening)}{processes}")
+
+                def shutdown() -> None:
+                    server.should_exit = True
+                    stop.set()
+
+                _on_signals(shutdown)
+                # Started before the workers: a bad certificate or a busy submission port
+                # stops `serve` with its message before anything else runs.
+                submission = await start_submission(
+                    ctx, settings.model_copy(update={"host": listen_host})
+                )
+                workers_task = asyncio.create_task(pool.run(stop))
+                # Started after the database was opened (and upgraded) above.
+                processes_task = _start_worker_processes(children, stop)
+                api_task = _start_api_processes(apis - 1, listening, stop)
+                _settle()
+                try:
+                    await server.serve(sockets=[listening])
+                finally:
+                    stop.set()
+                    if submission is not None:
+                        await submission.stop()
+                    await workers_task
+                    for task in (processes_task, api_task):
+                        if task is not None:
+                            await task
             finally:
-                stop.set()
-                if submission is not None:
-                    await submission.stop()
-                await workers_task
-                for task in (processes_task, api_task):
-                    if task is not None:
-                        await task
-        finally:
-            if listening is not None:
-                listening.close()
-            await ctx.db.dispose()
+                await ctx.db.dispose()
 
     _run(go(), fast_loop=True)
 
@@ -360,20 +358,19 @@ def api_process(
     settings = _settings()
 
     async def go() -> None:
-        ctx = await boot.open_context(settings)
-        listening = socket.socket(fileno=fd)
-        try:
-            server = _http_server(ctx, settings)
+        with socket.socket(fileno=fd) as listening:
+            ctx = await boot.open_context(settings)
+            try:
+                server = _http_server(ctx, settings)
 
-            def shutdown() -> None:
-                server.should_exit = True
+                def shutdown() -> None:
+                    server.should_exit = True
 
-            _on_signals(shutdown)
-            _settle()
-            await server.serve(sockets=[listening])
-        finally:
-            listening.close()
-            await ctx.db.dispose()
+                _on_signals(shutdown)
+                _settle()
+                await server.serve(sockets=[listening])
+            finally:
+                await ctx.db.dispose()
 
     _run(go(), fast_loop=True)
 
@@ -393,13 +390,12 @@ def worker(
 
     settings = _settings()
     if processes > 1:
-        from mailgate.worker.supervisor import supervise
 
         async def supervised() -> int:
             stop = asyncio.Event()
             _on_signals(stop.set)
             console.print(f"mailgate worker: {processes} processes of {count} task(s)")
-            return await supervise(processes=processes, tasks=count, stop=stop)
+            return await supervise(worker_command(count), processes=processes, stop=stop)
 
         raise typer.Exit(_run(supervised()))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -81,8 +81,8 @@ def accepted(tenant_id: str, server_id: str | None, count: int = 1) -> None:
 
 def attempts(
     outcomes: Mapping[tuple[str, str | None, str], int],
-    latencies: Mapping[tuple[str, str | None], Iterable[float]],
-    durations: Mapping[tuple[str, str], Iterable[float]],
+    latencies: Mapping[tuple[str, str | None], Sequence[float]],
+    durations: Mapping[tuple[str, str], Sequence[float]],
 ) -> None:
     """Finished attempts, grouped by their labels: counts by (tenant, server, outcome, the
     status the message is left in); seconds from acceptance to delivery of the sent ones by
@@ -90,9 +90,9 @@ def attempts(
     for (tenant_id, server_id, outcome), count in outcomes.items():
         OUTCOMES.labels(tenant=tenant_id, server=server_id or "none", outcome=outcome).inc(count)
     for (tenant_id, server_id), values in latencies.items():
-        observe_many(LATENCY.labels(tenant=tenant_id, server=server_id or "none"), list(values))
+        observe_many(LATENCY.labels(tenant=tenant_id, server=server_id or "none"), values)
     for (engine, outcome), values in durations.items():
-        observe_many(ATTEMPT_DURATION.labels(engine=engine, outcome=outcome), list(values))
+        observe_many(ATTEMPT_DURATION.labels(engine=engine, outcome=outcome), values)
 
 
 def observe_many(histogram: Any, values: Sequence[float]) -> None:

@@ -17,13 +17,8 @@ import pytest
 from mailgate.settings import Settings
 from tests.delivery.conftest import T, Tenant
 from tests.delivery.test_durability import _counts
+from tests.delivery.test_serve_processes import _free_port
 from tests.delivery.test_supervisor import _children, _until
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -38,22 +38,19 @@ def worker_command(tasks: int) -> list[str]:
 
 
 async def supervise(
+    command: Sequence[str],
     *,
     processes: int,
     stop: asyncio.Event,
-    tasks: int = 1,
-    command: Sequence[str] | None = None,
     pass_fds: Sequence[int] = (),
     kind: str = "worker",
 ) -> int:
-    """Run ``processes`` children until ``stop``; the exit status. A child runs ``command``
-    (by default a worker of ``tasks`` tasks) and inherits ``pass_fds``; ``kind`` names it in
-    the log."""
-    argv = list(command) if command is not None else worker_command(tasks)
+    """Run ``processes`` children of ``command`` until ``stop``; the exit status. Each
+    inherits ``pass_fds``; ``kind`` names them in the log."""
 
     async def spawn() -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(pass_fds)
+            *command, stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(pass_fds)
         )
 
     children = [await spawn() for _ in range(processes)]
