@@ -13,7 +13,7 @@ when nothing but the mail is written (:meth:`SqliteQueue.enqueue_alone`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,24 @@ _BULK = Bulk(None, dialect="sqlite")
 _QUOTA_SET = QUOTA_SET.format(m="?")
 
 
+def _unless_found(
+    check: tuple[str, tuple[Any, ...]] | None,
+    statements: Sequence[tuple[str, list[tuple[Any, ...]]]],
+) -> Callable[[sqlite3.Connection], bool]:
+    """A direct transaction's body: unless the query ``check`` finds a row, each of
+    ``statements`` for all its rows, and True; else nothing written and False."""
+
+    def write(conn: sqlite3.Connection) -> bool:
+        if check is not None and conn.execute(*check).fetchone():
+            return False
+        for sql, rows in statements:
+            if rows:
+                conn.executemany(sql, rows)
+        return True
+
+    return write
+
+
 class SqliteQueue(SqlQueue):
     dialect = "sqlite"
 
@@ -50,16 +68,10 @@ class SqliteQueue(SqlQueue):
         times its database work, while the workers waited to record outcomes."""
         if not db.direct:
             return False
-        statements = enqueue_statements(_BULK, items, now=now)
-
-        def write(conn: sqlite3.Connection) -> bool:
-            if conn.execute(_QUOTA_SET, (tenant_id, tenant_id)).fetchone():
-                return False  # nothing written: the quota is counted in the caller's way
-            for sql, rows in statements:
-                if rows:
-                    conn.executemany(sql, rows)
-            return True
-
+        # A quota refuses: nothing is written, and the caller counts it in its own way.
+        write = _unless_found(
+            (_QUOTA_SET, (tenant_id, tenant_id)), enqueue_statements(_BULK, items, now=now)
+        )
         return await db.run_direct(write, write=True)
 
     async def claim_batch(
@@ -98,16 +110,11 @@ class SqliteQueue(SqlQueue):
     ) -> bool:
         if not db.direct:
             return False
-        statements = [(sql, rows) for sql, rows in finish_statements(_BULK, prepared) if rows]
         tenants = tuple(sorted(set(tenant_ids)))
         marks = _BULK.marks(len(tenants))
         hooked = f"SELECT 1 FROM webhooks WHERE status = ? AND tenant_id IN ({marks}) LIMIT 1"  # noqa: S608
-
-        def finish(conn: sqlite3.Connection) -> bool:
-            if tenants and conn.execute(hooked, (WebhookStatus.ACTIVE.value, *tenants)).fetchone():
-                return False  # nothing written yet: the caller records events with them
-            for sql, rows in statements:
-                conn.executemany(sql, rows)
-            return True
-
+        # An active endpoint refuses: nothing is written, and the caller records its events
+        # with the outcomes.
+        check = (hooked, (WebhookStatus.ACTIVE.value, *tenants)) if tenants else None
+        finish = _unless_found(check, finish_statements(_BULK, prepared))
         return await db.run_direct(finish, write=True)
