@@ -3,8 +3,8 @@
 Mailgate speaks SMTP on its own small protocol object rather than through a client
 library's command loop because it needs replies queued in order for ESMTP PIPELINING
 (RFC 2920: several commands written at once, their replies read back one by one), a
-distinct timeout for the reply after the final dot, and to know whether the message bytes
-left the process before a connection broke.
+distinct timeout for the reply after the final dot (or after the last BDAT chunk, RFC
+3030), and to know whether the message bytes left the process before a connection broke.
 
 Errors are raised as :class:`TimeoutError`, :class:`ConnectionLost` and
 :class:`ProtocolError`; turning them into delivery outcomes is the session's job.
@@ -75,22 +75,37 @@ def encode_command(command: str, *, utf8: bool = False) -> bytes:
     return command.encode("utf-8" if utf8 else "ascii") + b"\r\n"
 
 
-def encode_message(data: bytes) -> bytes:
-    """``data`` ready for the wire after a 354: CRLF lines, dot-stuffed, final dot added.
+def crlf_lines(data: bytes) -> bytes:
+    """``data`` as CRLF lines, ending with CRLF: the content as both DATA and BDAT carry it.
 
-    Every bare CR or LF becomes CRLF (RFC 5321 section 2.3.8), the content ends with CRLF,
-    each line starting with "." gets one more (section 4.5.2) and ``.CRLF`` ends the data
-    (section 4.1.1.4).
+    Every bare CR or LF becomes CRLF (RFC 5321 section 2.3.8) and the content ends with
+    CRLF, so that DATA can add its final dot and a BDAT chunk ends a line (RFC 3030
+    section 2 counts exactly these octets).
     """
     crlf = data.count(b"\r\n")
     if data.count(b"\r") != crlf or data.count(b"\n") != crlf:  # cheap test for the rare case
         data = _BARE_LINE_END.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    data = data.replace(b"\r\n.", b"\r\n..")
+    return data
+
+
+def encode_message(data: bytes) -> bytes:
+    """``data`` ready for the wire after a 354: CRLF lines, dot-stuffed, final dot added.
+
+    The lines are those of :func:`crlf_lines`; each line starting with "." gets one more
+    (RFC 5321 section 4.5.2) and ``.CRLF`` ends the data (section 4.1.1.4).
+    """
+    data = crlf_lines(data).replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):
         data = b"." + data
     return data + b".\r\n"
+
+
+def encode_bdat_last(size: int) -> bytes:
+    """The command announcing the one and last chunk of ``size`` octets (RFC 3030 section 2:
+    no dot-stuffing and no final dot; the count alone delimits the content)."""
+    return b"BDAT %d LAST\r\n" % size
 
 
 class SmtpWire(asyncio.Protocol):
