@@ -92,6 +92,7 @@ GOOD_OPTIONS = {
     "ehlo_name": "mx.acme.example",
     "disable_auth_plain": "yes",
     "disable_pipelining": "off",
+    "disable_chunking": "no",
     "connect_timeout": "5",
     "greeting_timeout": "6.5",
     "idle_timeout": "40",

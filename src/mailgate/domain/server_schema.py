@@ -331,6 +331,7 @@ OPTIONS: dict[str, OptionSpec] = {
         OptionSpec("ehlo_name", "the name sent with EHLO (default: this host's FQDN)", _ehlo),
         OptionSpec("disable_auth_plain", '"true" uses AUTH LOGIN even if PLAIN is offered', _flag),
         OptionSpec("disable_pipelining", '"true" never pipelines', _flag),
+        OptionSpec("disable_chunking", '"true" sends DATA, never BDAT (CHUNKING)', _flag),
         OptionSpec("connect_timeout", "seconds for TCP connect and TLS handshake", _positive),
         OptionSpec("greeting_timeout", "seconds to wait for the 220 greeting", _positive),
         OptionSpec("idle_timeout", "seconds an unused pooled connection is kept", _positive),

@@ -294,6 +294,17 @@ class SmtpSession:
         return tuple(dict.fromkeys(self.extensions.get("AUTH", "").upper().split()))
 
     @property
+    def pipelining(self) -> bool:
+        """Whether commands are pipelined: offered (RFC 2920) and not disabled."""
+        return self.settings.pipelining and "PIPELINING" in self.extensions
+
+    @property
+    def chunking(self) -> bool:
+        """Whether content goes out as BDAT instead of DATA: CHUNKING is offered (RFC 3030
+        section 2) and not disabled."""
+        return self.settings.chunking and "CHUNKING" in self.extensions
+
+    @property
     def size_limit(self) -> int | None:
         """The SIZE the server declared (RFC 1870 section 4), or ``None`` for no limit."""
         value = self.extensions.get("SIZE", "").strip()

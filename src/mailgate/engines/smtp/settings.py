@@ -10,6 +10,7 @@ Recognised ``options`` (all strings, as stored; declared in
 ``ehlo_name``                    the name sent with EHLO (default: this host's FQDN)
 ``disable_auth_plain``           "true" uses AUTH LOGIN even when PLAIN is offered
 ``disable_pipelining``           "true" never pipelines, even when the server offers it
+``disable_chunking``             "true" sends DATA, never BDAT, even when CHUNKING is offered
 ``connect_timeout``              seconds for TCP connect and TLS handshake (default: timeout)
 ``greeting_timeout``             seconds to wait for the 220 greeting (default: timeout)
 ``idle_timeout``                 seconds an unused pooled connection is kept (default 30)
@@ -52,6 +53,7 @@ class SessionSettings:
     allow_insecure_auth: bool
     login_only: bool
     pipelining: bool
+    chunking: bool
     connect_timeout: float
     greeting_timeout: float
     command_timeout: float
@@ -108,6 +110,7 @@ class SessionSettings:
             allow_insecure_auth=config.allow_insecure_auth,
             login_only=_flag(config, "disable_auth_plain"),
             pipelining=not _flag(config, "disable_pipelining"),
+            chunking=not _flag(config, "disable_chunking"),
             connect_timeout=_seconds(config, "connect_timeout", timeout),
             greeting_timeout=_seconds(config, "greeting_timeout", timeout),
             command_timeout=timeout,
