@@ -8,7 +8,9 @@
   records every message (envelope and content) and counts connections.
 * :class:`RawSmtpServer` — an asyncio server that plays a scripted dialogue, for faults
   aiosmtpd cannot produce: odd greetings, chosen replies per command, disconnects, stalls.
-  It records the raw bytes of every connection.
+  It records the raw bytes of every connection. It also speaks BDAT (RFC 3030 CHUNKING,
+  which aiosmtpd does not implement) when a client sends it: ``BDAT <n> [LAST]`` is
+  followed by exactly n octets, read before the scripted reply is sent.
 
 All servers listen on 127.0.0.1 on a free port and are async context managers.
 """
@@ -203,14 +205,21 @@ STALL = Action("STALL")
 
 Step = bytes | Action
 #: Replies by verb: one step, or a sequence used in order (the last one repeats). Verbs are
-#: the command words plus ``GREETING`` and ``DOT`` (the reply to the final dot);
-#: ``CONTENT`` may be :data:`CLOSE` to hang up in the middle of the message content.
+#: the command words plus ``GREETING`` and ``DOT`` (the reply to the final dot); ``BDAT``
+#: answers each chunk once it has been read; ``CONTENT`` may be :data:`CLOSE` to hang up in
+#: the middle of the message content (after DATA's 354, or after a BDAT command).
 Replies = Mapping[str, Step | Sequence[Step]]
 
 DEFAULT_EHLO = (
     b"250-raw.mailgate.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
     b"250-SIZE 10485760\r\n250 ENHANCEDSTATUSCODES\r\n"
 )
+#: An EHLO reply offering CHUNKING (RFC 3030) with PIPELINING, and one without PIPELINING.
+CHUNKING_EHLO = (
+    b"250-raw.mailgate.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-8BITMIME\r\n"
+    b"250-SIZE 10485760\r\n250 ENHANCEDSTATUSCODES\r\n"
+)
+CHUNKING_ONLY_EHLO = CHUNKING_EHLO.replace(b"250-PIPELINING\r\n", b"")
 DEFAULT_REPLIES: dict[str, Step] = {
     "GREETING": b"220 raw.mailgate.test ESMTP\r\n",
     "EHLO": DEFAULT_EHLO,
@@ -219,6 +228,7 @@ DEFAULT_REPLIES: dict[str, Step] = {
     "RCPT": b"250 2.1.5 Ok\r\n",
     "DATA": b"354 End data with <CR><LF>.<CR><LF>\r\n",
     "DOT": b"250 2.0.0 Ok: queued as RAW123\r\n",
+    "BDAT": b"250 2.0.0 Ok: queued as RAW123\r\n",
     "RSET": b"250 2.0.0 Ok\r\n",
     "NOOP": b"250 2.0.0 Ok\r\n",
     "QUIT": b"221 2.0.0 Bye\r\n",
@@ -235,6 +245,7 @@ class RawConnection:
     received: bytearray = field(default_factory=bytearray)
     commands: list[bytes] = field(default_factory=list)
     contents: list[bytes] = field(default_factory=list)  # raw DATA content incl. final dot
+    chunks: list[bytes] = field(default_factory=list)  # the octets of each BDAT chunk
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def read_line(self) -> bytes:
@@ -269,6 +280,10 @@ class RawConnection:
             verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")
             if verb == "AUTH" or not verb:
                 verb = verb or "EMPTY"
+            if verb == "BDAT":
+                if not await self._chunk(line, script, step):
+                    return
+                continue
             reply = step(verb)
             if not await self._do(reply):
                 return
@@ -289,6 +304,24 @@ class RawConnection:
                     return
             if verb == "QUIT":
                 return
+
+    async def _chunk(self, line: bytes, script: Replies, step: Callable[[str], Step]) -> bool:
+        """Read the chunk announced by ``BDAT <n> [LAST]`` (RFC 3030 section 2), then reply.
+
+        The chunk is read whatever the state of the transaction, as a server must (it
+        discards the chunk of a refused transaction); only the scripted reply differs.
+        """
+        words = line.split()
+        if len(words) not in (2, 3) or not words[1].isdigit():
+            return await self._do(b"501 5.5.4 Syntax: BDAT <size> [LAST]\r\n")
+        if script.get("CONTENT") is CLOSE:
+            await self.reader.read(1024)
+            self.writer.transport.abort()
+            return False
+        chunk = await self.reader.readexactly(int(words[1]))
+        self.received += chunk
+        self.chunks.append(chunk)
+        return await self._do(step("BDAT"))
 
     async def _do(self, step: Step) -> bool:
         if step is CLOSE:
@@ -336,6 +369,11 @@ class RawSmtpServer:
     @property
     def contents(self) -> list[bytes]:
         return [content for c in self.connections for content in c.contents]
+
+    @property
+    def chunks(self) -> list[bytes]:
+        """Every BDAT chunk received, all connections in order."""
+        return [chunk for c in self.connections for chunk in c.chunks]
 
     async def __aenter__(self) -> RawSmtpServer:
         self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0, ssl=self._ssl)

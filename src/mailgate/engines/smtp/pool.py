@@ -15,6 +15,10 @@ the replies: one write per message instead of two. Whatever happens to the first
 (a 421, a broken connection), the second one's replies tell it: nothing of its content was
 sent, so it is retried on a fresh connection as any stale reused connection is.
 
+On a session that sends content by BDAT (RFC 3030 CHUNKING) nothing is written ahead: with
+PIPELINING each message is already one write (MAIL, RCPT..., BDAT and the chunk), and the
+next delivery in line gets the session when it is released, as without pipelining.
+
 Before a delivery writes its content it calls :meth:`hold`: when its caller records outcomes
 (:data:`~mailgate.engines.base.outcome_recording` is set), at most ``size`` messages may be on
 their way or delivered with their outcome unrecorded, one per connection. A worker killed
@@ -105,9 +109,9 @@ class SessionPool:
 
     def follow(self, session: SmtpSession) -> bytes:
         """The envelope of the first waiting delivery, bound to ``session`` (``b""`` if none
-        can follow: nobody waits, the session's budget is spent, or the next in line cannot
-        be pipelined there)."""
-        if session in self._bound or self._closed:
+        can follow: nobody waits, the session's budget is spent, it sends by BDAT, or the
+        next in line cannot be pipelined there)."""
+        if session in self._bound or self._closed or session.chunking:
             return b""
         if session.uses + 2 > session.settings.max_messages_per_connection:
             return b""

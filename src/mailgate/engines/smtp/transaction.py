@@ -5,6 +5,14 @@ only when at least one recipient was accepted, and the reply to the final dot de
 the accepted ones. When the server offers PIPELINING (RFC 2920) MAIL, every RCPT and DATA
 go out in one write and their replies are read back in order, which saves two round trips
 per message.
+
+When the server offers CHUNKING (RFC 3030), the content goes out as one ``BDAT <n> LAST``
+chunk instead: CRLF lines, neither dot-stuffed nor ended by a dot, its octet count
+announced in the command. BDAT needs no go-ahead (no 354), so with PIPELINING as well the
+whole transaction (MAIL, every RCPT, BDAT and the chunk) is one write, and its replies are
+read back in order; the reply to BDAT LAST is the final reply. A server that refused MAIL
+or every RCPT reads and discards the chunk (RFC 3030 section 2), so those refusals decide
+the outcomes as they do with DATA.
 """
 
 from __future__ import annotations
@@ -17,7 +25,14 @@ from mailgate.domain.outcomes import Failure, Phase, classify_reply
 from mailgate.engines.smtp.diagnose import SmtpError
 from mailgate.engines.smtp.session import SmtpSession
 from mailgate.engines.smtp.transcript import Transcript
-from mailgate.engines.smtp.wire import ConnectionLost, Reply, encode_command, encode_message
+from mailgate.engines.smtp.wire import (
+    ConnectionLost,
+    Reply,
+    crlf_lines,
+    encode_bdat_last,
+    encode_command,
+    encode_message,
+)
 
 
 @dataclass(slots=True)
@@ -78,17 +93,31 @@ class Transaction:
 class Plan:
     """What a transaction will write on one session: checked and encoded once."""
 
+    #: The content as written: dot-stuffed with its final dot after DATA, or the one BDAT
+    #: chunk (CRLF lines only) when ``chunking``.
     payload: bytes
     mail: bytes
     rcpts: list[tuple[int, bytes]]
     #: Recipients whose address cannot be sent (decided FAILED without a command).
     invalid: list[int]
     pipelined: bool
+    chunking: bool = False
 
     @property
     def envelope(self) -> bytes:
         """MAIL, every RCPT and DATA as one pipelined group (RFC 2920 section 3.1)."""
         return self.mail + b"".join(line for _, line in self.rcpts) + b"DATA\r\n"
+
+    @property
+    def bdat(self) -> bytes:
+        """The command before the chunk: ``BDAT <n> LAST`` (RFC 3030 section 2)."""
+        return encode_bdat_last(len(self.payload))
+
+    @property
+    def chunked_group(self) -> bytes:
+        """MAIL, every RCPT, BDAT and the chunk as one pipelined group: BDAT may be
+        pipelined (RFC 2920 section 3.1, RFC 3030 section 4.2) and needs no go-ahead."""
+        return self.mail + b"".join(line for _, line in self.rcpts) + self.bdat + self.payload
 
 
 #: Called with the session just before the content is written: the envelope of the next
@@ -150,7 +179,9 @@ def make_plan(session: SmtpSession, envelope: Envelope, data: bytes) -> Plan:
             phase=Phase.MAIL,
             kind=OutcomeKind.FAILED,
         )
-    payload = encode_message(data)
+    chunking = session.chunking
+    # RFC 1870 section 6 and RFC 3030 section 2: with BDAT the size is the chunk's octets.
+    payload = crlf_lines(data) if chunking else encode_message(data)
     limit = session.size_limit
     if limit is not None and len(payload) > limit:
         raise SmtpError.local(
@@ -177,18 +208,19 @@ def make_plan(session: SmtpSession, envelope: Envelope, data: bytes) -> Plan:
         raise SmtpError.local(
             "no valid recipient address", phase=Phase.RCPT, kind=OutcomeKind.FAILED
         )
-    pipelined = session.settings.pipelining and "PIPELINING" in session.extensions
-    return Plan(payload, mail, rcpts, invalid, pipelined)
+    return Plan(payload, mail, rcpts, invalid, session.pipelining, chunking)
 
 
 def plan_ahead(session: SmtpSession, envelope: Envelope, data: bytes) -> Plan | None:
     """A plan whose envelope may be written behind another message on ``session`` (the
-    server pipelines and the transaction needs no local refusal), else None."""
+    server pipelines, the content goes by DATA and the transaction needs no local
+    refusal), else None. A message sent by BDAT with PIPELINING is already one write of
+    its own, so nothing is written ahead on a session that uses CHUNKING."""
     try:
         plan = make_plan(session, envelope, data)
     except SmtpError:
         return None
-    return plan if plan.pipelined and not plan.invalid else None
+    return plan if plan.pipelined and not plan.chunking and not plan.invalid else None
 
 
 async def _run(
@@ -203,15 +235,20 @@ async def _run(
 ) -> None:
     for index in plan.invalid:
         tx.decide(index, OutcomeKind.FAILED, None, "invalid recipient address")
+    if plan.chunking and plan.pipelined:
+        await _pipelined_chunk(session, tx, plan, transcript, hold=hold)
+        return
     if plan.pipelined or written:
         go = await _pipelined_envelope(session, tx, plan, transcript, written=written)
     else:
-        go = await _sequential_envelope(session, tx, plan.mail, plan.rcpts, transcript)
+        go = await _sequential_envelope(session, tx, plan, transcript)
     if go:
         if hold is not None:
             await hold()
-        following = follow(session) if follow is not None and plan.pipelined else b""
-        await _send_content(session, tx, plan.payload, transcript, following=following)
+        following = b""
+        if follow is not None and plan.pipelined and not plan.chunking:
+            following = follow(session)
+        await _send_content(session, tx, plan, transcript, following=following)
 
 
 async def _pipelined_envelope(
@@ -251,20 +288,61 @@ async def _pipelined_envelope(
     return False
 
 
+async def _pipelined_chunk(
+    session: SmtpSession, tx: Transaction, plan: Plan, transcript: Transcript, *, hold: Hold | None
+) -> None:
+    """MAIL, every RCPT, ``BDAT <n> LAST`` and the chunk in one write, then their replies.
+
+    The content leaves with the envelope, so :meth:`SessionPool.hold` is awaited first.
+    From the write on, the server may have the whole message: every reply is awaited with
+    the final timeout (a server may hold its replies back until it has processed the
+    chunk, RFC 2920 section 3.2) and a silence or a lost connection is UNKNOWN, as after
+    the final dot. A refused MAIL, a refused RCPT and a 421 decide as they do with DATA:
+    the server discards the chunk of a transaction it refused (RFC 3030 section 2).
+    """
+    if hold is not None:
+        await hold()
+    _write(session, plan.chunked_group, Phase.MAIL)
+    await _flushed(session, transcript)
+    timeout = session.settings.final_timeout
+    transcript.client(_shown(plan.mail))
+    mail_reply = tx.mail_reply = await session.read(Phase.FINAL, transcript, timeout=timeout)
+    mail_ok = mail_reply.code // 100 == 2
+    if not mail_ok:
+        tx.decide_rest(reply=mail_reply, phase=Phase.MAIL)
+    if mail_reply.code == 421:
+        return  # the server closes the connection (RFC 5321 section 3.8): nothing follows
+    for index, line in plan.rcpts:
+        transcript.client(_shown(line))
+        reply = await session.read(Phase.FINAL, transcript, timeout=timeout)
+        if reply.code == 421:
+            tx.decide_rest(reply=reply, phase=Phase.RCPT)
+            return
+        if mail_ok and reply.code // 100 == 2:
+            tx.accepted.append(index)
+        elif mail_ok:
+            tx.decide_reply(index, reply, phase=Phase.RCPT)
+    transcript.client(_shown(plan.bdat))
+    transcript.client_data(len(plan.payload))
+    reply = await session.read(Phase.FINAL, transcript, timeout=timeout)
+    if tx.accepted:
+        await _decide_final(session, tx, plan, reply, transcript)
+    else:
+        # No transaction to deliver: the reply to BDAT (a 503 or 554) changes no outcome.
+        await _reset(session, tx, transcript, closing=reply.code == 421)
+
+
 async def _sequential_envelope(
-    session: SmtpSession,
-    tx: Transaction,
-    mail: bytes,
-    rcpts: list[tuple[int, bytes]],
-    transcript: Transcript,
+    session: SmtpSession, tx: Transaction, plan: Plan, transcript: Transcript
 ) -> bool:
-    """One command, one reply: MAIL, then RCPT per recipient, then DATA if any accepted."""
-    reply = tx.mail_reply = await _command(session, mail, Phase.MAIL, transcript)
+    """One command, one reply: MAIL, then RCPT per recipient, then, if any was accepted,
+    DATA (BDAT needs no go-ahead: its command goes out with the chunk)."""
+    reply = tx.mail_reply = await _command(session, plan.mail, Phase.MAIL, transcript)
     if reply.code // 100 != 2:
         tx.decide_rest(reply=reply, phase=Phase.MAIL)
         await _reset(session, tx, transcript, closing=reply.code == 421)
         return False
-    for index, line in rcpts:
+    for index, line in plan.rcpts:
         reply = await _command(session, line, Phase.RCPT, transcript)
         if reply.code // 100 == 2:
             tx.accepted.append(index)
@@ -277,6 +355,8 @@ async def _sequential_envelope(
     if not tx.accepted:
         await _reset(session, tx, transcript)
         return False
+    if plan.chunking:
+        return True
     reply = await _command(session, b"DATA\r\n", Phase.DATA, transcript)
     if reply.code != 354:
         for index in tx.accepted:
@@ -289,15 +369,29 @@ async def _sequential_envelope(
 async def _send_content(
     session: SmtpSession,
     tx: Transaction,
-    payload: bytes,
+    plan: Plan,
     transcript: Transcript,
     *,
     following: bytes = b"",
 ) -> None:
     """Write the content and the final dot (and, in the same write, the envelope of the
-    next transaction when one follows), then wait for the long final reply."""
-    _write(session, payload + following if following else payload, Phase.MESSAGE)
+    next transaction when one follows), or ``BDAT <n> LAST`` and the chunk; then wait for
+    the long final reply."""
+    payload = plan.payload
+    if plan.chunking:
+        _write(session, plan.bdat + payload, Phase.MESSAGE)
+        transcript.client(_shown(plan.bdat))
+    else:
+        _write(session, payload + following if following else payload, Phase.MESSAGE)
     transcript.client_data(len(payload))
+    await _flushed(session, transcript)
+    reply = await session.read(Phase.FINAL, transcript, timeout=session.settings.final_timeout)
+    await _decide_final(session, tx, plan, reply, transcript)
+
+
+async def _flushed(session: SmtpSession, transcript: Transcript) -> None:
+    """Wait until the content has left the process; a connection lost before is DEFERRED
+    (the server cannot have the whole message)."""
     try:
         await session.wire.wait_flushed()
     except ConnectionLost as exc:
@@ -306,14 +400,25 @@ async def _send_content(
         raise SmtpError.from_failure(Failure.CONNECTION_LOST, message, phase=Phase.MESSAGE) from exc
     # From here on the server may have the whole message: a silence or a broken
     # connection is UNKNOWN, not DEFERRED (RFC 5321 section 4.1.1.4 and 6.1).
-    reply = await session.read(Phase.FINAL, transcript, timeout=session.settings.final_timeout)
+
+
+async def _decide_final(
+    session: SmtpSession, tx: Transaction, plan: Plan, reply: Reply, transcript: Transcript
+) -> None:
+    """The reply to the final dot (or to BDAT LAST) decides for every accepted recipient."""
     if reply.code // 100 not in (2, 4, 5):
+        what = "BDAT LAST" if plan.chunking else "the final dot"
         raise SmtpError.from_failure(
-            Failure.PROTOCOL, f"unexpected reply to the final dot: {reply}", phase=Phase.FINAL
+            Failure.PROTOCOL, f"unexpected reply to {what}: {reply}", phase=Phase.FINAL
         )
     tx.final_reply = reply
     for index in tx.accepted:
         tx.decide_reply(index, reply, phase=Phase.FINAL)
+    if plan.chunking and reply.code // 100 != 2:
+        # RFC 3030 section 2: a refused chunk fails the transaction; the session is reused
+        # only once RSET (RFC 5321 section 4.1.1.5) has brought it back to a known state.
+        await _reset(session, tx, transcript, closing=reply.code == 421)
+        return
     tx.reusable = reply.code != 421 and session.wire.is_open
 
 
