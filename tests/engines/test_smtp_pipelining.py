@@ -100,3 +100,23 @@ async def test_cancelled_follower_does_not_leak_the_connection(
     assert follower.cancelled()
     assert later.kind is K.SENT
     assert len(server.connections) == 2
+
+
+async def test_a_busy_connection_is_renewed_when_its_budget_is_spent(
+    make_config: ConfigFactory, dialer: LoopbackDialer, writes: list[bytes]
+) -> None:
+    # Deliveries always wait for the one connection, so it is never idle: it is still
+    # renewed after max_messages_per_connection, and every message but the first of each
+    # connection has its envelope written ahead, behind the previous content.
+    options = {"ehlo_name": "client.mailgate.test", "max_messages_per_connection": "4"}
+    async with RawSmtpServer.scripted() as server:
+        engine = SmtpEngine(
+            make_config(server.port, max_connections=1, options=options), dialer=dialer
+        )
+        results = await asyncio.gather(*(engine.deliver(envelope(n), MESSAGE) for n in range(10)))
+        await engine.aclose()
+    assert [r.kind for r in results] == [K.SENT] * 10
+    assert [len(c.contents) for c in server.connections] == [4, 4, 2]
+    assert engine.connections_opened == 3
+    assert engine.envelopes_pipelined == 3 + 3 + 1
+    assert [c.commands.count(b"QUIT\r\n") for c in server.connections] == [1, 1, 1]

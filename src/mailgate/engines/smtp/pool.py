@@ -164,6 +164,13 @@ class SessionPool:
                 return
             reusable = False  # its delivery was cancelled: nobody reads its replies
         if reusable and not self._closed and session.wire.is_open:
+            if session.uses >= session.settings.max_messages_per_connection:
+                # Its budget is spent: renewed, also when deliveries wait for it (else a
+                # busy pool would keep its first connections for ever and, past their
+                # budget, stop writing envelopes ahead).
+                self._retire(session)
+                self._free_slot()
+                return
             waiter = self._next_waiter()
             if waiter is not None:
                 waiter.future.set_result((session, False))
