@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailgate.domain.ids import new_id
+from mailgate.domain.ids import new_id, new_ids
 
 
 def test_ids_sort_by_time_and_do_not_repeat() -> None:
@@ -13,3 +13,14 @@ def test_ids_sort_by_time_and_do_not_repeat() -> None:
     same_ms = {new_id(now_ms=5) for _ in range(1000)}
     assert len(same_ms) == 1000
     assert new_id(now_ms=2**47) > new_id(now_ms=2**47 - 1)
+
+
+def test_ids_made_together_are_unique_and_spelled_like_single_ones() -> None:
+    ids = new_ids(500, now_ms=1_700_000_000_000)
+    assert len(set(ids)) == 500
+    assert all(len(i) == 26 and i.isalnum() and i == i.lower() for i in ids)
+    # The first nine characters (45 of the 48 time bits) are those of a single id of that time.
+    single = new_id(now_ms=1_700_000_000_000)
+    assert {i[:9] for i in ids} == {single[:9]}
+    assert new_ids(0) == []
+    assert new_ids(3, now_ms=2**47)[0] > new_id(now_ms=2**47 - 1)

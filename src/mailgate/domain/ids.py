@@ -18,5 +18,21 @@ _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 def new_id(*, now_ms: int | None = None) -> str:
     """A new id; ``now_ms`` fixes the time part (tests)."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = ((ms << 80) | int.from_bytes(os.urandom(10), "big")) << 2
+    return _spell(ms << 80 | int.from_bytes(os.urandom(10), "big"))
+
+
+def new_ids(count: int, *, now_ms: int | None = None) -> list[str]:
+    """``count`` new ids of the same millisecond, with one read of the OS's random source
+    for all of them (a worker names a batch of attempts at once)."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    pool = os.urandom(10 * count)
+    stamp = ms << 80
+    return [
+        _spell(stamp | int.from_bytes(pool[i : i + 10], "big")) for i in range(0, 10 * count, 10)
+    ]
+
+
+def _spell(value: int) -> str:
+    """The 26 characters of a 128-bit id (two spare zero bits make it 130)."""
+    value <<= 2
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])

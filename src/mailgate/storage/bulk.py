@@ -36,8 +36,9 @@ class Bulk:
             return value
         if value.tzinfo is not UTC:
             value = value.astimezone(UTC)
-        # The same text as strftime("%Y-%m-%d %H:%M:%S.%f"), several times cheaper.
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        # The same text as strftime("%Y-%m-%d %H:%M:%S.%f"), several times cheaper: the
+        # first 26 characters of the ISO form, before its "+00:00".
+        return value.isoformat(" ", "microseconds")[:26]
 
     def flag(self, value: bool) -> Any:
         return int(value) if self.sqlite else value

@@ -14,13 +14,12 @@ from typing import Any
 from sqlalchemy import Select, select, update
 
 from mailgate.domain.delivery import MessageStatus, RecipientStatus
-from mailgate.domain.ids import new_id
+from mailgate.domain.ids import new_ids
 from mailgate.storage.base import Tx, utcnow
 from mailgate.storage.bulk import Bulk
 from mailgate.storage.db import Database
 from mailgate.storage.queue_types import (
     ACTIVE_RECIPIENT,
-    AttemptRecord,
     Completion,
     Job,
     NewMessage,
@@ -187,14 +186,24 @@ def jobs_from(rows: Sequence[Any], bodies: Sequence[Any], recipients: Sequence[A
     return [_job(row, stored, pending, delivered) for row in rows]
 
 
-def _attempt_row(
-    b: Bulk, message_id: str, n: int, a: AttemptRecord, worker: str
-) -> tuple[Any, ...]:
-    return (
-        new_id(), message_id, n, b.time(a.started_at), b.time(a.finished_at), a.server_id,
-        a.engine, worker, a.outcome, a.code, a.reply, a.tls_version, a.duration_ms,
-        b.flag(a.possible_duplicate), a.transcript,
-    )  # fmt: skip
+def _attempt_rows(b: Bulk, completions: Sequence[Completion], worker: str) -> list[tuple[Any, ...]]:
+    """The attempts rows of ``completions`` (a fallback's failed attempt before the one
+    that decided), their ids made together."""
+    attempts = [
+        (c.job.id, c.job.attempt, a)
+        for c in completions
+        for a in (*c.extra_attempts, c.attempt)
+        if a is not None
+    ]
+    time, flag = b.time, b.flag
+    return [
+        (
+            attempt_id, message_id, n, time(a.started_at), time(a.finished_at), a.server_id,
+            a.engine, worker, a.outcome, a.code, a.reply, a.tls_version, a.duration_ms,
+            flag(a.possible_duplicate), a.transcript,
+        )
+        for attempt_id, (message_id, n, a) in zip(new_ids(len(attempts)), attempts, strict=True)
+    ]  # fmt: skip
 
 
 def finish_statements(b: Bulk, prepared: PreparedFinish) -> list[tuple[str, list[tuple[Any, ...]]]]:
@@ -308,12 +317,7 @@ class SqlQueue:
         """Convert completions to statement rows (pure work, kept out of the write lock)."""
         b = Bulk(None, dialect=self.dialect)
         now = b.time(utcnow())
-        attempt_rows: list[tuple[Any, ...]] = []
-        for c in completions:
-            for extra in c.extra_attempts:
-                attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, extra, worker))
-            if c.attempt is not None:
-                attempt_rows.append(_attempt_row(b, c.job.id, c.job.attempt, c.attempt, worker))
+        attempt_rows = _attempt_rows(b, completions, worker)
         # A claimed message is never held (held mail is not due), so ``held`` and the server
         # change only when the outcome says so.
         message_rows: list[tuple[Any, ...]] = []
