@@ -44,6 +44,10 @@ class Redactor:
         # Longest first, so a secret contained in a longer one never leaves a remainder.
         self._forms.sort(key=len, reverse=True)
 
+    def __bool__(self) -> bool:
+        """Whether any secret is registered (else there is nothing to scrub)."""
+        return bool(self._forms)
+
     def __call__(self, text: str) -> str:
         for form in self._forms:
             if form in text:

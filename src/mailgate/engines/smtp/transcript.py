@@ -12,7 +12,7 @@ One line per command sent (``C: ``) and per reply line received (``S: ``), plus 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from mailgate.engines.redaction import REDACTED, Redactor
 
@@ -43,12 +43,16 @@ class Transcript:
         self._lines.append(f"C: {prefix} {REDACTED}" if prefix else f"C: {REDACTED}")
 
     def client_data(self, size: int) -> None:
-        """The message content (and its final dot), summarised by size."""
+        """The content as written (dot-stuffed with its final dot, or one BDAT chunk),
+        summarised by size."""
         self._lines.append(f"C: [{size} bytes]")
 
-    def server(self, code: int, lines: Iterable[str]) -> None:
+    def server(self, code: int, lines: Sequence[str]) -> None:
         """A reply: one ``S:`` line per reply line, continuation marks as on the wire."""
-        texts = tuple(lines) or ("",)
+        if len(lines) == 1:  # most replies, written once per message and more
+            self._lines.append(f"S: {code} {self._clean(lines[0])}".rstrip())
+            return
+        texts = lines or ("",)
         last = len(texts) - 1
         for index, text in enumerate(texts):
             sep = " " if index == last else "-"
@@ -73,4 +77,4 @@ class Transcript:
         # Control characters from the server never reach the log as such.
         if "\r" in text or "\n" in text:
             text = text.replace("\r", "\\r").replace("\n", "\\n")
-        return self.redact(text)
+        return self._redactor(text) if self._redactor else text
