@@ -101,6 +101,7 @@ class Worker:
         self.servers = ServerDirectory(ctx)
         self.queue = queue_for(ctx.db.dialect)
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._done: list[Completion] = []
         #: Resolved when the completions of ``_done`` are committed (or could not be).
         self._recorded: list[asyncio.Future[None]] = []
@@ -111,6 +112,13 @@ class Worker:
         self._flush_now = asyncio.Event()
         self._min_claim = max(1, min(self.options.batch_size, self.options.concurrency) // 2)
         self.delivered = 0
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the worker runs on, kept: asking asyncio for it costs a system call on
+        Python 3.11 (it checks the process id), and it is needed for every message."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     def wake(self) -> None:
         """Called when mail was committed: claim now instead of at the next poll."""
@@ -230,7 +238,7 @@ class Worker:
             entries |= await self.servers.load(fallbacks)
         runnable = await self._admit(jobs, entries)
         for job in runnable:
-            task = asyncio.create_task(self._attempt(job, entries))
+            task = self._running_loop().create_task(self._attempt(job, entries))
             self._inflight[job.id] = (job, task)
             task.add_done_callback(self._forget(job.id))
 
@@ -361,7 +369,7 @@ class Worker:
         # At most ``concurrency`` of these run: a claim takes only what fits (``_pass``).
         # Set in this task's own context: the engine holds a place on its connections until
         # this outcome is committed (see the module docstring).
-        recorded = asyncio.get_running_loop().create_future()
+        recorded = self._running_loop().create_future()
         outcome_recording.set(OutcomeRecording(recorded, self._flush_now.set))
         try:
             completion = await self._deliver(job, entries)

@@ -66,6 +66,7 @@ class SessionPool:
         self._idle: list[SmtpSession] = []
         self._closing: set[asyncio.Task[bool]] = set()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Messages handed to the server whose outcome is not yet recorded (see :meth:`hold`).
         self._unrecorded = asyncio.Semaphore(size)
         #: The recording futures of the messages holding a place, with their callers' hurry.
@@ -94,7 +95,10 @@ class SessionPool:
         if self._busy < self._size and not self._waiters:
             self._busy += 1
             return await self._take(transcript)
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), prepare)
+        if self._loop is None:
+            # Kept: asking asyncio for the loop is a system call on Python 3.11.
+            self._loop = asyncio.get_running_loop()
+        waiter = _Waiter(self._loop.create_future(), prepare)
         self._waiters.append(waiter)
         try:
             session, written = await waiter.future
