@@ -283,6 +283,11 @@ class Database:
                 _holds_write_lock.reset(token)
 
     @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite database file, when the database is one."""
+        return self._sqlite_path
+
+    @property
     def direct(self) -> bool:
         """Whether :meth:`run_direct` is available (a SQLite database in a file)."""
         return self._sqlite_path is not None

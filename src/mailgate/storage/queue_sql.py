@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, select, update
@@ -310,6 +311,25 @@ class SqlQueue:
         must be recorded in the same transaction). False when nothing was written: the
         caller then uses :meth:`finish` with the webhook events. Here: always False."""
         return False
+
+    def journal_dir(self, db: Database) -> Path | None:
+        """Where workers keep their outcome journals
+        (:mod:`mailgate.storage.outcome_journal`), or None where they keep none. Here:
+        none (the journal serves a database on the worker's own host)."""
+        return None
+
+    async def hooked_tenants(self, db: Database) -> frozenset[str]:
+        """The tenants with an active webhook endpoint (their outcomes are recorded with
+        their events, never journalled)."""
+        raise NotImplementedError("only where journal_dir() is set")
+
+    async def apply_journalled(
+        self, db: Database, prepared: PreparedFinish, /, *, worker: str, tenant_ids: Sequence[str]
+    ) -> tuple[int | None, frozenset[str]]:
+        """Write journalled outcomes to the messages ``worker`` still leases, in a
+        transaction of their own, unless one of ``tenant_ids`` has an active webhook
+        endpoint (None: nothing written); also the tenants that have one now."""
+        raise NotImplementedError("only where journal_dir() is set")
 
     def prepare_finish(
         self, completions: Sequence[Completion], /, *, worker: str

@@ -15,9 +15,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from mailgate.domain.webhooks import WebhookStatus
+from mailgate.storage import outcome_journal
 from mailgate.storage.base import utcnow
 from mailgate.storage.bulk import Bulk
 from mailgate.storage.db import Database
@@ -35,6 +37,10 @@ from mailgate.storage.queue_types import Job, NewMessage, PreparedFinish
 
 _BULK = Bulk(None, dialect="sqlite")
 _QUOTA_SET = QUOTA_SET.format(m="?")
+_HOOKED_TENANTS = "SELECT DISTINCT tenant_id FROM webhooks WHERE status = ?"
+_ACTIVE = (WebhookStatus.ACTIVE.value,)
+#: Which of some messages the worker still leases (first placeholder: the worker).
+_LEASED = "SELECT id FROM messages WHERE lease_owner = ? AND id IN ({marks})"
 
 
 def _unless_found(
@@ -118,3 +124,35 @@ class SqliteQueue(SqlQueue):
         check = (hooked, (WebhookStatus.ACTIVE.value, *tenants)) if tenants else None
         finish = _unless_found(check, finish_statements(_BULK, prepared))
         return await db.run_direct(finish, write=True)
+
+    def journal_dir(self, db: Database) -> Path | None:
+        if not db.direct or db.sqlite_path is None:
+            return None
+        return outcome_journal.journal_dir(db.sqlite_path)
+
+    async def hooked_tenants(self, db: Database) -> frozenset[str]:
+        def read(conn: sqlite3.Connection) -> frozenset[str]:
+            return frozenset(row[0] for row in conn.execute(_HOOKED_TENANTS, _ACTIVE))
+
+        return await db.run_direct(read, write=False)
+
+    async def apply_journalled(
+        self, db: Database, prepared: PreparedFinish, /, *, worker: str, tenant_ids: Sequence[str]
+    ) -> tuple[int | None, frozenset[str]]:
+        ids = outcome_journal.message_ids(prepared)
+
+        def apply(conn: sqlite3.Connection) -> tuple[int | None, frozenset[str]]:
+            hooked = frozenset(row[0] for row in conn.execute(_HOOKED_TENANTS, _ACTIVE))
+            if hooked.intersection(tenant_ids):
+                return None, hooked
+            leased: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = _LEASED.format(marks=_BULK.marks(len(chunk)))
+                leased.update(row[0] for row in conn.execute(query, (worker, *chunk)))
+            for sql, rows in finish_statements(_BULK, outcome_journal.only(prepared, leased)):
+                if rows:
+                    conn.executemany(sql, rows)
+            return len(leased), hooked
+
+        return await db.run_direct(apply, write=True)

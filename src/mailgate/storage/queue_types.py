@@ -16,6 +16,8 @@ from mailgate.domain.delivery import MessageStatus, RecipientStatus
 from mailgate.storage.base import Tx
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mailgate.storage.db import Database
 
 ACTIVE_RECIPIENT = (RecipientStatus.PENDING.value, RecipientStatus.DEFERRED.value)
@@ -171,6 +173,20 @@ class Queue(Protocol):
         """Write prepared outcomes in a transaction of their own where that is cheaper, if
         none of ``tenant_ids`` has an active webhook endpoint; False when nothing was written
         (the caller then uses :meth:`finish` and records the webhook events with it)."""
+
+    def journal_dir(self, db: Database) -> Path | None:
+        """Where workers keep outcome journals (:mod:`mailgate.storage.outcome_journal`),
+        or None where they keep none."""
+
+    async def hooked_tenants(self, db: Database) -> frozenset[str]:
+        """The tenants with an active webhook endpoint (where :meth:`journal_dir` is set)."""
+
+    async def apply_journalled(
+        self, db: Database, prepared: PreparedFinish, /, *, worker: str, tenant_ids: Sequence[str]
+    ) -> tuple[int | None, frozenset[str]]:
+        """Write journalled outcomes to the messages ``worker`` still leases, in a
+        transaction of their own, unless one of ``tenant_ids`` has an active webhook
+        endpoint now (None: nothing written); with the tenants that have one."""
 
     def prepare_finish(
         self, completions: Sequence[Completion], /, *, worker: str

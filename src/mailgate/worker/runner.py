@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 
 from mailgate.domain.delivery import (
     DeliveryResult,
@@ -40,10 +41,12 @@ from mailgate.storage import server_deletion as deletion_store
 from mailgate.storage import servers as server_store
 from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
+from mailgate.storage.outcome_journal import OutcomeJournal, merge, replay_dead
 from mailgate.storage.queue import (
     AttemptRecord,
     Completion,
     Job,
+    PreparedFinish,
     queue_for,
 )
 from mailgate.worker import observe
@@ -110,6 +113,17 @@ class Worker:
         #: Set when a claim may be worthwhile again: outcomes were flushed or deliveries ended.
         self._room = asyncio.Event()
         self._flush_now = asyncio.Event()
+        #: Set when a delivery waits for outcomes to be durable (see :meth:`_record`).
+        self._hurried = False
+        self._journal: OutcomeJournal | None = None
+        #: Tenants with an active webhook endpoint, as last read (None: not known).
+        self._hooked: frozenset[str] | None = None
+        #: Journalled outcomes not applied yet, and how many messages they are.
+        self._journalled: list[tuple[PreparedFinish, list[Completion]]] = []
+        self._journalled_count = 0
+        #: Journalled outcomes whose apply failed, and their journal files.
+        self._unapplied: list[tuple[PreparedFinish, list[Completion]]] = []
+        self._unapplied_files: list[Path] = []
         self._min_claim = max(1, min(self.options.batch_size, self.options.concurrency) // 2)
         self.delivered = 0
 
@@ -132,6 +146,7 @@ class Worker:
         the exception propagates so that the pool restarts the worker."""
         ended = asyncio.Event()
         self.health.started(self.slot, now=time.monotonic(), restart=self.restarted)
+        await self._open_journal()
         flusher = asyncio.create_task(self._flush_loop(ended), name="mailgate-flush")
         keeper = asyncio.create_task(self._lease_loop(ended), name="mailgate-leases")
         try:
@@ -145,7 +160,10 @@ class Worker:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            await self._flush()
+            try:
+                await self._flush()
+            finally:
+                self._close_journal()
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         backoff = self.options.error_backoff
@@ -173,6 +191,8 @@ class Worker:
         """Claim and start one batch: None to claim again at once, else whether to idle
         until room frees up (True) or only until woken or the next poll (False)."""
         if time.monotonic() - self._last_reclaim > self.options.reclaim_interval:
+            # The journals of workers that are gone first: their outcomes are decided.
+            await self._replay_dead_journals()
             async with self.ctx.db.transaction() as tx:
                 reclaimed = await self.queue.reclaim_expired(tx)
             self._last_reclaim = time.monotonic()
@@ -370,7 +390,7 @@ class Worker:
         # Set in this task's own context: the engine holds a place on its connections until
         # this outcome is committed (see the module docstring).
         recorded = self._running_loop().create_future()
-        outcome_recording.set(OutcomeRecording(recorded, self._flush_now.set))
+        outcome_recording.set(OutcomeRecording(recorded, self._hurry))
         try:
             completion = await self._deliver(job, entries)
         except asyncio.CancelledError:
@@ -471,33 +491,139 @@ class Worker:
 
     # Recording -----------------------------------------------------------------------------
 
+    def _hurry(self) -> None:
+        """A delivery waits for outcomes to be durable before it may send on: now."""
+        self._hurried = True
+        self._flush_now.set()
+
     async def _flush(self) -> None:
-        """Commit the outcomes completed so far; their connections may then send on. When
-        the write fails the outcomes are not retried: their messages stay leased and come
-        back flagged as possible duplicates when the leases expire."""
-        if not self._done and not self._status_updates:
-            return
+        """Record the outcomes completed so far (:meth:`_record`); then apply the journalled
+        ones when enough have gathered or at a quiet moment (a flush nobody hurried)."""
+        hurried, self._hurried = self._hurried, False
+        if self._done or self._status_updates:
+            await self._record(journal=hurried)
+        pending = self._journalled or self._unapplied
+        if pending and (not hurried or self._journalled_count >= self.options.batch_size):
+            await self._apply_journal()
+
+    async def _record(self, *, journal: bool) -> None:
+        """Make the outcomes completed so far durable; their connections may then send on.
+
+        When deliveries wait for them (``journal``) and the worker keeps an outcome journal,
+        they are appended to it (:mod:`mailgate.storage.outcome_journal`) and applied to
+        the database in bulk later (:meth:`_apply_journal`); else they are committed now.
+        When a commit fails the outcomes are not retried: their messages stay leased and
+        come back flagged as possible duplicates when the leases expire."""
         done, self._done = self._done, []
         recorded, self._recorded = self._recorded, []
         updates, self._status_updates = self._status_updates, {}
         try:
             prepared = self.queue.prepare_finish(done, worker=self.name)
             tenant_ids = [c.job.tenant_id for c in done if c.recipients]
-            alone = not updates and await self.queue.finish_alone(
-                self.ctx.db, prepared, tenant_ids=tenant_ids
-            )
-            if not alone:
-                async with self.ctx.db.transaction() as tx:
-                    await self.queue.finish(tx, prepared)
-                    await webhook_store.record_events(tx, done)
-                    if updates:
-                        await server_store.set_status_many(tx, updates)
+            if journal and not updates and self._journal_append(prepared, tenant_ids):
+                self._journalled.append((prepared, done))
+                self._journalled_count += len(done)
+            else:
+                await self._commit(prepared, done, tenant_ids, updates)
         finally:
             for future in recorded:
                 if not future.done():
                     future.set_result(None)
         observe.record(done)
         self._room.set()
+
+    async def _commit(
+        self,
+        prepared: PreparedFinish,
+        done: list[Completion],
+        tenant_ids: list[str],
+        updates: dict[str, tuple[ServerStatus, str | None]],
+    ) -> None:
+        """Commit outcomes: alone where that is cheaper, else with their webhook events
+        and the servers' new statuses."""
+        db = self.ctx.db
+        if updates or not await self.queue.finish_alone(db, prepared, tenant_ids=tenant_ids):
+            async with db.transaction() as tx:
+                await self.queue.finish(tx, prepared)
+                await webhook_store.record_events(tx, done)
+                if updates:
+                    await server_store.set_status_many(tx, updates)
+
+    # The outcome journal -------------------------------------------------------------------
+
+    async def _open_journal(self) -> None:
+        """Keep an outcome journal where the queue has them (a SQLite database); without
+        one (it cannot be created), outcomes are committed as they come."""
+        directory = self.queue.journal_dir(self.ctx.db)
+        if directory is None:
+            return
+        try:
+            self._hooked = await self.queue.hooked_tenants(self.ctx.db)
+            journal = OutcomeJournal(directory, self.name)
+            journal.open()
+        except Exception as exc:
+            log.warning(
+                "no outcome journal (%s: %s); committing outcomes as they come",
+                type(exc).__name__,
+                _first_line(exc),
+            )
+            return
+        self._journal = journal
+
+    def _journal_append(self, prepared: PreparedFinish, tenant_ids: list[str]) -> bool:
+        """Append to the journal; False when the outcomes must be committed instead (no
+        journal, a tenant with an active webhook endpoint, a write that failed)."""
+        if self._journal is None or self._hooked is None or self._hooked.intersection(tenant_ids):
+            return False
+        try:
+            self._journal.append(prepared)
+        except OSError as exc:
+            log.warning("cannot write the outcome journal (%s); committing outcomes", exc)
+            return False
+        return True
+
+    async def _apply_journal(self) -> None:
+        """Apply the journalled outcomes to the messages in one transaction, then delete
+        their journal files. When that fails they stay (in memory and in the files) for
+        the next flush; should this worker die first, another replays its journal."""
+        if self._journal is None:
+            return
+        batches, self._journalled = self._journalled, []
+        self._journalled_count = 0
+        self._unapplied += batches
+        self._unapplied_files.append(self._journal.rotate())
+        prepared = merge([p for p, _ in self._unapplied])
+        done = [c for _, d in self._unapplied for c in d]
+        tenant_ids = [c.job.tenant_id for c in done if c.recipients]
+        applied, self._hooked = await self.queue.apply_journalled(
+            self.ctx.db, prepared, worker=self.name, tenant_ids=tenant_ids
+        )
+        if applied is None:
+            # A tenant has had an active webhook endpoint since: events with the outcomes.
+            await self._commit(prepared, done, tenant_ids, {})
+        for path in self._unapplied_files:
+            self._journal.discard(path)
+        self._unapplied, self._unapplied_files = [], []
+
+    async def _replay_dead_journals(self) -> None:
+        """Apply the journals of workers that are gone (see
+        :func:`~mailgate.storage.outcome_journal.replay_dead`)."""
+        directory = self.queue.journal_dir(self.ctx.db)
+        if directory is None:
+            return
+
+        async def apply(worker: str, rows: PreparedFinish) -> int:
+            applied, _ = await self.queue.apply_journalled(
+                self.ctx.db, rows, worker=worker, tenant_ids=()
+            )
+            return applied or 0
+
+        await replay_dead(directory, apply)
+
+    def _close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close(applied=not self._unapplied and not self._journalled)
+            self._journal = None
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set() or self._inflight:
