@@ -24,3 +24,25 @@ def test_ids_made_together_are_unique_and_spelled_like_single_ones() -> None:
     assert {i[:9] for i in ids} == {single[:9]}
     assert new_ids(0) == []
     assert new_ids(3, now_ms=2**47)[0] > new_id(now_ms=2**47 - 1)
+
+
+def test_random_bytes_are_handed_out_once_and_a_forked_child_reads_its_own() -> None:
+    import os
+
+    from mailgate.domain.ids import random_bytes
+
+    chunks = [random_bytes(10) for _ in range(2000)]  # several reads of the OS's source
+    assert len(set(chunks)) == len(chunks) and {len(c) for c in chunks} == {10}
+    assert len(random_bytes(10_000)) == 10_000
+    random_bytes(1)  # the buffer now holds bytes a child must not reuse
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, random_bytes(16))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 16
+    assert child != random_bytes(16)

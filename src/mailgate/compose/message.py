@@ -27,7 +27,6 @@ checked against the ``email`` package parser in the tests.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +39,7 @@ from mailgate.compose.addresses import Address
 from mailgate.compose.header_writer import address_list, structured, unstructured
 from mailgate.compose.headers import is_header_name
 from mailgate.compose.mime import Leaf, Multipart, file_leaf, render, text_leaf
+from mailgate.domain.ids import random_bytes
 
 #: The header naming the To and Cc recipients a test list replaced (never the Bcc ones).
 ORIGINAL_RECIPIENTS_HEADER: Final = "X-Mailgate-Original-Recipients"
@@ -93,7 +93,7 @@ def new_message_id(domain: str) -> str:
 
     ``domain`` is the sender's domain; an internationalised one is written as its A-label.
     """
-    return f"<{secrets.token_hex(16)}@{_message_id_domain(domain)}>"
+    return f"<{random_bytes(16).hex()}@{_message_id_domain(domain)}>"
 
 
 @lru_cache(maxsize=1024)
