@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -369,3 +370,53 @@ async def test_a_pass_that_fails_after_claiming_gives_its_mail_back_at_once(
     message = await tenant.message(message_id)
     assert message["status"] == "sent"
     assert [a["possible_duplicate"] for a in message["attempts"]] == [False]
+
+
+async def test_an_outcome_that_cannot_be_committed_comes_back_when_its_lease_runs_out(
+    tenant: Tenant, engines: EngineCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker stops renewing the lease of a message whose outcome it could not write:
+    the message is reclaimed, flagged, and sent again while the worker keeps running
+    (renewing it would leave it in `sending` until the worker stopped)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from mailgate.storage.queue import queue_for
+    from mailgate.storage.tables import attempts, messages
+
+    queue_class = type(queue_for(tenant.ctx.db.dialect))
+    failures = []
+    for name in ("finish_alone", "finish"):  # the first outcome write fails, either way
+        original = getattr(queue_class, name)
+
+        async def failing_once(
+            self: object, *args: Any, _original: Any = original, **kwargs: Any
+        ) -> Any:
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("disk I/O error")
+            return await _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(queue_class, name, failing_once)
+    options = replace(FAST, lease=timedelta(seconds=1))
+    async with AiosmtpdServer() as smtp:
+        await tenant.server(smtp.port)
+        message_id = await tenant.send_ok(stage="production")
+        worker = Worker(tenant.ctx, engines=engines, options=options)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            deadline = time.monotonic() + 15
+            while (await tenant.message(message_id))["status"] != "sent":
+                assert time.monotonic() < deadline, await tenant.message(message_id)
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=30)
+        assert len(smtp.messages) == 2  # sent, its outcome lost, sent again
+    assert failures == [1]
+    async with tenant.ctx.db.read() as tx:
+        flags = (await tx.execute(select(attempts.c.possible_duplicate))).scalars().all()
+        status = (await tx.execute(select(messages.c.status))).scalars().all()
+    assert flags == [True] and status == ["sent"]

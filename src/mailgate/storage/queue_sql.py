@@ -7,7 +7,7 @@ reclaim and renewal lock rows, and whether committed mail can be announced.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -432,14 +432,19 @@ class SqlQueue:
         )
         return int(result.rowcount or 0)
 
-    async def renew(self, tx: Tx, *, worker: str, lease: timedelta) -> int:
-        """Extend the leases a live worker holds, so slow deliveries are not reclaimed."""
-        mine = self.lock_rows(
-            select(messages.c.id).where(
-                messages.c.lease_owner == worker,
-                messages.c.status == MessageStatus.SENDING.value,
-            )
-        )
+    async def renew(
+        self, tx: Tx, *, worker: str, lease: timedelta, skip: Collection[str] = ()
+    ) -> int:
+        """Extend the leases a live worker holds, so slow deliveries are not reclaimed;
+        except those of ``skip`` (messages whose outcome it could not record: their leases
+        run out, and they come back flagged)."""
+        conditions = [
+            messages.c.lease_owner == worker,
+            messages.c.status == MessageStatus.SENDING.value,
+        ]
+        if skip:
+            conditions.append(messages.c.id.not_in(list(skip)))
+        mine = self.lock_rows(select(messages.c.id).where(*conditions))
         result = await tx.execute(
             update(messages)
             .where(messages.c.id.in_(mine.scalar_subquery()))

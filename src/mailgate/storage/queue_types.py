@@ -7,7 +7,7 @@ implement the protocol, and :func:`mailgate.storage.queue.queue_for` picks one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -215,8 +215,10 @@ class Queue(Protocol):
     async def reclaim_expired(self, tx: Tx, *, now: datetime | None = None) -> int:
         """Return messages whose lease ran out to the queue, flagged possible duplicates."""
 
-    async def renew(self, tx: Tx, *, worker: str, lease: timedelta) -> int:
-        """Extend the leases ``worker`` holds."""
+    async def renew(
+        self, tx: Tx, *, worker: str, lease: timedelta, skip: Collection[str] = ()
+    ) -> int:
+        """Extend the leases ``worker`` holds, except those of the messages ``skip``."""
 
     async def notify(self, tx: Tx) -> None:
         """Tell listening workers that mail was committed (where the database can)."""

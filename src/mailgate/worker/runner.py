@@ -124,6 +124,8 @@ class Worker:
         #: Journalled outcomes whose apply failed, and their journal files.
         self._unapplied: list[tuple[PreparedFinish, list[Completion]]] = []
         self._unapplied_files: list[Path] = []
+        #: Messages whose outcomes could not be committed, with when (see :meth:`_forsake`).
+        self._forsaken: dict[str, float] = {}
         self._min_claim = max(1, min(self.options.batch_size, self.options.concurrency) // 2)
         self.delivered = 0
 
@@ -512,8 +514,9 @@ class Worker:
         When deliveries wait for them (``journal``) and the worker keeps an outcome journal,
         they are appended to it (:mod:`mailgate.storage.outcome_journal`) and applied to
         the database in bulk later (:meth:`_apply_journal`); else they are committed now.
-        When a commit fails the outcomes are not retried: their messages stay leased and
-        come back flagged as possible duplicates when the leases expire."""
+        When a commit fails the outcomes are not retried: the worker stops renewing those
+        messages' leases, and they come back flagged as possible duplicates when the leases
+        run out."""
         done, self._done = self._done, []
         recorded, self._recorded = self._recorded, []
         updates, self._status_updates = self._status_updates, {}
@@ -524,13 +527,26 @@ class Worker:
                 self._journalled.append((prepared, done))
                 self._journalled_count += len(done)
             else:
-                await self._commit(prepared, done, tenant_ids, updates)
+                try:
+                    await self._commit(prepared, done, tenant_ids, updates)
+                except BaseException:
+                    self._forsake(done)
+                    raise
         finally:
             for future in recorded:
                 if not future.done():
                     future.set_result(None)
         observe.record(done)
         self._room.set()
+
+    def _forsake(self, done: list[Completion]) -> None:
+        """Outcomes that could not be committed: their leases are no longer renewed, so
+        the messages come back (flagged) when the leases run out, as they would had this
+        worker died. They are forgotten after twice the lease."""
+        now = time.monotonic()
+        horizon = now - 2 * self.options.lease.total_seconds()
+        self._forsaken = {k: t for k, t in self._forsaken.items() if t > horizon}
+        self._forsaken.update((c.job.id, now) for c in done)
 
     async def _commit(
         self,
@@ -642,7 +658,9 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 async with self.ctx.db.transaction() as tx:
-                    await self.queue.renew(tx, worker=self.name, lease=self.options.lease)
+                    await self.queue.renew(
+                        tx, worker=self.name, lease=self.options.lease, skip=self._forsaken
+                    )
             except Exception:
                 log.exception("renewing leases failed; will try again")
 
