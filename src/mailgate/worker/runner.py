@@ -2,13 +2,14 @@
 
 One pass of a job reads as steps (ARCHITECTURE.md house style 5):
 ``claim → resolve server → apply rate limit → deliver (fallback on connection failure) →
-decide → record``. Completions are written in batches, so the database sees one transaction
-per batch rather than one per message. Each delivery's engine learns when its outcome is
-committed (:data:`~mailgate.engines.base.outcome_recording`) and hands a connection its next
+decide → record``. Completions are recorded in batches by the worker's
+:class:`~mailgate.worker.recording.Recorder`. Each delivery's engine learns when its outcome
+is durable (:data:`~mailgate.engines.base.outcome_recording`) and hands a connection its next
 content only then, so a worker killed at any moment has sent at most one message per
 connection whose outcome is lost; when a delivery waits for that, the engine hurries the
-worker to write what it has. Leases are renewed while the worker lives; a worker that dies
-has its mail reclaimed when the leases expire, flagged as possible duplicates.
+recorder. Leases are renewed while the worker lives; a worker that dies has its mail
+reclaimed when the leases expire (its journalled outcomes applied first), flagged as
+possible duplicates.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 
 from mailgate.domain.delivery import (
     DeliveryResult,
@@ -38,19 +38,15 @@ from mailgate.errors import MailgateError
 from mailgate.runtime import Context
 from mailgate.storage import rate
 from mailgate.storage import server_deletion as deletion_store
-from mailgate.storage import servers as server_store
-from mailgate.storage import webhooks as webhook_store
 from mailgate.storage.base import utcnow
-from mailgate.storage.outcome_journal import OutcomeJournal, merge, replay_dead
 from mailgate.storage.queue import (
     AttemptRecord,
     Completion,
     Job,
-    PreparedFinish,
     queue_for,
 )
-from mailgate.worker import observe
 from mailgate.worker.decide import attempt_record, decide, quarantine
+from mailgate.worker.recording import Recorder, first_line
 from mailgate.worker.reroute import reroute
 from mailgate.worker.servers import ServerDirectory, ServerEntry
 
@@ -105,27 +101,17 @@ class Worker:
         self.queue = queue_for(ctx.db.dialect)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._done: list[Completion] = []
-        #: Resolved when the completions of ``_done`` are committed (or could not be).
-        self._recorded: list[asyncio.Future[None]] = []
-        self._status_updates: dict[str, tuple[ServerStatus, str | None]] = {}
         self._inflight: dict[str, tuple[Job, asyncio.Task[None]]] = {}
         #: Set when a claim may be worthwhile again: outcomes were flushed or deliveries ended.
         self._room = asyncio.Event()
-        self._flush_now = asyncio.Event()
-        #: Set when a delivery waits for outcomes to be durable (see :meth:`_record`).
-        self._hurried = False
-        self._journal: OutcomeJournal | None = None
-        #: Tenants with an active webhook endpoint, as last read (None: not known).
-        self._hooked: frozenset[str] | None = None
-        #: Journalled outcomes not applied yet, and how many messages they are.
-        self._journalled: list[tuple[PreparedFinish, list[Completion]]] = []
-        self._journalled_count = 0
-        #: Journalled outcomes whose apply failed, and their journal files.
-        self._unapplied: list[tuple[PreparedFinish, list[Completion]]] = []
-        self._unapplied_files: list[Path] = []
-        #: Messages whose outcomes could not be committed, with when (see :meth:`_forsake`).
-        self._forsaken: dict[str, float] = {}
+        self.recorder = Recorder(
+            ctx,
+            self.queue,
+            worker=self.name,
+            batch_size=self.options.batch_size,
+            lease=self.options.lease,
+            on_recorded=self._room.set,
+        )
         self._min_claim = max(1, min(self.options.batch_size, self.options.concurrency) // 2)
         self.delivered = 0
 
@@ -148,7 +134,7 @@ class Worker:
         the exception propagates so that the pool restarts the worker."""
         ended = asyncio.Event()
         self.health.started(self.slot, now=time.monotonic(), restart=self.restarted)
-        await self._open_journal()
+        await self.recorder.open_journal()
         flusher = asyncio.create_task(self._flush_loop(ended), name="mailgate-flush")
         keeper = asyncio.create_task(self._lease_loop(ended), name="mailgate-leases")
         try:
@@ -157,15 +143,15 @@ class Worker:
             self.health.ended(self.slot)
             await self._shutdown()
             ended.set()
-            self._flush_now.set()
+            self.recorder.wanted.set()
             await flusher
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             try:
-                await self._flush()
+                await self.recorder.flush()
             finally:
-                self._close_journal()
+                self.recorder.close_journal()
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         backoff = self.options.error_backoff
@@ -177,7 +163,7 @@ class Worker:
                 log.error(
                     "claiming mail failed (%s: %s); retrying in %.1f s",
                     type(exc).__name__,
-                    _first_line(exc),
+                    first_line(exc),
                     backoff,
                 )
                 with contextlib.suppress(TimeoutError):
@@ -194,7 +180,7 @@ class Worker:
         until room frees up (True) or only until woken or the next poll (False)."""
         if time.monotonic() - self._last_reclaim > self.options.reclaim_interval:
             # The journals of workers that are gone first: their outcomes are decided.
-            await self._replay_dead_journals()
+            await self.recorder.replay_dead_journals()
             async with self.ctx.db.transaction() as tx:
                 reclaimed = await self.queue.reclaim_expired(tx)
             self._last_reclaim = time.monotonic()
@@ -287,9 +273,7 @@ class Worker:
             log.warning(
                 "message %s has no mail server: %s", completion.job.id, completion.last_error
             )
-            self._done.append(completion)
-        if decided.unroutable:
-            self._flush_now.set()
+            self.recorder.add(completion)
         new = {job.id: job for job, _ in decided.moved}
         gone = {j.id for j in lost}
         return [new.get(j.id, j) for j in jobs if j.id not in gone or j.id in new]
@@ -320,9 +304,8 @@ class Worker:
         now = utcnow()
         for job in jobs:
             log.error("message %s %s; failing it", job.id, job.fault)
-            self._done.append(quarantine(job, now=now))
+            self.recorder.add(quarantine(job, now=now))
         self.health.quarantined(len(jobs))
-        self._flush_now.set()
 
     def _forget(self, job_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:
@@ -392,7 +375,7 @@ class Worker:
         # Set in this task's own context: the engine holds a place on its connections until
         # this outcome is committed (see the module docstring).
         recorded = self._running_loop().create_future()
-        outcome_recording.set(OutcomeRecording(recorded, self._hurry))
+        outcome_recording.set(OutcomeRecording(recorded, self.recorder.hurry))
         try:
             completion = await self._deliver(job, entries)
         except asyncio.CancelledError:
@@ -401,10 +384,7 @@ class Worker:
         except Exception as exc:  # a bug: record it, never lose the message
             log.exception("delivery of %s failed unexpectedly", job.id)
             completion = self._internal_error(job, exc)
-        self._done.append(completion)
-        self._recorded.append(recorded)
-        if len(self._done) >= self.options.batch_size:
-            self._flush_now.set()
+        self.recorder.add(completion, recorded)
         self.delivered += 1
 
     def _internal_error(self, job: Job, exc: Exception) -> Completion:
@@ -479,7 +459,7 @@ class Worker:
         else:
             return
         if self.servers.note_status(entry.server.id, status):
-            self._status_updates[entry.server.id] = (status, detail)
+            self.recorder.status_updates[entry.server.id] = (status, detail)
 
     def _no_server(self, job: Job) -> Completion:
         """The server was deleted after this batch was routed: the next attempt routes the
@@ -491,163 +471,15 @@ class Worker:
         orphan = replace(job, server_id=None)
         return decide(orphan, result, now=utcnow(), policy=self.retry, attempt=None)
 
-    # Recording -----------------------------------------------------------------------------
-
-    def _hurry(self) -> None:
-        """A delivery waits for outcomes to be durable before it may send on: now."""
-        self._hurried = True
-        self._flush_now.set()
-
-    async def _flush(self) -> None:
-        """Record the outcomes completed so far (:meth:`_record`); then apply the journalled
-        ones when enough have gathered or at a quiet moment (a flush nobody hurried)."""
-        hurried, self._hurried = self._hurried, False
-        if self._done or self._status_updates:
-            await self._record(journal=hurried)
-        pending = self._journalled or self._unapplied
-        if pending and (not hurried or self._journalled_count >= self.options.batch_size):
-            await self._apply_journal()
-
-    async def _record(self, *, journal: bool) -> None:
-        """Make the outcomes completed so far durable; their connections may then send on.
-
-        When deliveries wait for them (``journal``) and the worker keeps an outcome journal,
-        they are appended to it (:mod:`mailgate.storage.outcome_journal`) and applied to
-        the database in bulk later (:meth:`_apply_journal`); else they are committed now.
-        When a commit fails the outcomes are not retried: the worker stops renewing those
-        messages' leases, and they come back flagged as possible duplicates when the leases
-        run out."""
-        done, self._done = self._done, []
-        recorded, self._recorded = self._recorded, []
-        updates, self._status_updates = self._status_updates, {}
-        try:
-            prepared = self.queue.prepare_finish(done, worker=self.name)
-            tenant_ids = [c.job.tenant_id for c in done if c.recipients]
-            if journal and not updates and self._journal_append(prepared, tenant_ids):
-                self._journalled.append((prepared, done))
-                self._journalled_count += len(done)
-            else:
-                try:
-                    await self._commit(prepared, done, tenant_ids, updates)
-                except BaseException:
-                    self._forsake(done)
-                    raise
-        finally:
-            for future in recorded:
-                if not future.done():
-                    future.set_result(None)
-        observe.record(done)
-        self._room.set()
-
-    def _forsake(self, done: list[Completion]) -> None:
-        """Outcomes that could not be committed: their leases are no longer renewed, so
-        the messages come back (flagged) when the leases run out, as they would had this
-        worker died. They are forgotten after twice the lease."""
-        now = time.monotonic()
-        horizon = now - 2 * self.options.lease.total_seconds()
-        self._forsaken = {k: t for k, t in self._forsaken.items() if t > horizon}
-        self._forsaken.update((c.job.id, now) for c in done)
-
-    async def _commit(
-        self,
-        prepared: PreparedFinish,
-        done: list[Completion],
-        tenant_ids: list[str],
-        updates: dict[str, tuple[ServerStatus, str | None]],
-    ) -> None:
-        """Commit outcomes: alone where that is cheaper, else with their webhook events
-        and the servers' new statuses."""
-        db = self.ctx.db
-        if updates or not await self.queue.finish_alone(db, prepared, tenant_ids=tenant_ids):
-            async with db.transaction() as tx:
-                await self.queue.finish(tx, prepared)
-                await webhook_store.record_events(tx, done)
-                if updates:
-                    await server_store.set_status_many(tx, updates)
-
-    # The outcome journal -------------------------------------------------------------------
-
-    async def _open_journal(self) -> None:
-        """Keep an outcome journal where the queue has them (a SQLite database); without
-        one (it cannot be created), outcomes are committed as they come."""
-        directory = self.queue.journal_dir(self.ctx.db)
-        if directory is None:
-            return
-        try:
-            self._hooked = await self.queue.hooked_tenants(self.ctx.db)
-            journal = OutcomeJournal(directory, self.name)
-            journal.open()
-        except Exception as exc:
-            log.warning(
-                "no outcome journal (%s: %s); committing outcomes as they come",
-                type(exc).__name__,
-                _first_line(exc),
-            )
-            return
-        self._journal = journal
-
-    def _journal_append(self, prepared: PreparedFinish, tenant_ids: list[str]) -> bool:
-        """Append to the journal; False when the outcomes must be committed instead (no
-        journal, a tenant with an active webhook endpoint, a write that failed)."""
-        if self._journal is None or self._hooked is None or self._hooked.intersection(tenant_ids):
-            return False
-        try:
-            self._journal.append(prepared)
-        except OSError as exc:
-            log.warning("cannot write the outcome journal (%s); committing outcomes", exc)
-            return False
-        return True
-
-    async def _apply_journal(self) -> None:
-        """Apply the journalled outcomes to the messages in one transaction, then delete
-        their journal files. When that fails they stay (in memory and in the files) for
-        the next flush; should this worker die first, another replays its journal."""
-        if self._journal is None:
-            return
-        batches, self._journalled = self._journalled, []
-        self._journalled_count = 0
-        self._unapplied += batches
-        self._unapplied_files.append(self._journal.rotate())
-        prepared = merge([p for p, _ in self._unapplied])
-        done = [c for _, d in self._unapplied for c in d]
-        tenant_ids = [c.job.tenant_id for c in done if c.recipients]
-        applied, self._hooked = await self.queue.apply_journalled(
-            self.ctx.db, prepared, worker=self.name, tenant_ids=tenant_ids
-        )
-        if applied is None:
-            # A tenant has had an active webhook endpoint since: events with the outcomes.
-            await self._commit(prepared, done, tenant_ids, {})
-        for path in self._unapplied_files:
-            self._journal.discard(path)
-        self._unapplied, self._unapplied_files = [], []
-
-    async def _replay_dead_journals(self) -> None:
-        """Apply the journals of workers that are gone (see
-        :func:`~mailgate.storage.outcome_journal.replay_dead`)."""
-        directory = self.queue.journal_dir(self.ctx.db)
-        if directory is None:
-            return
-
-        async def apply(worker: str, rows: PreparedFinish) -> int:
-            applied, _ = await self.queue.apply_journalled(
-                self.ctx.db, rows, worker=worker, tenant_ids=()
-            )
-            return applied or 0
-
-        await replay_dead(directory, apply)
-
-    def _close_journal(self) -> None:
-        if self._journal is not None:
-            self._journal.close(applied=not self._unapplied and not self._journalled)
-            self._journal = None
+    # Recording (:mod:`mailgate.worker.recording`) ------------------------------------------
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set() or self._inflight:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), self.options.flush_interval)
-            self._flush_now.clear()
+                await asyncio.wait_for(self.recorder.wanted.wait(), self.options.flush_interval)
+            self.recorder.wanted.clear()
             try:
-                await self._flush()
+                await self.recorder.flush()
             except Exception:
                 log.exception("recording delivery outcomes failed; retrying")
                 await asyncio.sleep(1.0)
@@ -659,7 +491,7 @@ class Worker:
             try:
                 async with self.ctx.db.transaction() as tx:
                     await self.queue.renew(
-                        tx, worker=self.name, lease=self.options.lease, skip=self._forsaken
+                        tx, worker=self.name, lease=self.options.lease, skip=self.recorder.forsaken
                     )
             except Exception:
                 log.exception("renewing leases failed; will try again")
@@ -675,7 +507,7 @@ class Worker:
         for _, task in list(self._inflight.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._flush()
+        await self.recorder.flush()
         if aborted:
             # The data may have been on the wire when the attempt was aborted.
             async with self.ctx.db.transaction() as tx:
@@ -687,11 +519,6 @@ class Worker:
                     possible_duplicate=True,
                 )
             log.warning("released %d unfinished message(s) on shutdown", len(aborted))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "no detail"
 
 
 def _can_carry(entry: ServerEntry, job: Job) -> bool:
