@@ -12,6 +12,7 @@ from tests.support.tls import CertFiles, TestCA
 
 from mailgate.domain.servers import Security
 from mailgate.engines.config import ServerConfig
+from mailgate.engines.smtp.wire import SmtpWire
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,17 @@ def make_config(test_ca: TestCA) -> ConfigFactory:
         return ServerConfig(**values)
 
     return make
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every chunk of bytes the SMTP client hands to its transport, in order."""
+    seen: list[bytes] = []
+    original = SmtpWire.write
+
+    def counting(self: SmtpWire, data: bytes) -> None:
+        seen.append(data)
+        original(self, data)
+
+    monkeypatch.setattr(SmtpWire, "write", counting)
+    return seen

@@ -25,7 +25,7 @@ from mailgate.engines.base import OutcomeRecording, outcome_recording
 from mailgate.engines.config import ServerConfig
 from mailgate.engines.smtp.engine import SmtpEngine
 from mailgate.engines.smtp.settings import SessionSettings
-from mailgate.engines.smtp.wire import SmtpWire, crlf_lines
+from mailgate.engines.smtp.wire import crlf_lines
 
 K = OutcomeKind
 MESSAGE = b"Subject: chunked\r\n\r\nbody\r\n"
@@ -35,20 +35,6 @@ BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 BOTH = pytest.mark.parametrize(
     "ehlo", [CHUNKING_EHLO, CHUNKING_ONLY_EHLO], ids=["pipelined", "sequential"]
 )
-
-
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every chunk of bytes the SMTP client hands to its transport, in order."""
-    seen: list[bytes] = []
-    original = SmtpWire.write
-
-    def counting(self: SmtpWire, data: bytes) -> None:
-        seen.append(data)
-        original(self, data)
-
-    monkeypatch.setattr(SmtpWire, "write", counting)
-    return seen
 
 
 async def deliver(

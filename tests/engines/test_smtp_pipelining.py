@@ -10,7 +10,6 @@ from tests.support.smtp_servers import CLOSE, STALL, LoopbackDialer, RawConnecti
 
 from mailgate.domain.delivery import Envelope, OutcomeKind
 from mailgate.engines.smtp.engine import SmtpEngine
-from mailgate.engines.smtp.wire import SmtpWire
 
 K = OutcomeKind
 MESSAGE = b"Subject: pipelined\r\n\r\nbody\r\n"
@@ -18,20 +17,6 @@ MESSAGE = b"Subject: pipelined\r\n\r\nbody\r\n"
 
 def envelope(n: int) -> Envelope:
     return Envelope("a@mailgate.test", (f"r{n}@x.test",))
-
-
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every chunk the SMTP client hands to its transport."""
-    seen: list[bytes] = []
-    original = SmtpWire.write
-
-    def counting(self: SmtpWire, data: bytes) -> None:
-        seen.append(data)
-        original(self, data)
-
-    monkeypatch.setattr(SmtpWire, "write", counting)
-    return seen
 
 
 async def test_queued_deliveries_take_one_write_per_message(

@@ -180,10 +180,10 @@ class OutcomeJournal:
 
 
 def _generations(directory: Path, stem: str) -> list[Path]:
-    return sorted(directory.glob(f"{glob_escape(stem)}.*.jsonl"))
+    return sorted(directory.glob(f"{_glob_escape(stem)}.*.jsonl"))
 
 
-def glob_escape(text: str) -> str:
+def _glob_escape(text: str) -> str:
     """``text`` with the characters glob treats as patterns escaped."""
     return re.sub(r"([*?\[])", r"[\1]", text)
 
